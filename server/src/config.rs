@@ -1,0 +1,174 @@
+//! The server's settings: one struct, read from flags and `TICKSCOPE_*` variables by clap, and
+//! handed to everything that needs it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// tickscope: one simulated stock-ticker feed, served by polling, long polling, WebSocket and
+/// Server-Sent Events, with the browser app on the same port.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tickscope", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "TICKSCOPE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+
+    /// Number of simulated symbols: the first 12 are named companies, more get generated names.
+    #[arg(long, env = "TICKSCOPE_SYMBOLS", default_value_t = 12,
+          value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub symbols: u16,
+
+    /// Ticks per second over all symbols (Poisson arrivals). 0 pauses the feed after the
+    /// opening quotes.
+    #[arg(long, env = "TICKSCOPE_RATE", default_value_t = 50.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// Seed of the simulation; the same seed gives the same prices, symbols and volumes.
+    /// Without it every run differs.
+    #[arg(long, env = "TICKSCOPE_SEED")]
+    pub seed: Option<u64>,
+
+    /// Simulated market seconds per real second. Volatilities are annual, so at 1 prices move
+    /// as slowly as a real stock's; the default makes a 15-minute chart show a trading day's
+    /// worth of movement.
+    #[arg(long, env = "TICKSCOPE_SPEED", default_value_t = 30.0, value_parser = parse_speed)]
+    pub speed: f64,
+
+    /// Ticks kept for resuming from a cursor; an older cursor gets `gap: true`.
+    #[arg(long, env = "TICKSCOPE_RETENTION", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub retention: u64,
+
+    /// Most ticks in one batch; a client further behind gets the rest in the next batch.
+    #[arg(long, env = "TICKSCOPE_MAX_BATCH_TICKS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_batch_ticks: u64,
+
+    /// Most symbols in one subscription or query.
+    #[arg(long, env = "TICKSCOPE_MAX_SYMBOLS", default_value_t = 100,
+          value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_symbols: u64,
+
+    /// Long-poll hold time when the client names none, in milliseconds.
+    #[arg(long, env = "TICKSCOPE_LONG_POLL_TIMEOUT_MS", default_value_t = 25_000)]
+    pub long_poll_timeout_ms: u64,
+
+    /// Longest long-poll hold time a client may ask for with `timeout_ms`, in milliseconds.
+    #[arg(long, env = "TICKSCOPE_LONG_POLL_MAX_TIMEOUT_MS", default_value_t = 60_000)]
+    pub long_poll_max_timeout_ms: u64,
+
+    /// Largest WebSocket message a client may send, in bytes; a larger one closes the
+    /// connection with 1009.
+    #[arg(long, env = "TICKSCOPE_MAX_WS_MESSAGE_BYTES", default_value_t = 4096,
+          value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    pub max_ws_message_bytes: u64,
+
+    /// How often the server pings each WebSocket client, in milliseconds.
+    #[arg(long, env = "TICKSCOPE_WS_HEARTBEAT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub ws_heartbeat_ms: u64,
+
+    /// A WebSocket client silent (no pong, no message) this long is dropped, in milliseconds.
+    #[arg(long, env = "TICKSCOPE_WS_CLIENT_TIMEOUT_MS", default_value_t = 30_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub ws_client_timeout_ms: u64,
+
+    /// How often an idle SSE stream gets a comment line so proxies keep it open, in milliseconds.
+    #[arg(long, env = "TICKSCOPE_SSE_HEARTBEAT_MS", default_value_t = 15_000,
+          value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub sse_heartbeat_ms: u64,
+
+    /// The built browser app (trunk's output), served at `/`.
+    #[arg(long, env = "TICKSCOPE_STATIC_DIR", default_value = "dist")]
+    pub static_dir: PathBuf,
+
+    /// HTTP worker threads; 0 means one per core.
+    #[arg(long, env = "TICKSCOPE_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// On shutdown, how long open requests get to finish, in milliseconds.
+    #[arg(long, env = "TICKSCOPE_SHUTDOWN_TIMEOUT_MS", default_value_t = 5_000)]
+    pub shutdown_timeout_ms: u64,
+}
+
+impl Config {
+    /// The defaults, as `tickscope` with no flags and no environment would run; tests start
+    /// from here and change what they need.
+    pub fn defaults() -> Self {
+        Self::parse_from(["tickscope"])
+    }
+
+    /// Checks what single flags cannot: relations between them.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.long_poll_timeout_ms > self.long_poll_max_timeout_ms {
+            return Err(format!(
+                "--long-poll-timeout-ms ({}) is above --long-poll-max-timeout-ms ({})",
+                self.long_poll_timeout_ms, self.long_poll_max_timeout_ms
+            ));
+        }
+        if self.ws_client_timeout_ms <= self.ws_heartbeat_ms {
+            return Err(format!(
+                "--ws-client-timeout-ms ({}) must be longer than --ws-heartbeat-ms ({})",
+                self.ws_client_timeout_ms, self.ws_heartbeat_ms
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn ws_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.ws_heartbeat_ms)
+    }
+
+    pub fn ws_client_timeout(&self) -> Duration {
+        Duration::from_millis(self.ws_client_timeout_ms)
+    }
+
+    pub fn sse_heartbeat(&self) -> Duration {
+        Duration::from_millis(self.sse_heartbeat_ms)
+    }
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .parse()
+        .map_err(|_| format!("rate must be a number of ticks per second, got {text:?}"))?;
+    if !(0.0..=1_000_000.0).contains(&rate) {
+        return Err(format!("rate must be between 0 and 1000000 ticks/s, got {rate}"));
+    }
+    Ok(rate)
+}
+
+fn parse_speed(text: &str) -> Result<f64, String> {
+    let speed: f64 = text
+        .parse()
+        .map_err(|_| format!("speed must be a number, got {text:?}"))?;
+    if !(0.0..=100_000.0).contains(&speed) || speed == 0.0 {
+        return Err(format!("speed must be above 0 and at most 100000, got {speed}"));
+    }
+    Ok(speed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = Config::defaults();
+        assert_eq!(config.addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.symbols, 12);
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_reasons() {
+        let err = Config::try_parse_from(["tickscope", "--rate=-1"]).unwrap_err();
+        assert!(err.to_string().contains("rate must be between"));
+        let config =
+            Config::try_parse_from(["tickscope", "--long-poll-timeout-ms", "70000"]).unwrap();
+        assert!(config.validate().unwrap_err().contains("above"));
+    }
+}

@@ -1,0 +1,107 @@
+//! Writing batches and snapshots from pre-encoded ticks.
+//!
+//! A tick's JSON is made once, when it is published; here it is only copied. The shapes are
+//! those of [`tickscope_shared::wire`], which the tests below check by parsing the output back.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::feed::BatchSlice;
+
+/// A batch as the HTTP transports and SSE send it: `{"cursor":..,"gap":..,"ticks":[..]}`.
+pub fn batch(slice: &BatchSlice) -> String {
+    write_batch(String::new(), "{", slice)
+}
+
+/// A batch as a WebSocket message: the same with `"type":"batch"` first.
+pub fn ws_batch(slice: &BatchSlice) -> String {
+    write_batch(String::new(), r#"{"type":"batch","#, slice)
+}
+
+/// A snapshot: `{"cursor":..,"quotes":[..]}`.
+pub fn snapshot(cursor: u64, quotes: &[Arc<str>]) -> String {
+    let mut out = String::with_capacity(32 + json_len(quotes));
+    write!(out, r#"{{"cursor":{cursor},"quotes":"#).expect("writing to a String cannot fail");
+    push_array(&mut out, quotes);
+    out.push('}');
+    out
+}
+
+fn write_batch(mut out: String, opening: &str, slice: &BatchSlice) -> String {
+    out.reserve(48 + json_len(&slice.ticks));
+    out.push_str(opening);
+    write!(out, r#""cursor":{},"gap":{},"ticks":"#, slice.cursor, slice.gap)
+        .expect("writing to a String cannot fail");
+    push_array(&mut out, &slice.ticks);
+    out.push('}');
+    out
+}
+
+fn json_len(items: &[Arc<str>]) -> usize {
+    items.iter().map(|item| item.len() + 1).sum()
+}
+
+fn push_array(out: &mut String, items: &[Arc<str>]) {
+    out.push('[');
+    for (index, item) in items.iter().enumerate() {
+        if index > 0 {
+            out.push(',');
+        }
+        out.push_str(item);
+    }
+    out.push(']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tickscope_shared::wire::{Batch, ServerMessage, Snapshot, Tick};
+
+    fn tick(seq: u64) -> Tick {
+        Tick {
+            seq,
+            symbol: "ACME".into(),
+            price: 142.5,
+            bid: 142.49,
+            ask: 142.51,
+            volume: 300,
+            ts: 1_700_000_000_123_456,
+        }
+    }
+
+    fn slice(ticks: &[Tick], gap: bool) -> BatchSlice {
+        BatchSlice {
+            cursor: 9,
+            gap,
+            ticks: ticks
+                .iter()
+                .map(|tick| serde_json::to_string(tick).unwrap().into())
+                .collect(),
+            more: false,
+        }
+    }
+
+    #[test]
+    fn batches_parse_back_into_the_wire_types() {
+        let ticks = [tick(8), tick(9)];
+        let expected = Batch {
+            cursor: 9,
+            gap: true,
+            ticks: ticks.to_vec(),
+        };
+        let plain: Batch = serde_json::from_str(&batch(&slice(&ticks, true))).unwrap();
+        assert_eq!(plain, expected);
+        let ws: ServerMessage = serde_json::from_str(&ws_batch(&slice(&ticks, true))).unwrap();
+        assert_eq!(ws, ServerMessage::Batch(expected));
+        let empty: Batch = serde_json::from_str(&batch(&slice(&[], false))).unwrap();
+        assert!(empty.ticks.is_empty() && !empty.gap);
+    }
+
+    #[test]
+    fn snapshot_parses_back() {
+        let quotes: Vec<Arc<str>> = vec![serde_json::to_string(&tick(3)).unwrap().into()];
+        let parsed: Snapshot = serde_json::from_str(&snapshot(3, &quotes)).unwrap();
+        assert_eq!(parsed.cursor, 3);
+        assert_eq!(parsed.quotes, vec![tick(3)]);
+    }
+}

@@ -1,0 +1,433 @@
+//! The feed: every published tick, the retained window, the latest quotes and the candles.
+//!
+//! The simulator is the only writer ([`Feed::publish`]). Readers never block it for long: the
+//! state sits behind a std `RwLock` that is held only to push or copy out pre-encoded ticks,
+//! never across an `.await`. Each tick is encoded to JSON once, when it is published, and
+//! every transport copies those bytes into its frames, so no client costs a JSON encoding.
+//!
+//! Waking readers goes through a `watch` channel carrying the head seq. A reader marks the
+//! channel seen *before* it reads the window, so a tick published in between still wakes it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use prometheus_client::metrics::counter::Counter;
+use tickscope_shared::cursor::{ResumePoint, resume_point};
+use tickscope_shared::wire::{Candle, Tick};
+use tokio::sync::watch;
+
+use crate::clock::now_us;
+use crate::symbols::{SymbolFilter, Universe};
+
+/// How far back candles go: 15 minutes of 1-second candles per symbol.
+pub const CANDLE_HISTORY_S: u32 = 15 * 60;
+
+/// A tick as the simulator makes it, before it gets its seq and timestamp.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickDraft {
+    pub symbol_id: u16,
+    pub price: f64,
+    pub bid: f64,
+    pub ask: f64,
+    pub volume: u64,
+}
+
+/// A published tick: its seq and symbol for filtering, and its JSON, encoded once.
+#[derive(Debug, Clone)]
+pub struct StoredTick {
+    pub seq: u64,
+    pub symbol_id: u16,
+    pub json: Arc<str>,
+}
+
+/// Ticks for one client, still as pre-encoded JSON. See [`tickscope_shared::wire::Batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchSlice {
+    pub cursor: u64,
+    pub gap: bool,
+    pub ticks: Vec<Arc<str>>,
+    /// More ticks after `cursor` were due but over the batch limit: ask again at once.
+    pub more: bool,
+}
+
+impl BatchSlice {
+    /// A batch with no ticks that moves the client to `cursor`.
+    pub fn empty(cursor: u64) -> Self {
+        Self {
+            cursor,
+            gap: false,
+            ticks: Vec::new(),
+            more: false,
+        }
+    }
+}
+
+/// The shared handle to the feed; cloning it is cheap.
+#[derive(Clone)]
+pub struct Feed {
+    inner: Arc<FeedInner>,
+}
+
+struct FeedInner {
+    universe: Arc<Universe>,
+    /// A std lock, not tokio's: nothing awaits while holding it, and the critical sections are
+    /// a few pushes or copies of `Arc`s.
+    state: RwLock<FeedState>,
+    head: watch::Sender<u64>,
+    ticks_published: Counter,
+}
+
+struct FeedState {
+    /// The last `retention` ticks, oldest first, seqs without holes.
+    window: VecDeque<StoredTick>,
+    retention: usize,
+    /// Seq of the newest tick; 0 before the first.
+    head: u64,
+    latest: Vec<Option<StoredTick>>,
+    /// Per symbol, 1-second candles of the last [`CANDLE_HISTORY_S`] seconds, oldest first.
+    candles: Vec<VecDeque<Candle>>,
+}
+
+impl Feed {
+    pub fn new(universe: Arc<Universe>, retention: u64, ticks_published: Counter) -> Self {
+        let symbols = universe.len();
+        let state = FeedState {
+            window: VecDeque::new(),
+            retention: retention.max(1) as usize,
+            head: 0,
+            latest: vec![None; symbols],
+            candles: vec![VecDeque::new(); symbols],
+        };
+        Self {
+            inner: Arc::new(FeedInner {
+                universe,
+                state: RwLock::new(state),
+                head: watch::channel(0).0,
+                ticks_published,
+            }),
+        }
+    }
+
+    pub fn universe(&self) -> &Arc<Universe> {
+        &self.inner.universe
+    }
+
+    /// Seq of the newest tick.
+    pub fn head(&self) -> u64 {
+        *self.inner.head.borrow()
+    }
+
+    /// A receiver that wakes on every publish; its value is the head seq.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.head.subscribe()
+    }
+
+    /// Gives the drafts their seqs and one publish timestamp, encodes each once, stores them
+    /// and wakes every reader.
+    pub fn publish(&self, drafts: &[TickDraft]) {
+        if drafts.is_empty() {
+            return;
+        }
+        let ts = now_us();
+        let head = {
+            let mut state = self.write();
+            for draft in drafts {
+                let listing = self.inner.universe.listing(draft.symbol_id);
+                let tick = Tick {
+                    seq: state.head + 1,
+                    symbol: listing.symbol.clone(),
+                    price: draft.price,
+                    bid: draft.bid,
+                    ask: draft.ask,
+                    volume: draft.volume,
+                    ts,
+                };
+                let json = serde_json::to_string(&tick).expect("a tick always encodes");
+                state.add(
+                    StoredTick {
+                        seq: tick.seq,
+                        symbol_id: draft.symbol_id,
+                        json: json.into(),
+                    },
+                    draft,
+                    ts,
+                );
+            }
+            state.head
+        };
+        self.inner.ticks_published.inc_by(drafts.len() as u64);
+        self.inner.head.send_replace(head);
+    }
+
+    /// The ticks after `since` that `filter` passes, at most `max_ticks` of them.
+    ///
+    /// `since: None` asks for nothing old: an empty batch at the head. A `since` outside the
+    /// window (too old, or past the head) gets a gap batch holding the latest quotes.
+    pub fn batch_since(&self, since: Option<u64>, filter: &SymbolFilter, max_ticks: usize) -> BatchSlice {
+        let state = self.read();
+        let Some(since) = since else {
+            return BatchSlice::empty(state.head);
+        };
+        let from = match resume_point(since, state.oldest(), state.head) {
+            ResumePoint::Gap => {
+                return BatchSlice {
+                    cursor: state.head,
+                    gap: true,
+                    ticks: state.quotes(filter),
+                    more: false,
+                };
+            }
+            ResumePoint::From(from) => from,
+        };
+        let skip = (from - state.oldest()) as usize;
+        let mut ticks = Vec::new();
+        let mut cursor = state.head;
+        let mut more = false;
+        for stored in state.window.iter().skip(skip) {
+            if !filter.passes(stored.symbol_id) {
+                continue;
+            }
+            if ticks.len() == max_ticks {
+                more = true;
+                break;
+            }
+            ticks.push(stored.json.clone());
+            cursor = stored.seq;
+        }
+        if !more {
+            cursor = state.head;
+        }
+        BatchSlice {
+            cursor,
+            gap: false,
+            ticks,
+            more,
+        }
+    }
+
+    /// The latest quote of each symbol `filter` passes, and the cursor they are current at.
+    pub fn snapshot(&self, filter: &SymbolFilter) -> (u64, Vec<Arc<str>>) {
+        let state = self.read();
+        (state.head, state.quotes(filter))
+    }
+
+    /// The candles of `symbol_id` that started within the last `seconds`, oldest first.
+    pub fn history(&self, symbol_id: u16, seconds: u32) -> Vec<Candle> {
+        let since_s = now_us() / 1_000_000 - i64::from(seconds);
+        let state = self.read();
+        state.candles[symbol_id as usize]
+            .iter()
+            .filter(|candle| candle.t > since_s)
+            .cloned()
+            .collect()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, FeedState> {
+        // A panic while holding the lock leaves the state consistent (every write completes
+        // one push at a time), so a poisoned lock is still safe to use.
+        self.inner.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, FeedState> {
+        self.inner.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl FeedState {
+    /// Seq of the oldest retained tick; `head + 1` when none is retained.
+    fn oldest(&self) -> u64 {
+        self.window.front().map_or(self.head + 1, |stored| stored.seq)
+    }
+
+    fn quotes(&self, filter: &SymbolFilter) -> Vec<Arc<str>> {
+        self.latest
+            .iter()
+            .enumerate()
+            .filter(|&(id, _)| filter.passes(id as u16))
+            .filter_map(|(_, stored)| stored.as_ref().map(|stored| stored.json.clone()))
+            .collect()
+    }
+
+    fn add(&mut self, stored: StoredTick, draft: &TickDraft, ts: i64) {
+        self.head = stored.seq;
+        self.latest[draft.symbol_id as usize] = Some(stored.clone());
+        if self.window.len() == self.retention {
+            self.window.pop_front();
+        }
+        self.window.push_back(stored);
+        if draft.volume > 0 {
+            add_to_candles(&mut self.candles[draft.symbol_id as usize], draft, ts);
+        }
+    }
+}
+
+/// Folds a trade into the candle of its second, starting a new candle when the second changed,
+/// and forgets candles older than [`CANDLE_HISTORY_S`].
+fn add_to_candles(candles: &mut VecDeque<Candle>, draft: &TickDraft, ts_us: i64) {
+    let second = ts_us.div_euclid(1_000_000);
+    match candles.back_mut() {
+        Some(candle) if candle.t == second => {
+            candle.high = candle.high.max(draft.price);
+            candle.low = candle.low.min(draft.price);
+            candle.close = draft.price;
+            candle.volume += draft.volume;
+            candle.ticks += 1;
+        }
+        _ => candles.push_back(Candle {
+            t: second,
+            open: draft.price,
+            high: draft.price,
+            low: draft.price,
+            close: draft.price,
+            volume: draft.volume,
+            ticks: 1,
+        }),
+    }
+    while candles
+        .front()
+        .is_some_and(|candle| candle.t <= second - i64::from(CANDLE_HISTORY_S))
+    {
+        candles.pop_front();
+    }
+}
+
+/// One client's position in the feed: its filter and the cursor it has been sent up to.
+/// Long polling, WebSocket and SSE all read the feed through this.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    filter: SymbolFilter,
+    cursor: u64,
+}
+
+impl Subscription {
+    /// Starts after `since`; `None` starts at the head (live only).
+    pub fn new(feed: &Feed, filter: SymbolFilter, since: Option<u64>) -> Self {
+        Self {
+            filter,
+            cursor: since.unwrap_or_else(|| feed.head()),
+        }
+    }
+
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// The next batch worth sending (ticks, or a gap), moving the cursor past it; `None` when
+    /// the client is up to date. A filtered client's cursor moves past ticks of other symbols
+    /// silently. Call again while it returns `Some`: a batch may stop at the batch limit.
+    pub fn next_batch(&mut self, feed: &Feed, max_ticks: usize) -> Option<BatchSlice> {
+        loop {
+            let slice = feed.batch_since(Some(self.cursor), &self.filter, max_ticks);
+            self.cursor = slice.cursor;
+            if slice.gap || !slice.ticks.is_empty() {
+                return Some(slice);
+            }
+            if !slice.more {
+                return None;
+            }
+        }
+    }
+
+    /// An empty batch at the current cursor: what a long poll answers at its timeout.
+    pub fn empty_batch(&self) -> BatchSlice {
+        BatchSlice::empty(self.cursor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+    use tickscope_shared::wire::Tick;
+
+    fn feed(retention: u64) -> Feed {
+        let universe = Universe::generate(3, &mut StdRng::seed_from_u64(1));
+        Feed::new(Arc::new(universe), retention, Counter::default())
+    }
+
+    fn draft(symbol_id: u16, price: f64) -> TickDraft {
+        TickDraft {
+            symbol_id,
+            price,
+            bid: price - 0.01,
+            ask: price + 0.01,
+            volume: 100,
+        }
+    }
+
+    fn seqs(slice: &BatchSlice) -> Vec<u64> {
+        slice
+            .ticks
+            .iter()
+            .map(|json| serde_json::from_str::<Tick>(json).unwrap().seq)
+            .collect()
+    }
+
+    #[test]
+    fn publish_numbers_ticks_and_batches_resume_after_the_cursor() {
+        let feed = feed(100);
+        feed.publish(&[draft(0, 1.0), draft(1, 2.0), draft(2, 3.0)]);
+        feed.publish(&[draft(0, 1.1)]);
+        assert_eq!(feed.head(), 4);
+        let slice = feed.batch_since(Some(1), &SymbolFilter::All, 100);
+        assert_eq!((slice.cursor, slice.gap, seqs(&slice)), (4, false, vec![2, 3, 4]));
+        let at_head = feed.batch_since(Some(4), &SymbolFilter::All, 100);
+        assert_eq!((at_head.cursor, at_head.ticks.len()), (4, 0));
+        let live = feed.batch_since(None, &SymbolFilter::All, 100);
+        assert_eq!((live.cursor, live.ticks.len()), (4, 0));
+    }
+
+    #[test]
+    fn filtered_batches_account_for_every_tick() {
+        let feed = feed(100);
+        feed.publish(&[draft(0, 1.0), draft(1, 2.0), draft(0, 1.1), draft(2, 3.0)]);
+        let only_0 = SymbolFilter::only([0], 3);
+        let slice = feed.batch_since(Some(0), &only_0, 100);
+        assert_eq!((slice.cursor, seqs(&slice)), (4, vec![1, 3]));
+    }
+
+    #[test]
+    fn the_batch_limit_stops_at_the_last_tick_sent() {
+        let feed = feed(100);
+        feed.publish(&(0..10).map(|i| draft(i % 3, 1.0)).collect::<Vec<_>>());
+        let slice = feed.batch_since(Some(0), &SymbolFilter::All, 4);
+        assert_eq!((slice.cursor, slice.more, seqs(&slice)), (4, true, vec![1, 2, 3, 4]));
+        let mut sub = Subscription::new(&feed, SymbolFilter::All, Some(0));
+        let mut all = Vec::new();
+        while let Some(slice) = sub.next_batch(&feed, 4) {
+            all.extend(seqs(&slice));
+        }
+        assert_eq!(all, (1..=10).collect::<Vec<_>>());
+        assert_eq!(sub.cursor(), 10);
+    }
+
+    #[test]
+    fn a_cursor_outside_the_window_is_a_gap_with_the_latest_quotes() {
+        let feed = feed(5);
+        feed.publish(&(0..12).map(|i| draft(i % 3, f64::from(i))).collect::<Vec<_>>());
+        // Retained: 8..=12, so since=7 still resumes and since=6 does not.
+        assert!(!feed.batch_since(Some(7), &SymbolFilter::All, 100).gap);
+        let gap = feed.batch_since(Some(6), &SymbolFilter::All, 100);
+        assert_eq!((gap.cursor, gap.gap, seqs(&gap)), (12, true, vec![10, 11, 12]));
+        let future = feed.batch_since(Some(13), &SymbolFilter::All, 100);
+        assert!(future.gap);
+    }
+
+    #[test]
+    fn candles_fold_ticks_of_one_second() {
+        let mut candles = VecDeque::new();
+        add_to_candles(&mut candles, &draft(0, 10.0), 5_000_000);
+        add_to_candles(&mut candles, &draft(0, 12.0), 5_400_000);
+        add_to_candles(&mut candles, &draft(0, 9.0), 5_900_000);
+        add_to_candles(&mut candles, &draft(0, 11.0), 6_100_000);
+        assert_eq!(candles.len(), 2);
+        let first = &candles[0];
+        assert_eq!(
+            (first.t, first.open, first.high, first.low, first.close, first.volume, first.ticks),
+            (5, 10.0, 12.0, 9.0, 9.0, 300, 3)
+        );
+        add_to_candles(&mut candles, &draft(0, 11.0), 6_000_000 + 900_000_000);
+        assert_eq!(candles.len(), 1, "candles older than 15 minutes are forgotten");
+    }
+}

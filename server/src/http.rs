@@ -1,0 +1,190 @@
+//! The HTTP endpoints: reference data, polling, long polling, clock, health, metrics, and the
+//! built browser app.
+
+use std::path::Path;
+use std::time::Duration;
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Serialize;
+use tickscope_shared::wire::{History, ServerTime, SymbolList};
+use tokio::time::{Instant, sleep_until};
+
+use crate::AppState;
+use crate::clock::now_us;
+use crate::encode;
+use crate::error::ApiError;
+use crate::feed::{CANDLE_HISTORY_S, Subscription};
+use crate::metrics::Transport;
+use crate::query::{InputError, Params};
+
+/// Registers every `/api` route, `/healthz` and `/metrics`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api")
+            .route("/symbols", web::get().to(symbols))
+            .route("/snapshot", web::get().to(snapshot))
+            .route("/history", web::get().to(history))
+            .route("/time", web::get().to(time))
+            .route("/poll", web::get().to(poll))
+            .route("/long-poll", web::get().to(long_poll))
+            .route("/ws", web::get().to(crate::ws::handshake))
+            .route("/sse", web::get().to(crate::sse::stream))
+            .default_service(web::to(api_not_found)),
+    )
+    .route("/healthz", web::get().to(healthz))
+    .route("/metrics", web::get().to(metrics));
+}
+
+/// Serves the built app from `dir` at `/`, or, when it has not been built, a page that says
+/// how to build it.
+pub fn static_files(cfg: &mut web::ServiceConfig, dir: &Path) {
+    if dir.join("index.html").is_file() {
+        cfg.service(actix_files::Files::new("/", dir).index_file("index.html"));
+    } else {
+        cfg.route("/", web::get().to(app_not_built));
+    }
+}
+
+async fn app_not_built() -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::html()).body(
+        "<!doctype html><title>tickscope</title><h1>tickscope</h1>\
+         <p>The server is running, but the browser app has not been built. \
+         Run <code>just run</code> (or <code>trunk build --release</code>) and reload. \
+         The API is under <a href=\"/api/snapshot\">/api</a>.</p>",
+    )
+}
+
+async fn api_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no endpoint {} {}; see the README for the API",
+        req.method(),
+        req.path()
+    )))
+}
+
+fn json_body(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
+}
+
+async fn symbols(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(SymbolList {
+        symbols: state.universe().infos(),
+    })
+}
+
+async fn snapshot(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(req.query_string())?;
+    let filter = params.symbols(state.universe(), state.max_symbols())?;
+    let (cursor, quotes) = state.feed.snapshot(&filter);
+    Ok(json_body(encode::snapshot(cursor, &quotes)))
+}
+
+async fn history(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let params = Params::parse(req.query_string())?;
+    let symbol = params
+        .get("symbol")?
+        .ok_or_else(|| InputError("symbol is required, for example ?symbol=ACME".into()))?;
+    let id = state.universe().id(symbol).ok_or_else(|| {
+        InputError(format!(
+            "unknown symbol {symbol:?}; GET /api/symbols lists the known ones"
+        ))
+    })?;
+    let seconds = params
+        .number("seconds", u64::from(CANDLE_HISTORY_S))?
+        .unwrap_or(300) as u32;
+    Ok(HttpResponse::Ok().json(History {
+        symbol: symbol.to_owned(),
+        seconds,
+        candles: state.feed.history(id, seconds),
+    }))
+}
+
+async fn time() -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(ServerTime {
+            server_time: now_us(),
+        })
+}
+
+/// Polling: answers at once with whatever came after `since` (often nothing).
+async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let metrics = state.metrics.transport(Transport::Polling);
+    metrics.requests.inc();
+    let params = Params::parse(req.query_string())?;
+    let since = params.since()?;
+    let filter = params.symbols(state.universe(), state.max_symbols())?;
+    let slice = state.feed.batch_since(since, &filter, state.max_batch_ticks());
+    if slice.ticks.is_empty() {
+        state.metrics.empty_polls.inc();
+    }
+    let body = encode::batch(&slice);
+    state.metrics.sent(Transport::Polling, body.len());
+    Ok(json_body(body))
+}
+
+/// Long polling: holds the request until a matching tick after `since` exists, then answers
+/// with everything since; at `timeout_ms` (or shutdown) answers with an empty batch. The
+/// request waits on the feed's publish signal; nothing loops on a timer.
+async fn long_poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.metrics.transport(Transport::LongPolling).requests.inc();
+    let params = Params::parse(req.query_string())?;
+    let since = params.since()?;
+    let filter = params.symbols(state.universe(), state.max_symbols())?;
+    let timeout_ms = params
+        .number("timeout_ms", state.config.long_poll_max_timeout_ms)?
+        .unwrap_or(state.config.long_poll_timeout_ms);
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let _client = state.metrics.client(Transport::LongPolling);
+
+    let mut published = state.feed.subscribe();
+    let mut subscription = Subscription::new(&state.feed, filter, since);
+    let slice = loop {
+        published.borrow_and_update();
+        if let Some(slice) = subscription.next_batch(&state.feed, state.max_batch_ticks()) {
+            break slice;
+        }
+        tokio::select! {
+            changed = published.changed() => if changed.is_err() {
+                break subscription.empty_batch();
+            },
+            () = sleep_until(deadline) => {
+                state.metrics.long_poll_timeouts.inc();
+                break subscription.empty_batch();
+            }
+            () = state.shutdown.cancelled() => break subscription.empty_batch(),
+        }
+    };
+    let body = encode::batch(&slice);
+    state.metrics.sent(Transport::LongPolling, body.len());
+    Ok(json_body(body))
+}
+
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
+    cursor: u64,
+    symbols: usize,
+    uptime_s: f64,
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(Health {
+            status: "ok",
+            cursor: state.feed.head(),
+            symbols: state.universe().len(),
+            uptime_s: (now_us() - state.started_us) as f64 / 1e6,
+        })
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.render())
+}

@@ -1,0 +1,166 @@
+//! Prometheus metrics, served as text at `/metrics`.
+//!
+//! Handles to every per-transport series are made once at start, so the hot path only
+//! touches atomics. Bytes are payload bytes (HTTP bodies, WebSocket message payloads, SSE
+//! event text), without HTTP headers or WebSocket framing.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The four ways the feed travels.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Transport {
+    Polling,
+    LongPolling,
+    WebSocket,
+    Sse,
+}
+
+impl Transport {
+    pub const ALL: [Transport; 4] = [
+        Transport::Polling,
+        Transport::LongPolling,
+        Transport::WebSocket,
+        Transport::Sse,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Polling => "polling",
+            Transport::LongPolling => "long_polling",
+            Transport::WebSocket => "websocket",
+            Transport::Sse => "sse",
+        }
+    }
+}
+
+impl EncodeLabelValue for Transport {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabel {
+    transport: Transport,
+}
+
+/// The series of one transport.
+#[derive(Debug, Clone, Default)]
+pub struct TransportMetrics {
+    /// HTTP requests: one per poll, one per WebSocket handshake or SSE stream.
+    pub requests: Counter,
+    /// Open WebSocket and SSE connections, held long polls; polling holds none.
+    pub clients: Gauge,
+    pub bytes_sent: Counter,
+}
+
+/// Every metric of the server.
+pub struct Metrics {
+    registry: Registry,
+    pub ticks_published: Counter,
+    pub empty_polls: Counter,
+    pub long_poll_timeouts: Counter,
+    transports: [TransportMetrics; 4],
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tickscope");
+        let ticks_published = Counter::default();
+        let empty_polls = Counter::default();
+        let long_poll_timeouts = Counter::default();
+        registry.register("ticks_published", "Ticks the simulator published", ticks_published.clone());
+        registry.register(
+            "empty_polls",
+            "Polls answered with no ticks",
+            empty_polls.clone(),
+        );
+        registry.register(
+            "long_poll_timeouts",
+            "Long polls answered empty at their timeout",
+            long_poll_timeouts.clone(),
+        );
+        let requests = Family::<TransportLabel, Counter>::default();
+        let clients = Family::<TransportLabel, Gauge>::default();
+        let bytes_sent = Family::<TransportLabel, Counter>::default();
+        registry.register("requests", "HTTP requests per transport", requests.clone());
+        registry.register("clients", "Connected clients per transport", clients.clone());
+        registry.register("bytes_sent", "Payload bytes sent per transport", bytes_sent.clone());
+        let transports = Transport::ALL.map(|transport| {
+            let label = TransportLabel { transport };
+            TransportMetrics {
+                requests: requests.get_or_create(&label).clone(),
+                clients: clients.get_or_create(&label).clone(),
+                bytes_sent: bytes_sent.get_or_create(&label).clone(),
+            }
+        });
+        Self {
+            registry,
+            ticks_published,
+            empty_polls,
+            long_poll_timeouts,
+            transports,
+        }
+    }
+
+    pub fn transport(&self, transport: Transport) -> &TransportMetrics {
+        &self.transports[transport as usize]
+    }
+
+    /// Counts a client of `transport` until the guard is dropped.
+    pub fn client(&self, transport: Transport) -> ClientGuard {
+        let gauge = self.transport(transport).clients.clone();
+        gauge.inc();
+        ClientGuard(gauge)
+    }
+
+    pub fn sent(&self, transport: Transport, bytes: usize) {
+        self.transport(transport).bytes_sent.inc_by(bytes as u64);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Holds one count in a clients gauge; dropping it gives the count back.
+pub struct ClientGuard(Gauge);
+
+impl Drop for ClientGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_per_transport_series() {
+        let metrics = Metrics::new();
+        metrics.ticks_published.inc_by(5);
+        metrics.sent(Transport::Sse, 10);
+        let guard = metrics.client(Transport::WebSocket);
+        let text = metrics.render();
+        assert!(text.contains("tickscope_ticks_published_total 5"), "{text}");
+        assert!(text.contains(r#"tickscope_bytes_sent_total{transport="sse"} 10"#), "{text}");
+        assert!(text.contains(r#"tickscope_clients{transport="websocket"} 1"#), "{text}");
+        drop(guard);
+        assert!(metrics.render().contains(r#"tickscope_clients{transport="websocket"} 0"#));
+    }
+}

@@ -1,0 +1,106 @@
+//! Server-Sent Events: one HTTP response that streams batches as events.
+//!
+//! Each event is a batch with `id: <cursor>`, so a browser's `EventSource` that reconnects
+//! sends `Last-Event-ID` and resumes where it stopped; the header wins over `since` in the URL,
+//! which the browser repeats unchanged. Comment lines keep an idle stream alive through
+//! proxies. Each stream is one task running [`connection`], which writes into a small channel
+//! the response body reads from; when the client goes away the channel closes and the task
+//! ends.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::Bytes;
+use futures_util::stream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, interval_at};
+
+use crate::AppState;
+use crate::encode;
+use crate::error::ApiError;
+use crate::feed::Subscription;
+use crate::metrics::Transport;
+use crate::query::{Params, parse_number};
+
+/// Events buffered for a stream before its task waits for the client to read.
+const STREAM_BUFFER: usize = 16;
+/// How long a browser waits before reconnecting a dropped stream, in milliseconds.
+const RECONNECT_MS: u32 = 1000;
+
+/// `GET /api/sse?since=N&symbols=...`, honouring `Last-Event-ID`.
+pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    state.metrics.transport(Transport::Sse).requests.inc();
+    let params = Params::parse(req.query_string())?;
+    let since = match req.headers().get("last-event-id") {
+        Some(value) => {
+            let text = value.to_str().map_err(|_| {
+                ApiError::BadRequest("Last-Event-ID must be a cursor (a whole number)".into())
+            })?;
+            Some(parse_number("Last-Event-ID", text.trim(), u64::MAX)?)
+        }
+        None => params.since()?,
+    };
+    let filter = params.symbols(state.universe(), state.max_symbols())?;
+    let subscription = Subscription::new(&state.feed, filter, since);
+    let (events, mut body) = mpsc::channel::<Bytes>(STREAM_BUFFER);
+    actix_web::rt::spawn(connection(state.into_inner(), subscription, events));
+    let body = stream::poll_fn(move |cx| body.poll_recv(cx).map(|event| event.map(Ok::<_, Infallible>)));
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(body))
+}
+
+/// Feeds one stream until the client leaves or the server shuts down.
+async fn connection(state: Arc<AppState>, mut subscription: Subscription, events: mpsc::Sender<Bytes>) {
+    let _client = state.metrics.client(Transport::Sse);
+    let mut published = state.feed.subscribe();
+    let every = state.config.sse_heartbeat();
+    let mut heartbeat = interval_at(Instant::now() + every, every);
+    let retry = Bytes::from(format!("retry: {RECONNECT_MS}\n\n"));
+    if send(&state, &events, retry).await.is_err() {
+        return;
+    }
+    loop {
+        published.borrow_and_update();
+        if send_pending(&state, &events, &mut subscription).await.is_err() {
+            break;
+        }
+        tokio::select! {
+            () = state.shutdown.cancelled() => break,
+            () = events.closed() => break,
+            changed = published.changed() => if changed.is_err() { break },
+            _ = heartbeat.tick() => {
+                if send(&state, &events, Bytes::from_static(b": heartbeat\n\n")).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The client is gone: its stream's channel is closed.
+struct Gone;
+
+/// Sends every batch the subscription is behind on, one event each.
+async fn send_pending(
+    state: &AppState,
+    events: &mpsc::Sender<Bytes>,
+    subscription: &mut Subscription,
+) -> Result<(), Gone> {
+    while let Some(slice) = subscription.next_batch(&state.feed, state.max_batch_ticks()) {
+        let event = format!("id: {}\ndata: {}\n\n", slice.cursor, encode::batch(&slice));
+        send(state, events, Bytes::from(event)).await?;
+    }
+    Ok(())
+}
+
+async fn send(state: &AppState, events: &mpsc::Sender<Bytes>, event: Bytes) -> Result<(), Gone> {
+    let len = event.len();
+    events.send(event).await.map_err(|_| Gone)?;
+    state.metrics.sent(Transport::Sse, len);
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! WebSocket: one full-duplex connection; the client subscribes, the server pushes batches.
+//!
+//! Each connection is one task running [`connection`]: a single `select!` loop over the
+//! client's messages, the feed's publish signal, the heartbeat and shutdown, which breaks with
+//! the close reason to send. Bad input closes only that connection, with a code and a reason:
+//! 1003 for binary messages, 1007 for text that is not UTF-8, 1008 for a message that is not a
+//! valid request, 1009 for one over the size limit; 1001 when the server shuts down.
+
+use std::sync::Arc;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
+use tickscope_shared::wire::{ClientMessage, ServerMessage};
+use tokio::time::{Instant, interval_at};
+use tracing::debug;
+
+use crate::clock::now_us;
+use crate::encode;
+use crate::error::ApiError;
+use crate::feed::Subscription;
+use crate::metrics::Transport;
+use crate::query::{InputError, symbol_filter};
+use crate::AppState;
+
+/// `GET /api/ws`: upgrades the connection and spawns its task.
+pub async fn handshake(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    state.metrics.transport(Transport::WebSocket).requests.inc();
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
+        ApiError::BadRequest(format!("this endpoint takes a WebSocket upgrade: {err}"))
+    })?;
+    let max_bytes = state.config.max_ws_message_bytes as usize;
+    let stream = stream
+        .max_frame_size(max_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(max_bytes);
+    actix_web::rt::spawn(connection(state.into_inner(), session, stream));
+    Ok(response)
+}
+
+/// Serves one client until it leaves, misbehaves, goes silent, or the server shuts down.
+async fn connection(state: Arc<AppState>, mut session: Session, mut stream: AggregatedMessageStream) {
+    let _client = state.metrics.client(Transport::WebSocket);
+    let mut published = state.feed.subscribe();
+    let mut subscription: Option<Subscription> = None;
+    let heartbeat_every = state.config.ws_heartbeat();
+    let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
+    let mut last_heard = Instant::now();
+
+    let close: Option<CloseReason> = loop {
+        tokio::select! {
+            () = state.shutdown.cancelled() => {
+                break Some(reason(CloseCode::Away, "server shutting down"));
+            }
+            message = stream.recv() => {
+                last_heard = Instant::now();
+                let Some(message) = message else { break None };
+                match message {
+                    Ok(AggregatedMessage::Text(text)) => match decode(&text) {
+                        Ok(ClientMessage::Subscribe { symbols, since }) => {
+                            let filter = match symbols {
+                                None => crate::symbols::SymbolFilter::All,
+                                Some(names) => match symbol_filter(
+                                    names.iter().map(String::as_str),
+                                    state.universe(),
+                                    state.max_symbols(),
+                                ) {
+                                    Ok(filter) => filter,
+                                    Err(err) => break Some(reason(CloseCode::Policy, &err.0)),
+                                },
+                            };
+                            published.borrow_and_update();
+                            let mut fresh = Subscription::new(&state.feed, filter, since);
+                            let sent = send_pending(&state, &mut session, &mut fresh).await;
+                            subscription = Some(fresh);
+                            if sent.is_err() {
+                                break None;
+                            }
+                        }
+                        Ok(ClientMessage::Ping { t }) => {
+                            let pong = ServerMessage::Pong { t, server_time: now_us() };
+                            let text = serde_json::to_string(&pong).expect("a pong always encodes");
+                            state.metrics.sent(Transport::WebSocket, text.len());
+                            if session.text(text).await.is_err() {
+                                break None;
+                            }
+                        }
+                        Err(err) => break Some(reason(CloseCode::Policy, &err.0)),
+                    },
+                    Ok(AggregatedMessage::Binary(_)) => {
+                        break Some(reason(
+                            CloseCode::Unsupported,
+                            "binary messages are not supported; send JSON text",
+                        ));
+                    }
+                    Ok(AggregatedMessage::Ping(bytes)) => {
+                        if session.pong(&bytes).await.is_err() {
+                            break None;
+                        }
+                    }
+                    Ok(AggregatedMessage::Pong(_)) => {}
+                    Ok(AggregatedMessage::Close(their_reason)) => {
+                        debug!(?their_reason, "websocket client closed");
+                        break Some(reason(CloseCode::Normal, "bye"));
+                    }
+                    Err(err) => break Some(protocol_close(&state, &err)),
+                }
+            }
+            changed = published.changed(), if subscription.is_some() => {
+                let Some(subscription) = subscription.as_mut() else { continue };
+                if changed.is_err() || send_pending(&state, &mut session, subscription).await.is_err() {
+                    break None;
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > state.config.ws_client_timeout() {
+                    debug!("websocket client silent for too long; dropping it");
+                    break None;
+                }
+                if session.ping(b"").await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some(close) = close {
+        let _ = session.close(Some(close)).await;
+    }
+}
+
+/// Sends every batch the subscription is behind on.
+async fn send_pending(
+    state: &AppState,
+    session: &mut Session,
+    subscription: &mut Subscription,
+) -> Result<(), actix_ws::Closed> {
+    while let Some(slice) = subscription.next_batch(&state.feed, state.max_batch_ticks()) {
+        let frame = encode::ws_batch(&slice);
+        state.metrics.sent(Transport::WebSocket, frame.len());
+        session.text(frame).await?;
+    }
+    Ok(())
+}
+
+/// Decodes a client message; the error names what was wrong (the README shows the shapes).
+fn decode(text: &str) -> Result<ClientMessage, InputError> {
+    serde_json::from_str(text).map_err(|err| InputError(format!("invalid message: {err}")))
+}
+
+fn protocol_close(state: &AppState, err: &ProtocolError) -> CloseReason {
+    let max = state.config.max_ws_message_bytes;
+    match err {
+        ProtocolError::Overflow => reason(CloseCode::Size, &format!("message over {max} bytes")),
+        ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            reason(CloseCode::Invalid, "text message is not valid UTF-8")
+        }
+        ProtocolError::Io(io) if io.to_string().contains("continuation size") => {
+            reason(CloseCode::Size, &format!("message over {max} bytes"))
+        }
+        other => reason(CloseCode::Protocol, &format!("protocol error: {other}")),
+    }
+}
+
+/// A close reason; the text is cut to fit the 123 bytes a close frame allows.
+fn reason(code: CloseCode, text: &str) -> CloseReason {
+    let mut end = text.len().min(123);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    CloseReason {
+        code,
+        description: Some(text[..end].to_owned()),
+    }
+}

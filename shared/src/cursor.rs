@@ -1,0 +1,275 @@
+//! The cursor chain: how a client proves it lost and repeated nothing.
+//!
+//! Every tick carries a global `seq` (1, 2, 3, ... with no holes) and every batch a `cursor`,
+//! the newest seq of the whole feed it accounts for. A client that holds cursor `c` and asks
+//! with `since=c` must get exactly the ticks after `c` up to the new cursor that its filter
+//! keeps. [`CursorChain`] checks that rule batch by batch; a client that sees every symbol can
+//! check it to the tick, one with a filter can check order and bounds.
+//!
+//! The server side of the rule is [`resume_point`]: where a `since` lands in the retained
+//! window.
+
+use crate::wire::Batch;
+
+/// Where a client's `since` lands against the server's retained window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResumePoint {
+    /// The ticks after `since` are all retained: serve from seq `since + 1`.
+    From(u64),
+    /// `since` is older than the oldest retained tick, or newer than the feed's head (a cursor
+    /// from another run of the server): the client must resync from the snapshot.
+    Gap,
+}
+
+/// Decides where to resume a client that holds `since` when the window retains the seqs
+/// `oldest..=head` (`oldest == head + 1` when nothing is retained).
+pub fn resume_point(since: u64, oldest: u64, head: u64) -> ResumePoint {
+    if since > head {
+        ResumePoint::Gap
+    } else if since.saturating_add(1) < oldest {
+        ResumePoint::Gap
+    } else {
+        ResumePoint::From(since + 1)
+    }
+}
+
+/// A break in the chain: something was lost, repeated or out of order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("cursor went back from {held} to {got}")]
+    CursorWentBack { held: u64, got: u64 },
+    #[error("tick {seq} repeated or out of order after {after}")]
+    Repeated { seq: u64, after: u64 },
+    #[error("ticks {first}..={last} missing without a gap flag")]
+    Missing { first: u64, last: u64 },
+    #[error("tick {seq} is past the batch cursor {cursor}")]
+    PastCursor { seq: u64, cursor: u64 },
+}
+
+/// What an accepted batch did to the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accepted {
+    /// The batch continued the chain; `ticks` new ticks.
+    Continued { ticks: usize },
+    /// The server flagged a gap; the batch's ticks are a snapshot and the chain restarts at
+    /// its cursor.
+    Resynced { cursor: u64 },
+}
+
+/// The cursor a client holds, and the check that each batch continues it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorChain {
+    cursor: Option<u64>,
+    every_symbol: bool,
+    ticks: u64,
+    gaps: u64,
+}
+
+impl CursorChain {
+    /// A chain starting at `since` (`None`: live only, the first batch sets the cursor).
+    /// `every_symbol` says the client subscribed to all symbols, so seqs must have no holes.
+    pub fn new(since: Option<u64>, every_symbol: bool) -> Self {
+        Self {
+            cursor: since,
+            every_symbol,
+            ticks: 0,
+            gaps: 0,
+        }
+    }
+
+    /// The cursor to resume from.
+    pub fn cursor(&self) -> Option<u64> {
+        self.cursor
+    }
+
+    /// Ticks accepted so far, snapshots after a gap not counted.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
+
+    /// Gaps the server flagged.
+    pub fn gaps(&self) -> u64 {
+        self.gaps
+    }
+
+    /// Checks `batch` against the chain and, when it continues it, moves the cursor.
+    /// On error the chain is left as it was.
+    pub fn accept(&mut self, batch: &Batch) -> Result<Accepted, ChainError> {
+        if batch.gap {
+            self.cursor = Some(batch.cursor);
+            self.gaps += 1;
+            return Ok(Accepted::Resynced {
+                cursor: batch.cursor,
+            });
+        }
+        if let Some(held) = self.cursor
+            && batch.cursor < held
+        {
+            return Err(ChainError::CursorWentBack {
+                held,
+                got: batch.cursor,
+            });
+        }
+        // With no cursor yet (live only), the first tick sets where the chain starts.
+        let mut last = match (self.cursor, batch.ticks.first()) {
+            (Some(held), _) => held,
+            (None, Some(first)) => first.seq - 1,
+            (None, None) => batch.cursor,
+        };
+        for tick in &batch.ticks {
+            if tick.seq <= last {
+                return Err(ChainError::Repeated {
+                    seq: tick.seq,
+                    after: last,
+                });
+            }
+            if tick.seq > batch.cursor {
+                return Err(ChainError::PastCursor {
+                    seq: tick.seq,
+                    cursor: batch.cursor,
+                });
+            }
+            if self.every_symbol && tick.seq != last + 1 {
+                return Err(ChainError::Missing {
+                    first: last + 1,
+                    last: tick.seq - 1,
+                });
+            }
+            last = tick.seq;
+        }
+        if self.every_symbol && last != batch.cursor {
+            return Err(ChainError::Missing {
+                first: last + 1,
+                last: batch.cursor,
+            });
+        }
+        self.cursor = Some(batch.cursor);
+        self.ticks += batch.ticks.len() as u64;
+        Ok(Accepted::Continued {
+            ticks: batch.ticks.len(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Tick;
+
+    fn tick(seq: u64) -> Tick {
+        Tick {
+            seq,
+            symbol: "AAA".into(),
+            price: 1.0,
+            bid: 0.99,
+            ask: 1.01,
+            volume: 100,
+            ts: 0,
+        }
+    }
+
+    fn batch(cursor: u64, seqs: &[u64]) -> Batch {
+        Batch {
+            cursor,
+            gap: false,
+            ticks: seqs.iter().copied().map(tick).collect(),
+        }
+    }
+
+    #[test]
+    fn resume_point_inside_window_and_at_head() {
+        assert_eq!(resume_point(10, 5, 20), ResumePoint::From(11));
+        assert_eq!(resume_point(4, 5, 20), ResumePoint::From(5));
+        assert_eq!(resume_point(20, 5, 20), ResumePoint::From(21));
+        assert_eq!(resume_point(0, 1, 0), ResumePoint::From(1));
+    }
+
+    #[test]
+    fn resume_point_before_window_or_past_head_is_a_gap() {
+        assert_eq!(resume_point(3, 5, 20), ResumePoint::Gap);
+        assert_eq!(resume_point(21, 5, 20), ResumePoint::Gap);
+        assert_eq!(resume_point(u64::MAX, 1, 20), ResumePoint::Gap);
+    }
+
+    #[test]
+    fn every_symbol_chain_continues() {
+        let mut chain = CursorChain::new(Some(3), true);
+        assert_eq!(
+            chain.accept(&batch(5, &[4, 5])),
+            Ok(Accepted::Continued { ticks: 2 })
+        );
+        assert_eq!(
+            chain.accept(&batch(5, &[])),
+            Ok(Accepted::Continued { ticks: 0 })
+        );
+        assert_eq!(chain.accept(&batch(6, &[6])).map(|_| ()), Ok(()));
+        assert_eq!(chain.cursor(), Some(6));
+        assert_eq!(chain.ticks(), 3);
+    }
+
+    #[test]
+    fn every_symbol_chain_catches_a_hole_a_repeat_and_a_short_batch() {
+        let mut chain = CursorChain::new(Some(3), true);
+        assert_eq!(
+            chain.accept(&batch(6, &[4, 6])),
+            Err(ChainError::Missing { first: 5, last: 5 })
+        );
+        assert_eq!(
+            chain.accept(&batch(4, &[3, 4])),
+            Err(ChainError::Repeated { seq: 3, after: 3 })
+        );
+        assert_eq!(
+            chain.accept(&batch(9, &[4])),
+            Err(ChainError::Missing { first: 5, last: 9 })
+        );
+        assert_eq!(
+            chain.accept(&batch(2, &[])),
+            Err(ChainError::CursorWentBack { held: 3, got: 2 })
+        );
+        assert_eq!(chain.cursor(), Some(3), "a rejected batch moves nothing");
+    }
+
+    #[test]
+    fn filtered_chain_allows_holes_but_not_disorder() {
+        let mut chain = CursorChain::new(Some(10), false);
+        assert!(chain.accept(&batch(20, &[12, 17])).is_ok());
+        assert_eq!(
+            chain.accept(&batch(30, &[25, 21])),
+            Err(ChainError::Repeated { seq: 21, after: 25 })
+        );
+        assert_eq!(
+            chain.accept(&batch(30, &[31])),
+            Err(ChainError::PastCursor {
+                seq: 31,
+                cursor: 30
+            })
+        );
+        assert_eq!(chain.cursor(), Some(20));
+    }
+
+    #[test]
+    fn live_only_chain_starts_at_the_first_batch() {
+        let mut chain = CursorChain::new(None, true);
+        assert!(chain.accept(&batch(42, &[41, 42])).is_ok());
+        assert_eq!(chain.cursor(), Some(42));
+        let mut empty_first = CursorChain::new(None, true);
+        assert!(empty_first.accept(&batch(7, &[])).is_ok());
+        assert_eq!(empty_first.cursor(), Some(7));
+    }
+
+    #[test]
+    fn gap_resyncs_at_the_batch_cursor() {
+        let mut chain = CursorChain::new(Some(3), true);
+        let snapshot = Batch {
+            cursor: 900,
+            gap: true,
+            ticks: vec![tick(850), tick(899)],
+        };
+        assert_eq!(
+            chain.accept(&snapshot),
+            Ok(Accepted::Resynced { cursor: 900 })
+        );
+        assert_eq!(chain.gaps(), 1);
+        assert!(chain.accept(&batch(901, &[901])).is_ok());
+    }
+}

@@ -1,0 +1,159 @@
+//! The JSON shapes every transport speaks.
+//!
+//! These types are the contract between the server, the browser app, the load generator and
+//! the tests. The server writes batches from pre-encoded ticks for speed; a test in the server
+//! checks that those bytes parse into exactly these types.
+
+use serde::{Deserialize, Serialize};
+
+/// One trade-and-quote update of one symbol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tick {
+    /// Global sequence number over the whole feed, starting at 1 and without holes.
+    pub seq: u64,
+    pub symbol: String,
+    /// Last trade price.
+    pub price: f64,
+    pub bid: f64,
+    pub ask: f64,
+    /// Shares traded in this tick.
+    pub volume: u64,
+    /// Server publish time in Unix microseconds.
+    pub ts: i64,
+}
+
+/// Ticks after a client's cursor.
+///
+/// `cursor` is the seq of the newest tick of the whole feed this batch accounts for, whether
+/// the client's symbol filter kept it or not: asking again with `since=cursor` goes on with no
+/// tick lost and none repeated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    pub cursor: u64,
+    /// `true` when the client's `since` was older than the retained window (or not from this
+    /// feed). `ticks` then holds the latest quote of each requested symbol, the snapshot to
+    /// resync from, and `cursor` is where the feed goes on from.
+    pub gap: bool,
+    pub ticks: Vec<Tick>,
+}
+
+/// The latest quote of every symbol and the cursor they are current at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub cursor: u64,
+    pub quotes: Vec<Tick>,
+}
+
+/// A listed company.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SymbolInfo {
+    pub symbol: String,
+    pub name: String,
+    pub sector: String,
+    /// Opening price of the session, the base of "change since open".
+    pub open: f64,
+}
+
+/// Answer of `GET /api/symbols`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SymbolList {
+    pub symbols: Vec<SymbolInfo>,
+}
+
+/// One second of trading of one symbol.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candle {
+    /// Start of the second, Unix seconds.
+    pub t: i64,
+    pub open: f64,
+    pub high: f64,
+    pub low: f64,
+    pub close: f64,
+    pub volume: u64,
+    /// Ticks that fell in this second.
+    pub ticks: u32,
+}
+
+/// Answer of `GET /api/history`: the candles of the last `seconds`, oldest first. Seconds in
+/// which the symbol did not trade have no candle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    pub symbol: String,
+    pub seconds: u32,
+    pub candles: Vec<Candle>,
+}
+
+/// Answer of `GET /api/time`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServerTime {
+    /// Unix microseconds when the server handled the request.
+    pub server_time: i64,
+}
+
+/// Body of every 4xx answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// What a WebSocket client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// Replace the subscription. No `symbols` means every symbol; no `since` means live only.
+    Subscribe {
+        #[serde(default)]
+        symbols: Option<Vec<String>>,
+        #[serde(default)]
+        since: Option<u64>,
+    },
+    /// Ask for the server's clock; `t` is echoed back untouched.
+    Ping { t: f64 },
+}
+
+/// What the server sends over WebSocket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Batch(Batch),
+    Pong {
+        t: f64,
+        /// Unix microseconds when the server answered.
+        server_time: i64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_message_is_flat_with_a_type_tag() {
+        let msg = ServerMessage::Batch(Batch {
+            cursor: 7,
+            gap: false,
+            ticks: vec![],
+        });
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(json, r#"{"type":"batch","cursor":7,"gap":false,"ticks":[]}"#);
+    }
+
+    #[test]
+    fn subscribe_defaults_to_all_symbols_live_only() {
+        let msg: ClientMessage = serde_json::from_str(r#"{"type":"subscribe"}"#).unwrap();
+        assert_eq!(
+            msg,
+            ClientMessage::Subscribe {
+                symbols: None,
+                since: None
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_fields_and_types_are_rejected() {
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe","x":1}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"unsubscribe"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe","since":-1}"#).is_err());
+    }
+}
