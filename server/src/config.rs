@@ -57,7 +57,11 @@ pub struct Config {
     pub long_poll_timeout_ms: u64,
 
     /// Longest long-poll hold time a client may ask for with `timeout_ms`, in milliseconds.
-    #[arg(long, env = "TICKSCOPE_LONG_POLL_MAX_TIMEOUT_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "TICKSCOPE_LONG_POLL_MAX_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
     pub long_poll_max_timeout_ms: u64,
 
     /// Largest WebSocket message a client may send, in bytes; a larger one closes the
@@ -136,7 +140,9 @@ fn parse_rate(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("rate must be a number of ticks per second, got {text:?}"))?;
     if !(0.0..=1_000_000.0).contains(&rate) {
-        return Err(format!("rate must be between 0 and 1000000 ticks/s, got {rate}"));
+        return Err(format!(
+            "rate must be between 0 and 1000000 ticks/s, got {rate}"
+        ));
     }
     Ok(rate)
 }
@@ -146,7 +152,9 @@ fn parse_speed(text: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("speed must be a number, got {text:?}"))?;
     if !(0.0..=100_000.0).contains(&speed) || speed == 0.0 {
-        return Err(format!("speed must be above 0 and at most 100000, got {speed}"));
+        return Err(format!(
+            "speed must be above 0 and at most 100000, got {speed}"
+        ));
     }
     Ok(speed)
 }

@@ -30,8 +30,12 @@ pub fn snapshot(cursor: u64, quotes: &[Arc<str>]) -> String {
 fn write_batch(mut out: String, opening: &str, slice: &BatchSlice) -> String {
     out.reserve(48 + json_len(&slice.ticks));
     out.push_str(opening);
-    write!(out, r#""cursor":{},"gap":{},"ticks":"#, slice.cursor, slice.gap)
-        .expect("writing to a String cannot fail");
+    write!(
+        out,
+        r#""cursor":{},"gap":{},"ticks":"#,
+        slice.cursor, slice.gap
+    )
+    .expect("writing to a String cannot fail");
     push_array(&mut out, &slice.ticks);
     out.push('}');
     out

@@ -163,7 +163,12 @@ impl Feed {
     ///
     /// `since: None` asks for nothing old: an empty batch at the head. A `since` outside the
     /// window (too old, or past the head) gets a gap batch holding the latest quotes.
-    pub fn batch_since(&self, since: Option<u64>, filter: &SymbolFilter, max_ticks: usize) -> BatchSlice {
+    pub fn batch_since(
+        &self,
+        since: Option<u64>,
+        filter: &SymbolFilter,
+        max_ticks: usize,
+    ) -> BatchSlice {
         let state = self.read();
         let Some(since) = since else {
             return BatchSlice::empty(state.head);
@@ -225,18 +230,26 @@ impl Feed {
     fn read(&self) -> RwLockReadGuard<'_, FeedState> {
         // A panic while holding the lock leaves the state consistent (every write completes
         // one push at a time), so a poisoned lock is still safe to use.
-        self.inner.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, FeedState> {
-        self.inner.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl FeedState {
     /// Seq of the oldest retained tick; `head + 1` when none is retained.
     fn oldest(&self) -> u64 {
-        self.window.front().map_or(self.head + 1, |stored| stored.seq)
+        self.window
+            .front()
+            .map_or(self.head + 1, |stored| stored.seq)
     }
 
     fn quotes(&self, filter: &SymbolFilter) -> Vec<Arc<str>> {
@@ -371,7 +384,10 @@ mod tests {
         feed.publish(&[draft(0, 1.1)]);
         assert_eq!(feed.head(), 4);
         let slice = feed.batch_since(Some(1), &SymbolFilter::All, 100);
-        assert_eq!((slice.cursor, slice.gap, seqs(&slice)), (4, false, vec![2, 3, 4]));
+        assert_eq!(
+            (slice.cursor, slice.gap, seqs(&slice)),
+            (4, false, vec![2, 3, 4])
+        );
         let at_head = feed.batch_since(Some(4), &SymbolFilter::All, 100);
         assert_eq!((at_head.cursor, at_head.ticks.len()), (4, 0));
         let live = feed.batch_since(None, &SymbolFilter::All, 100);
@@ -392,7 +408,10 @@ mod tests {
         let feed = feed(100);
         feed.publish(&(0..10).map(|i| draft(i % 3, 1.0)).collect::<Vec<_>>());
         let slice = feed.batch_since(Some(0), &SymbolFilter::All, 4);
-        assert_eq!((slice.cursor, slice.more, seqs(&slice)), (4, true, vec![1, 2, 3, 4]));
+        assert_eq!(
+            (slice.cursor, slice.more, seqs(&slice)),
+            (4, true, vec![1, 2, 3, 4])
+        );
         let mut sub = Subscription::new(&feed, SymbolFilter::All, Some(0));
         let mut all = Vec::new();
         while let Some(slice) = sub.next_batch(&feed, 4) {
@@ -405,11 +424,18 @@ mod tests {
     #[test]
     fn a_cursor_outside_the_window_is_a_gap_with_the_latest_quotes() {
         let feed = feed(5);
-        feed.publish(&(0..12).map(|i| draft(i % 3, f64::from(i))).collect::<Vec<_>>());
+        feed.publish(
+            &(0..12)
+                .map(|i| draft(i % 3, f64::from(i)))
+                .collect::<Vec<_>>(),
+        );
         // Retained: 8..=12, so since=7 still resumes and since=6 does not.
         assert!(!feed.batch_since(Some(7), &SymbolFilter::All, 100).gap);
         let gap = feed.batch_since(Some(6), &SymbolFilter::All, 100);
-        assert_eq!((gap.cursor, gap.gap, seqs(&gap)), (12, true, vec![10, 11, 12]));
+        assert_eq!(
+            (gap.cursor, gap.gap, seqs(&gap)),
+            (12, true, vec![10, 11, 12])
+        );
         let future = feed.batch_since(Some(13), &SymbolFilter::All, 100);
         assert!(future.gap);
     }
@@ -424,10 +450,22 @@ mod tests {
         assert_eq!(candles.len(), 2);
         let first = &candles[0];
         assert_eq!(
-            (first.t, first.open, first.high, first.low, first.close, first.volume, first.ticks),
+            (
+                first.t,
+                first.open,
+                first.high,
+                first.low,
+                first.close,
+                first.volume,
+                first.ticks
+            ),
             (5, 10.0, 12.0, 9.0, 9.0, 300, 3)
         );
         add_to_candles(&mut candles, &draft(0, 11.0), 6_000_000 + 900_000_000);
-        assert_eq!(candles.len(), 1, "candles older than 15 minutes are forgotten");
+        assert_eq!(
+            candles.len(),
+            1,
+            "candles older than 15 minutes are forgotten"
+        );
     }
 }

@@ -118,7 +118,9 @@ async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let params = Params::parse(req.query_string())?;
     let since = params.since()?;
     let filter = params.symbols(state.universe(), state.max_symbols())?;
-    let slice = state.feed.batch_since(since, &filter, state.max_batch_ticks());
+    let slice = state
+        .feed
+        .batch_since(since, &filter, state.max_batch_ticks());
     if slice.ticks.is_empty() {
         state.metrics.empty_polls.inc();
     }
@@ -131,7 +133,11 @@ async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
 /// with everything since; at `timeout_ms` (or shutdown) answers with an empty batch. The
 /// request waits on the feed's publish signal; nothing loops on a timer.
 async fn long_poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state.metrics.transport(Transport::LongPolling).requests.inc();
+    state
+        .metrics
+        .transport(Transport::LongPolling)
+        .requests
+        .inc();
     let params = Params::parse(req.query_string())?;
     let since = params.since()?;
     let filter = params.symbols(state.universe(), state.max_symbols())?;

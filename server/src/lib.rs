@@ -79,7 +79,11 @@ pub async fn run(
     let mut rng = Simulator::seeded_rng(config.seed);
     let universe = Arc::new(Universe::generate(config.symbols, &mut rng));
     let metrics = Metrics::new();
-    let feed = Feed::new(universe.clone(), config.retention, metrics.ticks_published.clone());
+    let feed = Feed::new(
+        universe.clone(),
+        config.retention,
+        metrics.ticks_published.clone(),
+    );
     let stop = CancellationToken::new();
     let simulator = Simulator::new(&universe, config.rate, config.speed, rng);
     let simulation = tokio::spawn(simulator::run(simulator, feed.clone(), stop.clone()));
@@ -96,7 +100,9 @@ pub async fn run(
         shutdown: stop.clone(),
         started_us: clock::now_us(),
     });
-    let addr = listener.local_addr().context("reading the listener's address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listener's address")?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -118,8 +124,10 @@ pub async fn run(
         () = shutdown => {
             info!("shutting down");
             stop.cancel();
-            handle.stop(true).await;
+            // `stop` sends its command at once; the server future must be polled to carry it out.
+            let stopped = handle.stop(true);
             server.await.context("the HTTP server stopped")?;
+            stopped.await;
         }
     }
     stop.cancel();

@@ -80,7 +80,11 @@ impl Metrics {
         let ticks_published = Counter::default();
         let empty_polls = Counter::default();
         let long_poll_timeouts = Counter::default();
-        registry.register("ticks_published", "Ticks the simulator published", ticks_published.clone());
+        registry.register(
+            "ticks_published",
+            "Ticks the simulator published",
+            ticks_published.clone(),
+        );
         registry.register(
             "empty_polls",
             "Polls answered with no ticks",
@@ -95,8 +99,16 @@ impl Metrics {
         let clients = Family::<TransportLabel, Gauge>::default();
         let bytes_sent = Family::<TransportLabel, Counter>::default();
         registry.register("requests", "HTTP requests per transport", requests.clone());
-        registry.register("clients", "Connected clients per transport", clients.clone());
-        registry.register("bytes_sent", "Payload bytes sent per transport", bytes_sent.clone());
+        registry.register(
+            "clients",
+            "Connected clients per transport",
+            clients.clone(),
+        );
+        registry.register(
+            "bytes_sent",
+            "Payload bytes sent per transport",
+            bytes_sent.clone(),
+        );
         let transports = Transport::ALL.map(|transport| {
             let label = TransportLabel { transport };
             TransportMetrics {
@@ -158,9 +170,19 @@ mod tests {
         let guard = metrics.client(Transport::WebSocket);
         let text = metrics.render();
         assert!(text.contains("tickscope_ticks_published_total 5"), "{text}");
-        assert!(text.contains(r#"tickscope_bytes_sent_total{transport="sse"} 10"#), "{text}");
-        assert!(text.contains(r#"tickscope_clients{transport="websocket"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"tickscope_bytes_sent_total{transport="sse"} 10"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"tickscope_clients{transport="websocket"} 1"#),
+            "{text}"
+        );
         drop(guard);
-        assert!(metrics.render().contains(r#"tickscope_clients{transport="websocket"} 0"#));
+        assert!(
+            metrics
+                .render()
+                .contains(r#"tickscope_clients{transport="websocket"} 0"#)
+        );
     }
 }

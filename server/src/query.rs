@@ -27,7 +27,9 @@ impl Params {
         let mut values = self.pairs.iter().filter(|(key, _)| key == name);
         let first = values.next().map(|(_, value)| value.as_str());
         if values.next().is_some() {
-            return Err(InputError(format!("{name} is given more than once; give it once")));
+            return Err(InputError(format!(
+                "{name} is given more than once; give it once"
+            )));
         }
         Ok(first)
     }
@@ -94,7 +96,9 @@ pub fn symbol_filter<'a>(
             ))
         })?;
         if ids.contains(&id) {
-            return Err(InputError(format!("symbol {name:?} is listed twice; list it once")));
+            return Err(InputError(format!(
+                "symbol {name:?} is listed twice; list it once"
+            )));
         }
         ids.push(id);
     }
@@ -132,13 +136,27 @@ mod tests {
 
     #[test]
     fn bad_numbers_say_what_is_allowed() {
-        for bad in ["since=abc", "since=-1", "since=1.5", "since=", "since=99999999999999999999999"] {
+        for bad in [
+            "since=abc",
+            "since=-1",
+            "since=1.5",
+            "since=",
+            "since=99999999999999999999999",
+        ] {
             let err = Params::parse(bad).unwrap().since().unwrap_err();
-            assert!(err.0.starts_with("since must be a whole number"), "{bad}: {err}");
+            assert!(
+                err.0.starts_with("since must be a whole number"),
+                "{bad}: {err}"
+            );
         }
-        let err = Params::parse("since=1&since=2").unwrap().since().unwrap_err();
+        let err = Params::parse("since=1&since=2")
+            .unwrap()
+            .since()
+            .unwrap_err();
         assert!(err.0.contains("more than once"));
-        let err = Params::parse("timeout_ms=70000").unwrap().number("timeout_ms", 60_000);
+        let err = Params::parse("timeout_ms=70000")
+            .unwrap()
+            .number("timeout_ms", 60_000);
         assert!(err.unwrap_err().0.contains("from 0 to 60000"));
     }
 
@@ -152,7 +170,10 @@ mod tests {
             ("symbols=ACME,,BLU", "unknown symbol \"\""),
         ];
         for (query, expected) in cases {
-            let err = Params::parse(query).unwrap().symbols(&universe, 100).unwrap_err();
+            let err = Params::parse(query)
+                .unwrap()
+                .symbols(&universe, 100)
+                .unwrap_err();
             assert!(err.0.contains(expected), "{query}: {err}");
         }
         let many = vec!["ACME"; 101].join(",");

@@ -96,7 +96,8 @@ impl Simulator {
         symbol.last_s = at_s;
         let shock: f64 = StandardNormal.sample(&mut self.rng);
         let sigma = symbol.volatility;
-        symbol.price *= ((DRIFT - sigma * sigma / 2.0) * dt_years + sigma * dt_years.sqrt() * shock).exp();
+        symbol.price *=
+            ((DRIFT - sigma * sigma / 2.0) * dt_years + sigma * dt_years.sqrt() * shock).exp();
         // A price under a cent would round to zero; real listings get delisted first.
         symbol.price = symbol.price.max(0.01);
         let lots = self.lot_count.sample(&mut self.rng) + 1;
@@ -184,7 +185,7 @@ mod tests {
         for step in 0..10_000 {
             let draft = sim.tick(step as f64 * 0.02);
             assert!(draft.bid < draft.ask, "{draft:?}");
-            assert!(draft.bid > 0.0 && draft.volume >= 100 && draft.volume % 100 == 0);
+            assert!(draft.bid > 0.0 && draft.volume >= 100 && draft.volume.is_multiple_of(100));
             assert!((draft.price - cents(draft.price)).abs() < 1e-9);
         }
     }

@@ -30,7 +30,10 @@ const STREAM_BUFFER: usize = 16;
 const RECONNECT_MS: u32 = 1000;
 
 /// `GET /api/sse?since=N&symbols=...`, honouring `Last-Event-ID`.
-pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+pub async fn stream(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     state.metrics.transport(Transport::Sse).requests.inc();
     let params = Params::parse(req.query_string())?;
     let since = match req.headers().get("last-event-id") {
@@ -46,7 +49,10 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
     let subscription = Subscription::new(&state.feed, filter, since);
     let (events, mut body) = mpsc::channel::<Bytes>(STREAM_BUFFER);
     actix_web::rt::spawn(connection(state.into_inner(), subscription, events));
-    let body = stream::poll_fn(move |cx| body.poll_recv(cx).map(|event| event.map(Ok::<_, Infallible>)));
+    let body = stream::poll_fn(move |cx| {
+        body.poll_recv(cx)
+            .map(|event| event.map(Ok::<_, Infallible>))
+    });
     Ok(HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
@@ -55,7 +61,11 @@ pub async fn stream(req: HttpRequest, state: web::Data<AppState>) -> Result<Http
 }
 
 /// Feeds one stream until the client leaves or the server shuts down.
-async fn connection(state: Arc<AppState>, mut subscription: Subscription, events: mpsc::Sender<Bytes>) {
+async fn connection(
+    state: Arc<AppState>,
+    mut subscription: Subscription,
+    events: mpsc::Sender<Bytes>,
+) {
     let _client = state.metrics.client(Transport::Sse);
     let mut published = state.feed.subscribe();
     let every = state.config.sse_heartbeat();
@@ -66,7 +76,10 @@ async fn connection(state: Arc<AppState>, mut subscription: Subscription, events
     }
     loop {
         published.borrow_and_update();
-        if send_pending(&state, &events, &mut subscription).await.is_err() {
+        if send_pending(&state, &events, &mut subscription)
+            .await
+            .is_err()
+        {
             break;
         }
         tokio::select! {

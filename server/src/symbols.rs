@@ -23,18 +23,106 @@ pub struct Listing {
 /// The twelve fictional companies of the default market:
 /// (symbol, name, sector, opening price, volatility, activity, spread in bps).
 const COMPANIES: [(&str, &str, &str, f64, f64, f64, f64); 12] = [
-    ("ACME", "Acme Rocket Works", "Industrials", 142.50, 0.32, 1.4, 2.0),
+    (
+        "ACME",
+        "Acme Rocket Works",
+        "Industrials",
+        142.50,
+        0.32,
+        1.4,
+        2.0,
+    ),
     ("BLU", "Blue Harbor Energy", "Energy", 61.20, 0.38, 1.0, 3.0),
-    ("CRST", "Crestline Semiconductor", "Technology", 318.75, 0.45, 1.8, 1.5),
-    ("DLTA", "Delta Fresh Foods", "Consumer Staples", 47.85, 0.20, 0.7, 4.0),
-    ("EVRG", "Evergreen Bank", "Financials", 88.10, 0.25, 1.1, 2.0),
-    ("FLUX", "Flux Mobility", "Consumer Discretionary", 23.40, 0.65, 1.3, 6.0),
-    ("GRNT", "Granite Materials", "Materials", 104.30, 0.28, 0.6, 3.0),
-    ("HLX", "Helix Therapeutics", "Health Care", 76.95, 0.55, 0.9, 5.0),
-    ("IONQ", "Ionic Quantum Systems", "Technology", 12.65, 0.80, 1.2, 8.0),
-    ("JADE", "Jade Telecom", "Communication Services", 35.60, 0.22, 0.8, 3.0),
-    ("KITE", "Kite Logistics", "Industrials", 58.20, 0.30, 0.7, 3.0),
-    ("LUMN", "Lumen Solar Grid", "Utilities", 29.15, 0.35, 0.9, 4.0),
+    (
+        "CRST",
+        "Crestline Semiconductor",
+        "Technology",
+        318.75,
+        0.45,
+        1.8,
+        1.5,
+    ),
+    (
+        "DLTA",
+        "Delta Fresh Foods",
+        "Consumer Staples",
+        47.85,
+        0.20,
+        0.7,
+        4.0,
+    ),
+    (
+        "EVRG",
+        "Evergreen Bank",
+        "Financials",
+        88.10,
+        0.25,
+        1.1,
+        2.0,
+    ),
+    (
+        "FLUX",
+        "Flux Mobility",
+        "Consumer Discretionary",
+        23.40,
+        0.65,
+        1.3,
+        6.0,
+    ),
+    (
+        "GRNT",
+        "Granite Materials",
+        "Materials",
+        104.30,
+        0.28,
+        0.6,
+        3.0,
+    ),
+    (
+        "HLX",
+        "Helix Therapeutics",
+        "Health Care",
+        76.95,
+        0.55,
+        0.9,
+        5.0,
+    ),
+    (
+        "IONQ",
+        "Ionic Quantum Systems",
+        "Technology",
+        12.65,
+        0.80,
+        1.2,
+        8.0,
+    ),
+    (
+        "JADE",
+        "Jade Telecom",
+        "Communication Services",
+        35.60,
+        0.22,
+        0.8,
+        3.0,
+    ),
+    (
+        "KITE",
+        "Kite Logistics",
+        "Industrials",
+        58.20,
+        0.30,
+        0.7,
+        3.0,
+    ),
+    (
+        "LUMN",
+        "Lumen Solar Grid",
+        "Utilities",
+        29.15,
+        0.35,
+        0.9,
+        4.0,
+    ),
 ];
 
 /// Sectors for generated companies beyond the named twelve.
@@ -134,7 +222,10 @@ impl Universe {
 pub enum SymbolFilter {
     All,
     /// `wanted[id]` says whether symbol `id` passes.
-    Only { wanted: Vec<bool>, count: usize },
+    Only {
+        wanted: Vec<bool>,
+        count: usize,
+    },
 }
 
 impl SymbolFilter {
@@ -184,7 +275,11 @@ mod tests {
         assert_eq!(universe.id("X0040"), Some(39));
         let first = Universe::generate(40, &mut StdRng::seed_from_u64(9));
         let again = Universe::generate(40, &mut StdRng::seed_from_u64(9));
-        assert_eq!(first.listings(), again.listings(), "a seed makes it reproducible");
+        assert_eq!(
+            first.listings(),
+            again.listings(),
+            "a seed makes it reproducible"
+        );
     }
 
     #[test]

@@ -9,18 +9,20 @@
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session};
+use actix_ws::{
+    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
+};
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
 use tokio::time::{Instant, interval_at};
 use tracing::debug;
 
+use crate::AppState;
 use crate::clock::now_us;
 use crate::encode;
 use crate::error::ApiError;
 use crate::feed::Subscription;
 use crate::metrics::Transport;
 use crate::query::{InputError, symbol_filter};
-use crate::AppState;
 
 /// `GET /api/ws`: upgrades the connection and spawns its task.
 pub async fn handshake(
@@ -42,7 +44,11 @@ pub async fn handshake(
 }
 
 /// Serves one client until it leaves, misbehaves, goes silent, or the server shuts down.
-async fn connection(state: Arc<AppState>, mut session: Session, mut stream: AggregatedMessageStream) {
+async fn connection(
+    state: Arc<AppState>,
+    mut session: Session,
+    mut stream: AggregatedMessageStream,
+) {
     let _client = state.metrics.client(Transport::WebSocket);
     let mut published = state.feed.subscribe();
     let mut subscription: Option<Subscription> = None;

@@ -153,6 +153,10 @@ mod tests {
             received_us: 400,
         });
         assert_eq!(clock.len(), 2);
-        assert_eq!(clock.offset_us(), Some(-350), "the first sample was pushed out");
+        assert_eq!(
+            clock.offset_us(),
+            Some(-350),
+            "the first sample was pushed out"
+        );
     }
 }

@@ -24,9 +24,7 @@ pub enum ResumePoint {
 /// Decides where to resume a client that holds `since` when the window retains the seqs
 /// `oldest..=head` (`oldest == head + 1` when nothing is retained).
 pub fn resume_point(since: u64, oldest: u64, head: u64) -> ResumePoint {
-    if since > head {
-        ResumePoint::Gap
-    } else if since.saturating_add(1) < oldest {
+    if since > head || since.saturating_add(1) < oldest {
         ResumePoint::Gap
     } else {
         ResumePoint::From(since + 1)

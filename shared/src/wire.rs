@@ -135,7 +135,10 @@ mod tests {
             ticks: vec![],
         });
         let json = serde_json::to_string(&msg).unwrap();
-        assert_eq!(json, r#"{"type":"batch","cursor":7,"gap":false,"ticks":[]}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"batch","cursor":7,"gap":false,"ticks":[]}"#
+        );
     }
 
     #[test]
@@ -154,6 +157,8 @@ mod tests {
     fn unknown_fields_and_types_are_rejected() {
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe","x":1}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"unsubscribe"}"#).is_err());
-        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe","since":-1}"#).is_err());
+        assert!(
+            serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe","since":-1}"#).is_err()
+        );
     }
 }

@@ -1,1 +1,10 @@
+//! Integration tests: the real server on an ephemeral port, real HTTP, WebSocket and SSE
+//! clients over loopback.
 
+mod bad_input;
+mod helpers;
+mod long_poll;
+mod operations;
+mod resume;
+mod shutdown;
+mod transports;

@@ -1,0 +1,194 @@
+//! Starting the server and speaking each transport to it.
+
+use std::net::{SocketAddr, TcpListener};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use eventsource_stream::{Event, Eventsource};
+use futures_util::{SinkExt, Stream, StreamExt};
+use tickscope::Config;
+use tickscope_shared::cursor::CursorChain;
+use tickscope_shared::wire::{Batch, ClientMessage, ServerMessage, Snapshot};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+/// How long any single wait in a test may take before it counts as a hang.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+pub type WsClient = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A tickscope server on its own thread and actix system, on an ephemeral port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server with a fixed seed, one worker and no built app; `adjust` changes the
+    /// rest.
+    pub fn start(adjust: impl FnOnce(&mut Config)) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
+        let addr = listener.local_addr().expect("reading the bound address");
+        let mut config = Config::defaults();
+        config.seed = Some(7);
+        config.workers = 1;
+        config.static_dir = "/nonexistent/tickscope-dist".into();
+        adjust(&mut config);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(tickscope::run(listener, config, async {
+                let _ = stopped.await;
+            }))
+        });
+        Self {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/api/ws", self.addr)
+    }
+
+    /// Shuts the server down and waits for `run` to return.
+    pub async fn shut_down(mut self) -> anyhow::Result<()> {
+        let _ = self.stop.take().expect("not stopped yet").send(());
+        let thread = self.thread.take().expect("not joined yet");
+        tokio::task::spawn_blocking(move || thread.join().expect("the server thread panicked"))
+            .await
+            .expect("joining the server thread")
+    }
+
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        let response = reqwest::get(self.url(path)).await.expect("GET");
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
+        response.json().await.expect("a JSON body")
+    }
+
+    pub async fn poll(&self, query: &str) -> Batch {
+        self.get_json(&format!("/api/poll?{query}")).await
+    }
+
+    pub async fn long_poll(&self, query: &str) -> Batch {
+        self.get_json(&format!("/api/long-poll?{query}")).await
+    }
+
+    pub async fn snapshot(&self) -> Snapshot {
+        self.get_json("/api/snapshot").await
+    }
+
+    /// Waits (on long polls, not timers) until the feed's head has passed `seq`.
+    pub async fn wait_for_head(&self, seq: u64) -> u64 {
+        let mut cursor = self.snapshot().await.cursor;
+        while cursor <= seq {
+            cursor = self
+                .long_poll(&format!("since={cursor}&timeout_ms=10000"))
+                .await
+                .cursor;
+        }
+        cursor
+    }
+
+    /// Opens a WebSocket and sends `subscribe`.
+    pub async fn ws_subscribe(&self, symbols: Option<&[&str]>, since: Option<u64>) -> WsClient {
+        let (mut ws, _) = connect_async(self.ws_url())
+            .await
+            .expect("WebSocket handshake");
+        let subscribe = ClientMessage::Subscribe {
+            symbols: symbols.map(|list| list.iter().map(|s| s.to_string()).collect()),
+            since,
+        };
+        ws.send(Message::text(serde_json::to_string(&subscribe).unwrap()))
+            .await
+            .expect("sending subscribe");
+        ws
+    }
+
+    /// Opens an SSE stream; `last_event_id` goes in the header as a reconnecting browser sends it.
+    pub async fn sse(
+        &self,
+        query: &str,
+        last_event_id: Option<u64>,
+    ) -> impl Stream<Item = Event> + Unpin + use<> {
+        let mut request = reqwest::Client::new().get(self.url(&format!("/api/sse?{query}")));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id.to_string());
+        }
+        let response = request.send().await.expect("opening the SSE stream");
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"].to_str().unwrap(),
+            "text/event-stream"
+        );
+        Box::pin(
+            response
+                .bytes_stream()
+                .eventsource()
+                .take_while(|event| std::future::ready(event.is_ok()))
+                .map(|event| event.expect("only Ok events pass take_while")),
+        )
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// The next batch on a WebSocket, skipping pongs and control frames.
+pub async fn next_ws_batch(ws: &mut WsClient) -> Batch {
+    loop {
+        let message = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a WebSocket message in time")
+            .expect("the WebSocket is open")
+            .expect("a valid WebSocket message");
+        if let Message::Text(text) = message {
+            match serde_json::from_str::<ServerMessage>(&text).expect("a server message") {
+                ServerMessage::Batch(batch) => return batch,
+                ServerMessage::Pong { .. } => continue,
+            }
+        }
+    }
+}
+
+/// The next batch on an SSE stream, checking its event id is the batch cursor.
+pub async fn next_sse_batch(events: &mut (impl Stream<Item = Event> + Unpin)) -> Batch {
+    let event = tokio::time::timeout(PATIENCE, events.next())
+        .await
+        .expect("an SSE event in time")
+        .expect("the SSE stream is open");
+    let batch: Batch = serde_json::from_str(&event.data).expect("a batch");
+    assert_eq!(
+        event.id,
+        batch.cursor.to_string(),
+        "the event id is the cursor"
+    );
+    batch
+}
+
+/// Feeds `batch` to `chain`, failing the test with the batch when the chain breaks.
+pub fn accept(chain: &mut CursorChain, batch: &Batch) {
+    if let Err(err) = chain.accept(batch) {
+        panic!(
+            "cursor chain broken: {err}; batch cursor {} with seqs {:?}",
+            batch.cursor,
+            batch.ticks.iter().map(|t| t.seq).collect::<Vec<_>>()
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Each transport delivers the feed with cursors that chain: nothing lost, nothing repeated.
+
+use std::collections::HashSet;
+
+use tickscope_shared::cursor::CursorChain;
+
+use crate::helpers::{TestServer, accept, next_sse_batch, next_ws_batch};
+
+/// Enough ticks to cross many batches at the test rate.
+const WANTED: u64 = 400;
+
+fn fast_feed() -> TestServer {
+    TestServer::start(|config| config.rate = 2000.0)
+}
+
+#[tokio::test]
+async fn polling_delivers_a_continuous_chain() {
+    let server = fast_feed();
+    let mut chain = CursorChain::new(Some(0), true);
+    let mut polls = 0;
+    while chain.ticks() < WANTED {
+        let batch = server
+            .poll(&format!("since={}", chain.cursor().unwrap()))
+            .await;
+        accept(&mut chain, &batch);
+        polls += 1;
+    }
+    assert!(polls > 1, "the chain crossed several polls");
+    assert_eq!(chain.gaps(), 0);
+}
+
+#[tokio::test]
+async fn long_polling_delivers_a_continuous_chain() {
+    let server = fast_feed();
+    let mut chain = CursorChain::new(Some(0), true);
+    while chain.ticks() < WANTED {
+        let query = format!("since={}&timeout_ms=10000", chain.cursor().unwrap());
+        let batch = server.long_poll(&query).await;
+        assert!(
+            !batch.ticks.is_empty(),
+            "a long poll answers with data, not empty, while ticks flow"
+        );
+        accept(&mut chain, &batch);
+    }
+}
+
+#[tokio::test]
+async fn websocket_delivers_a_continuous_chain() {
+    let server = fast_feed();
+    let mut ws = server.ws_subscribe(None, Some(0)).await;
+    let mut chain = CursorChain::new(Some(0), true);
+    while chain.ticks() < WANTED {
+        accept(&mut chain, &next_ws_batch(&mut ws).await);
+    }
+}
+
+#[tokio::test]
+async fn sse_delivers_a_continuous_chain() {
+    let server = fast_feed();
+    let mut events = server.sse("since=0", None).await;
+    let mut chain = CursorChain::new(Some(0), true);
+    while chain.ticks() < WANTED {
+        accept(&mut chain, &next_sse_batch(&mut events).await);
+    }
+}
+
+#[tokio::test]
+async fn live_only_subscriptions_start_at_the_head() {
+    let server = fast_feed();
+    let head = server.wait_for_head(50).await;
+    let mut ws = server.ws_subscribe(None, None).await;
+    let mut chain = CursorChain::new(None, true);
+    let batch = next_ws_batch(&mut ws).await;
+    accept(&mut chain, &batch);
+    assert!(
+        batch.ticks[0].seq > head,
+        "no old ticks for a live-only subscription"
+    );
+    accept(&mut chain, &next_ws_batch(&mut ws).await);
+}
+
+#[tokio::test]
+async fn symbol_filters_deliver_only_those_symbols_in_order() {
+    let server = fast_feed();
+    let wanted: HashSet<&str> = ["ACME", "IONQ"].into();
+    let mut ws = server.ws_subscribe(Some(&["ACME", "IONQ"]), Some(0)).await;
+    let mut events = server.sse("since=0&symbols=ACME,IONQ", None).await;
+    let mut ws_chain = CursorChain::new(Some(0), false);
+    let mut sse_chain = CursorChain::new(Some(0), false);
+    let mut poll_chain = CursorChain::new(Some(0), false);
+    while ws_chain.ticks() < 100 || sse_chain.ticks() < 100 || poll_chain.ticks() < 100 {
+        let polled = server
+            .long_poll(&format!(
+                "since={}&symbols=ACME,IONQ",
+                poll_chain.cursor().unwrap()
+            ))
+            .await;
+        for (chain, batch) in [
+            (&mut ws_chain, next_ws_batch(&mut ws).await),
+            (&mut sse_chain, next_sse_batch(&mut events).await),
+            (&mut poll_chain, polled),
+        ] {
+            assert!(
+                batch
+                    .ticks
+                    .iter()
+                    .all(|tick| wanted.contains(tick.symbol.as_str()))
+            );
+            accept(chain, &batch);
+        }
+    }
+}
