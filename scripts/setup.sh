@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what building and running tickscope needs, skipping whatever is already there at the
+# right version:
+#   - the wasm32 target (rustup),
+#   - trunk 0.21.14 (cargo install; 0.22 needs a newer rustc than this project's),
+#   - wasm-bindgen-cli at exactly the version in Cargo.lock (trunk uses it from PATH),
+#   - just and wasm-opt (npm: rust-just, binaryen 132; Debian's binaryen 108 breaks the app).
+# With --browser it also installs Debian's chromium and chromium-driver for the browser tests.
+set -euo pipefail
+# shellcheck source=tools.sh
+source "$(dirname "$0")/tools.sh"
+cd "$SCRIPTS_DIR/.."
+
+TRUNK_VERSION=0.21.14
+
+want_browser=false
+for arg in "$@"; do
+  case "$arg" in
+    --browser) want_browser=true ;;
+    *) echo "usage: scripts/setup.sh [--browser]" >&2; exit 2 ;;
+  esac
+done
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+if ! trunk --version 2>/dev/null | grep -q " $TRUNK_VERSION\$"; then
+  echo "installing trunk $TRUNK_VERSION (about 9 minutes on 2 cores, once)" >&2
+  cargo install trunk --version "$TRUNK_VERSION" --locked
+fi
+
+bindgen_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if ! wasm-bindgen --version 2>/dev/null | grep -q " $bindgen_version\$"; then
+  echo "installing wasm-bindgen-cli $bindgen_version (about 3 minutes, once)" >&2
+  # Not --locked: its lock file names a webpki-roots version the registry does not serve.
+  cargo install wasm-bindgen-cli --version "=$bindgen_version"
+fi
+
+install_npm_tools
+
+if $want_browser && ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
+  echo "installing chromium and chromium-driver from Debian" >&2
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver
+fi
