@@ -82,6 +82,7 @@ fn now_us() -> i64 {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let http = reqwest::Client::new();
+    wait_until_ready(&http, &args.url).await?;
     let offset_us = clock_offset(&http, &args.url).await?;
     println!(
         "server {} ; clock offset {offset_us} us ; {} s per transport ; polling every {} ms\n",
@@ -120,6 +121,18 @@ async fn get<T: serde::de::DeserializeOwned>(
     }
     let body = response.bytes().await?;
     Ok((serde_json::from_slice(&body)?, body.len()))
+}
+
+/// Waits for a server that is still starting, for at most 10 s.
+async fn wait_until_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match http.get(format!("{url}/healthz")).send().await {
+            Ok(response) if response.status().is_success() => return Ok(()),
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => bail!("no server answered at {url} within 10 s"),
+        }
+    }
 }
 
 /// Sixteen `/api/time` exchanges; the offset of the one with the shortest round trip.
