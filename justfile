@@ -15,9 +15,12 @@ setup:
     scripts/setup.sh
 
 # Build the browser app and run the server with it at http://127.0.0.1:8080 (flags go to the server)
-run *ARGS: setup
-    trunk build --release --offline
+run *ARGS: setup build-app
     cargo run --release -p tickscope -- {{ARGS}}
+
+# Build the browser app into dist/ (size-optimised profile, wasm-opt -Oz)
+build-app:
+    trunk build --release --offline --cargo-profile wasm-release
 
 # Run the server and `trunk serve` with live reload at http://127.0.0.1:8081, proxying /api to it
 dev: setup

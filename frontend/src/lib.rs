@@ -1,9 +1,20 @@
-//! tickscope's browser app.
+//! tickscope's browser app: a live watchlist and chart fed by a transport the person picks,
+//! with the lag and cost of that transport measured as it runs, and a compare mode that runs
+//! all four side by side.
 //!
-//! This first version is the shell: a watchlist that follows the feed by polling the
-//! server with its cursor. The transport switch, charts and lag panel build on it.
+//! - `api`: every HTTP call; `transport/`: the four feed clients, one local task each;
+//! - `session`: the market and each running transport's chain, clock and statistics;
+//! - `stats`, `series`, `geometry`, `format`, `backoff`: plain logic with plain tests;
+//! - `components/`: the page, one component per file.
 
 mod api;
-mod watchlist;
+mod backoff;
+mod components;
+mod format;
+mod geometry;
+mod series;
+mod session;
+mod stats;
+mod transport;
 
-pub use watchlist::App;
+pub use components::app::App;

@@ -89,9 +89,11 @@ async fn main() -> anyhow::Result<()> {
         args.url, args.seconds, args.poll_interval_ms
     );
     println!(
-        "| transport | ticks | ticks/s | p50 lag ms | p99 lag ms | max lag ms | requests | empty | bytes/tick | chain |"
+        "| transport | ticks | ticks/s | mean lag ms | p50 lag ms | p99 lag ms | max lag ms | requests | empty | bytes/tick | chain |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let (first, _): (serde_json::Value, _) = get(&http, &format!("{}/healthz", args.url)).await?;
+    let began = Instant::now();
     for transport in ["polling", "long-polling", "websocket", "sse"] {
         let start: Snapshot = get(&http, &format!("{}/api/snapshot", args.url)).await?.0;
         let mut probe = Probe::new(start.cursor, offset_us);
@@ -104,6 +106,13 @@ async fn main() -> anyhow::Result<()> {
         }
         report(transport, &mut probe, args.seconds);
     }
+    let (last, _): (serde_json::Value, _) = get(&http, &format!("{}/healthz", args.url)).await?;
+    let published = last["cursor"].as_u64().unwrap_or(0) - first["cursor"].as_u64().unwrap_or(0);
+    println!(
+        "\npublished {published} ticks in {:.1} s: {:.1} ticks/s",
+        began.elapsed().as_secs_f64(),
+        published as f64 / began.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -225,6 +234,7 @@ fn report(transport: &str, probe: &mut Probe, seconds: u64) {
     probe.lags_us.sort_unstable();
     let ticks = probe.lags_us.len();
     let ms = |us: i64| format!("{:.1}", us as f64 / 1000.0);
+    let mean = probe.lags_us.iter().sum::<i64>() as f64 / ticks.max(1) as f64 / 1000.0;
     let (p50, p99, max) = if ticks == 0 {
         ("-".to_owned(), "-".to_owned(), "-".to_owned())
     } else {
@@ -240,7 +250,7 @@ fn report(transport: &str, probe: &mut Probe, seconds: u64) {
         format!("{} breaks", probe.broken)
     };
     println!(
-        "| {transport} | {ticks} | {:.1} | {p50} | {p99} | {max} | {} | {} | {:.0} | {chain} |",
+        "| {transport} | {ticks} | {:.1} | {mean:.1} | {p50} | {p99} | {max} | {} | {} | {:.0} | {chain} |",
         ticks as f64 / seconds as f64,
         probe.requests,
         probe.empty,

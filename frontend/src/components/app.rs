@@ -1,0 +1,156 @@
+//! The page: loads the symbols and snapshot, owns the session and the running transport
+//! clients, ticks the frame, and lays out the rest.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use super::chart::Chart;
+use super::compare::Compare;
+use super::explain::Explain;
+use super::lag_panel::LagPanel;
+use super::switch::Switch;
+use super::watchlist::Watchlist;
+use crate::api;
+use crate::backoff;
+use crate::session::{Market, Session};
+use crate::transport::{FeedClient, FeedEvent, TransportKind, now_us};
+
+/// How often the page redraws from the session.
+const FRAME: Duration = Duration::from_millis(250);
+
+/// What the page shows: one transport, or all four side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Single(TransportKind),
+    Compare,
+}
+
+/// The session, once loaded. Local storage: it holds `Rc`s and never leaves this thread.
+pub type SessionStore = StoredValue<Option<Session>, LocalStorage>;
+
+#[component]
+pub fn App() -> impl IntoView {
+    let session: SessionStore = StoredValue::new_local(None);
+    let clients = StoredValue::new_local(Vec::<FeedClient>::new());
+    let frame = RwSignal::new(0u64);
+    let loaded = RwSignal::new(false);
+    let load_error = RwSignal::new(None::<String>);
+    let mode = RwSignal::new(Mode::Single(TransportKind::WebSocket));
+    let selected = RwSignal::new(0usize);
+
+    let ticker = set_interval_with_handle(move || frame.update(|n| *n += 1), FRAME)
+        .expect("setting the frame interval");
+    on_cleanup(move || {
+        ticker.clear();
+        clients.update_value(Vec::clear);
+    });
+
+    spawn_local(async move {
+        let mut attempt = 0;
+        let market = loop {
+            match load().await {
+                Ok(market) => break market,
+                Err(err) => {
+                    attempt += 1;
+                    let wait_ms = backoff::delay_ms(attempt, js_sys::Math::random());
+                    load_error.set(Some(format!(
+                        "cannot reach the server ({err}); retrying in {:.1} s",
+                        f64::from(wait_ms) / 1000.0
+                    )));
+                    gloo_timers::future::TimeoutFuture::new(wait_ms).await;
+                }
+            }
+        };
+        load_error.set(None);
+        session.set_value(Some(Session::new(market)));
+        start(mode.get_untracked(), session, clients);
+        loaded.set(true);
+    });
+
+    // Switching starts the new transport from the cursor the old one reached.
+    Effect::new(move |previous: Option<Mode>| {
+        let current = mode.get();
+        if previous.is_some_and(|previous| previous != current) && loaded.get_untracked() {
+            start(current, session, clients);
+        }
+        current
+    });
+
+    let notice = move || {
+        frame.get();
+        session.with_value(|s| s.as_ref().map(|s| s.notice.clone()).unwrap_or_default())
+    };
+
+    view! {
+        <header>
+            <h1>"tickscope"</h1>
+            <span class="tagline">"live prices, and what each transport costs"</span>
+        </header>
+        <Show when=move || load_error.get().is_some()>
+            <div class="banner error" data-testid="load-error">{move || load_error.get()}</div>
+        </Show>
+        <div class="notice" data-testid="notice">{notice}</div>
+        <Show when=move || loaded.get() fallback=|| view! { <p class="loading">"connecting..."</p> }>
+            <div class="layout">
+                <Watchlist session frame selected />
+                <section class="main">
+                    <Chart session frame selected />
+                    <Switch mode />
+                    {move || match mode.get() {
+                        Mode::Single(kind) => view! {
+                            <LagPanel session frame kind />
+                            <Explain kinds=vec![kind] />
+                        }.into_any(),
+                        Mode::Compare => view! {
+                            <Compare session frame />
+                            <Explain kinds=TransportKind::COMPARED.to_vec() />
+                        }.into_any(),
+                    }}
+                </section>
+            </div>
+        </Show>
+    }
+}
+
+/// The symbols and a snapshot to start from.
+async fn load() -> Result<Market, String> {
+    let symbols = api::symbols().await?;
+    let snapshot = api::snapshot().await?;
+    Ok(Market::new(symbols.symbols, &snapshot))
+}
+
+/// Stops the running clients and starts those of `mode` from the session's cursor.
+fn start(mode: Mode, session: SessionStore, clients: StoredValue<Vec<FeedClient>, LocalStorage>) {
+    clients.update_value(Vec::clear);
+    let now = now_us();
+    let started = session
+        .try_update_value(|session| {
+            let session = session.as_mut()?;
+            Some(match mode {
+                Mode::Single(kind) => vec![(kind, session.switch_to(kind, now))],
+                Mode::Compare => {
+                    let since = session.compare(&TransportKind::COMPARED, now);
+                    TransportKind::COMPARED
+                        .iter()
+                        .map(|&kind| (kind, since))
+                        .collect()
+                }
+            })
+        })
+        .flatten()
+        .unwrap_or_default();
+    for (kind, since) in started {
+        let emit = Rc::new(move |event: FeedEvent| {
+            session.try_update_value(|session| {
+                if let Some(session) = session.as_mut() {
+                    session.handle(kind, event, now_us());
+                }
+            });
+        });
+        let client = FeedClient::start(kind, since, emit);
+        clients.update_value(|clients| clients.push(client));
+    }
+}

@@ -1,0 +1,81 @@
+//! The lag panel of the active transport: lag (current, p50, p95, max over 30 s), rates, the
+//! shares of empty answers, reconnects, the connection state and the cursor chain's health.
+
+use leptos::prelude::*;
+
+use super::app::SessionStore;
+use crate::format;
+use crate::stats::StatsView;
+use crate::transport::{TransportKind, now_us};
+
+/// One transport's figures, ready to show.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figures {
+    pub view: StatsView,
+    pub offset_us: Option<i64>,
+    pub chain: String,
+    pub error: Option<String>,
+}
+
+/// The figures of `kind` at this instant, if it runs.
+pub fn figures(session: SessionStore, kind: TransportKind) -> Option<Figures> {
+    session
+        .try_update_value(|s| {
+            let channel = s.as_mut()?.channels.iter_mut().find(|c| c.kind == kind)?;
+            Some(Figures {
+                view: channel.stats.view(now_us()),
+                offset_us: channel.clock.offset_us(),
+                chain: format!(
+                    "cursor {} · {} ticks · {} gaps · {} breaks",
+                    channel.cursor(),
+                    channel.chain.ticks(),
+                    channel.chain.gaps(),
+                    channel.breaks
+                ),
+                error: channel.last_error.clone(),
+            })
+        })
+        .flatten()
+}
+
+pub fn lag_cell(figures: &Figures, pick: fn(&tickscope_shared::lag::LagSummary) -> i64) -> String {
+    figures
+        .view
+        .lag
+        .as_ref()
+        .map_or_else(|| "-".into(), |lag| format::lag_ms(pick(lag)))
+}
+
+#[component]
+pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind) -> impl IntoView {
+    let figures = Memo::new(move |_| {
+        frame.get();
+        figures(session, kind)
+    });
+    let show = move |f: fn(&Figures) -> String| {
+        move || figures.with(|x| x.as_ref().map(f).unwrap_or_default())
+    };
+    view! {
+        <section class="panel" data-testid="lag-panel">
+            <h2>{kind.label()} " " <span class="state" data-testid="state">{show(|f| f.view.state.label())}</span></h2>
+            <div class="figures">
+                <div><span>"lag now"</span><strong data-testid="lag-current">{show(|f| lag_cell(f, |l| l.current_us))}</strong></div>
+                <div><span>"p50"</span><strong data-testid="lag-p50">{show(|f| lag_cell(f, |l| l.p50_us))}</strong></div>
+                <div><span>"p95"</span><strong data-testid="lag-p95">{show(|f| lag_cell(f, |l| l.p95_us))}</strong></div>
+                <div><span>"max"</span><strong data-testid="lag-max">{show(|f| lag_cell(f, |l| l.max_us))}</strong></div>
+                <div><span>"updates"</span><strong data-testid="updates">{show(|f| format::rate(f.view.updates_per_s))}</strong></div>
+                <div><span>"HTTP requests"</span><strong data-testid="requests">{show(|f| format::rate(f.view.requests_per_s))}</strong></div>
+                <div><span>"received"</span><strong data-testid="bytes">{show(|f| format::bytes_per_s(f.view.bytes_per_s))}</strong></div>
+                <div><span>"empty answers"</span><strong data-testid="empty">{show(|f| format::share(f.view.empty_share))}</strong></div>
+                <div><span>"long-poll timeouts"</span><strong data-testid="timeouts">{show(|f| format::share(f.view.timeout_share))}</strong></div>
+                <div><span>"reconnects"</span><strong data-testid="reconnects">{show(|f| f.view.reconnects.to_string())}</strong></div>
+            </div>
+            <p class="fine">
+                "Over the last 30 s. Lag is receive time minus the tick's server timestamp, on the server's clock (offset "
+                <span data-testid="offset">{show(|f| f.offset_us.map_or("not yet measured".into(), |o| format!("{:+.2} ms", o as f64 / 1000.0)))}</span>
+                "). Chain: " <span data-testid="chain">{show(|f| f.chain.clone())}</span>
+                {move || figures.with(|f| f.as_ref().and_then(|f| f.error.clone()).map(|e| format!(". Last error: {e}")))}
+            </p>
+        </section>
+    }
+}

@@ -1,0 +1,62 @@
+//! How numbers read in the app.
+
+/// A lag in microseconds as milliseconds, with more precision when small.
+pub fn lag_ms(us: i64) -> String {
+    let ms = us as f64 / 1000.0;
+    if ms.abs() < 10.0 {
+        format!("{ms:.2} ms")
+    } else if ms.abs() < 1000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.2} s", ms / 1000.0)
+    }
+}
+
+/// Bytes per second with a binary unit.
+pub fn bytes_per_s(bytes: f64) -> String {
+    if bytes < 1024.0 {
+        format!("{bytes:.0} B/s")
+    } else if bytes < 1024.0 * 1024.0 {
+        format!("{:.1} KiB/s", bytes / 1024.0)
+    } else {
+        format!("{:.1} MiB/s", bytes / 1024.0 / 1024.0)
+    }
+}
+
+/// A share as a percentage, or a dash when there is nothing to share.
+pub fn share(part: Option<f64>) -> String {
+    part.map_or_else(|| "-".to_owned(), |part| format!("{:.0}%", part * 100.0))
+}
+
+/// A price change and its percentage of the opening price: `+1.25 (+0.88%)`.
+pub fn change(price: f64, open: f64) -> String {
+    let change = price - open;
+    format!("{change:+.2} ({:+.2}%)", change / open * 100.0)
+}
+
+/// A rate with one decimal.
+pub fn rate(per_s: f64) -> String {
+    format!("{per_s:.1}/s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lags_read_in_sensible_units() {
+        assert_eq!(lag_ms(340), "0.34 ms");
+        assert_eq!(lag_ms(42_400), "42 ms");
+        assert_eq!(lag_ms(1_250_000), "1.25 s");
+    }
+
+    #[test]
+    fn bytes_shares_and_changes() {
+        assert_eq!(bytes_per_s(512.0), "512 B/s");
+        assert_eq!(bytes_per_s(7_782.4), "7.6 KiB/s");
+        assert_eq!(share(Some(0.126)), "13%");
+        assert_eq!(share(None), "-");
+        assert_eq!(change(101.0, 100.0), "+1.00 (+1.00%)");
+        assert_eq!(change(99.5, 100.0), "-0.50 (-0.50%)");
+    }
+}

@@ -1,0 +1,290 @@
+//! What the lag panel shows for one transport, over a rolling 30-second window: lag
+//! percentiles, updates, requests and bytes per second, and the shares of empty answers.
+//! Plain Rust over timestamps the caller passes, so it is tested without a browser.
+
+use std::collections::VecDeque;
+
+use tickscope_shared::lag::{LagSummary, LagWindow};
+
+/// The window every figure is taken over.
+pub const WINDOW_US: i64 = 30_000_000;
+/// How far back the lag-over-time plot goes.
+pub const PLOT_US: i64 = 60_000_000;
+
+/// A sum over the last [`WINDOW_US`].
+#[derive(Debug, Clone, Default)]
+pub struct Rolling {
+    items: VecDeque<(i64, u64)>,
+    sum: u64,
+}
+
+impl Rolling {
+    pub fn add(&mut self, at_us: i64, amount: u64) {
+        self.items.push_back((at_us, amount));
+        self.sum += amount;
+    }
+
+    pub fn expire(&mut self, now_us: i64) {
+        while let Some(&(at, amount)) = self.items.front() {
+            if now_us - at <= WINDOW_US {
+                break;
+            }
+            self.items.pop_front();
+            self.sum -= amount;
+        }
+    }
+
+    pub fn sum(&self) -> u64 {
+        self.sum
+    }
+}
+
+/// Where a transport's connection stands.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConnState {
+    Connecting,
+    Live,
+    /// Connected, but nothing (data or heartbeat) came for longer than the transport allows.
+    Stalled,
+    /// Waiting `retry_in_ms` before attempt `attempt`.
+    Reconnecting {
+        attempt: u32,
+        retry_in_ms: u32,
+    },
+}
+
+impl ConnState {
+    pub fn label(&self) -> String {
+        match self {
+            Self::Connecting => "connecting".into(),
+            Self::Live => "live".into(),
+            Self::Stalled => "stalled".into(),
+            Self::Reconnecting {
+                attempt,
+                retry_in_ms,
+            } => {
+                format!(
+                    "reconnecting (attempt {attempt}, in {:.1} s)",
+                    *retry_in_ms as f64 / 1000.0
+                )
+            }
+        }
+    }
+}
+
+/// Everything the panel shows, computed at one instant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsView {
+    pub lag: Option<LagSummary>,
+    pub updates_per_s: f64,
+    pub requests_per_s: f64,
+    pub bytes_per_s: f64,
+    /// Empty answers among polls (polling) or long polls answered at their timeout.
+    pub empty_share: Option<f64>,
+    pub timeout_share: Option<f64>,
+    pub reconnects: u64,
+    pub state: ConnState,
+    pub ticks: u64,
+}
+
+/// The running figures of one transport.
+#[derive(Debug, Clone)]
+pub struct TransportStats {
+    started_us: i64,
+    lag: LagWindow,
+    ticks: Rolling,
+    requests: Rolling,
+    bytes: Rolling,
+    answers: Rolling,
+    empty: Rolling,
+    timeouts: Rolling,
+    reconnects: u64,
+    total_ticks: u64,
+    state: ConnState,
+    last_heard_us: i64,
+    /// Silence after which a live connection counts as stalled.
+    stall_after_us: i64,
+    /// (receive time, mean lag of the batch) for the lag-over-time plot.
+    points: VecDeque<(i64, i64)>,
+}
+
+impl TransportStats {
+    pub fn new(now_us: i64, stall_after_us: i64) -> Self {
+        Self {
+            started_us: now_us,
+            lag: LagWindow::new(WINDOW_US),
+            ticks: Rolling::default(),
+            requests: Rolling::default(),
+            bytes: Rolling::default(),
+            answers: Rolling::default(),
+            empty: Rolling::default(),
+            timeouts: Rolling::default(),
+            reconnects: 0,
+            total_ticks: 0,
+            state: ConnState::Connecting,
+            last_heard_us: now_us,
+            stall_after_us,
+            points: VecDeque::new(),
+        }
+    }
+
+    /// A batch arrived at `at_us` with the lags of its ticks (server clock corrected).
+    pub fn batch(&mut self, at_us: i64, lags_us: &[i64], bytes: usize) {
+        for &lag in lags_us {
+            self.lag.record(at_us, lag);
+        }
+        if !lags_us.is_empty() {
+            let mean = lags_us.iter().sum::<i64>() / lags_us.len() as i64;
+            self.points.push_back((at_us, mean));
+        }
+        self.ticks.add(at_us, lags_us.len() as u64);
+        self.total_ticks += lags_us.len() as u64;
+        self.bytes.add(at_us, bytes as u64);
+        self.heard(at_us);
+    }
+
+    /// An HTTP request went out.
+    pub fn request(&mut self, at_us: i64) {
+        self.requests.add(at_us, 1);
+    }
+
+    /// An HTTP poll was answered; `empty` when it had no ticks, `timed_out` for a long poll
+    /// answered at its timeout.
+    pub fn answer(&mut self, at_us: i64, empty: bool, timed_out: bool) {
+        self.answers.add(at_us, 1);
+        self.empty.add(at_us, u64::from(empty));
+        self.timeouts.add(at_us, u64::from(timed_out));
+    }
+
+    /// Something (data, heartbeat, pong) came: the connection is alive.
+    pub fn heard(&mut self, at_us: i64) {
+        self.last_heard_us = at_us;
+        self.state = ConnState::Live;
+    }
+
+    pub fn bytes(&mut self, at_us: i64, bytes: usize) {
+        self.bytes.add(at_us, bytes as u64);
+    }
+
+    pub fn reconnecting(&mut self, attempt: u32, retry_in_ms: u32) {
+        self.reconnects += 1;
+        self.state = ConnState::Reconnecting {
+            attempt,
+            retry_in_ms,
+        };
+    }
+
+    /// The lag-over-time points of the last [`PLOT_US`].
+    pub fn points(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.points.iter().copied()
+    }
+
+    /// Forgets what fell out of the windows and computes the figures at `now_us`.
+    pub fn view(&mut self, now_us: i64) -> StatsView {
+        self.lag.expire(now_us);
+        for rolling in [
+            &mut self.ticks,
+            &mut self.requests,
+            &mut self.bytes,
+            &mut self.answers,
+            &mut self.empty,
+            &mut self.timeouts,
+        ] {
+            rolling.expire(now_us);
+        }
+        while self
+            .points
+            .front()
+            .is_some_and(|&(at, _)| now_us - at > PLOT_US)
+        {
+            self.points.pop_front();
+        }
+        let span_s = ((now_us - self.started_us).clamp(1, WINDOW_US)) as f64 / 1e6;
+        let share = |part: &Rolling| {
+            (self.answers.sum() > 0).then(|| part.sum() as f64 / self.answers.sum() as f64)
+        };
+        let state = match self.state {
+            ConnState::Live if now_us - self.last_heard_us > self.stall_after_us => {
+                ConnState::Stalled
+            }
+            state => state,
+        };
+        StatsView {
+            lag: self.lag.summary(),
+            updates_per_s: self.ticks.sum() as f64 / span_s,
+            requests_per_s: self.requests.sum() as f64 / span_s,
+            bytes_per_s: self.bytes.sum() as f64 / span_s,
+            empty_share: share(&self.empty),
+            timeout_share: share(&self.timeouts),
+            reconnects: self.reconnects,
+            state,
+            ticks: self.total_ticks,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    #[test]
+    fn rates_are_per_second_over_the_time_seen() {
+        let mut stats = TransportStats::new(0, 5 * S);
+        for second in 0..10 {
+            stats.request(second * S);
+            stats.batch(second * S + 1, &[1_000, 3_000], 200);
+            stats.answer(second * S + 1, false, false);
+        }
+        let view = stats.view(10 * S);
+        assert_eq!(view.ticks, 20);
+        assert!((view.updates_per_s - 2.0).abs() < 1e-9);
+        assert!((view.requests_per_s - 1.0).abs() < 1e-9);
+        assert!((view.bytes_per_s - 200.0).abs() < 1e-9);
+        assert_eq!(view.empty_share, Some(0.0));
+        let lag = view.lag.unwrap();
+        assert_eq!(
+            (lag.p50_us, lag.max_us, lag.current_us),
+            (1_000, 3_000, 3_000)
+        );
+    }
+
+    #[test]
+    fn old_samples_leave_the_window() {
+        let mut stats = TransportStats::new(0, 5 * S);
+        stats.batch(0, &[9_000], 100);
+        stats.batch(40 * S, &[1_000], 100);
+        let view = stats.view(40 * S);
+        assert_eq!(view.lag.unwrap().max_us, 1_000);
+        assert!((view.updates_per_s - 1.0 / 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn shares_of_empty_polls_and_timeouts() {
+        let mut stats = TransportStats::new(0, 5 * S);
+        stats.answer(1, true, false);
+        stats.answer(2, true, true);
+        stats.answer(3, false, false);
+        stats.answer(4, false, false);
+        let view = stats.view(5);
+        assert_eq!(view.empty_share, Some(0.5));
+        assert_eq!(view.timeout_share, Some(0.25));
+        assert_eq!(TransportStats::new(0, S).view(1).empty_share, None);
+    }
+
+    #[test]
+    fn silence_turns_live_into_stalled() {
+        let mut stats = TransportStats::new(0, 2 * S);
+        assert_eq!(stats.view(0).state, ConnState::Connecting);
+        stats.heard(S);
+        assert_eq!(stats.view(2 * S).state, ConnState::Live);
+        assert_eq!(stats.view(4 * S).state, ConnState::Stalled);
+        stats.reconnecting(1, 500);
+        assert_eq!(stats.view(4 * S).reconnects, 1);
+        assert_eq!(
+            stats.view(4 * S).state.label(),
+            "reconnecting (attempt 1, in 0.5 s)"
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! The four transport clients. Each runs as one local task that reports what it sees as
+//! [`FeedEvent`]s and resumes from its cursor after any failure, with jittered backoff. A
+//! [`FeedClient`] handle stops its task (and aborts what it has in flight) when dropped.
+
+mod http;
+mod sse;
+mod websocket;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use futures::FutureExt;
+use futures::channel::oneshot;
+use futures::future::Shared;
+
+use tickscope_shared::clock::ClockSample;
+use tickscope_shared::wire::Batch;
+
+use crate::backoff;
+
+/// The transports a person can pick.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    Polling { interval_ms: u32 },
+    LongPolling,
+    WebSocket,
+    Sse,
+}
+
+impl TransportKind {
+    /// Every choice the switch offers, in its order.
+    pub const CHOICES: [TransportKind; 6] = [
+        TransportKind::Polling { interval_ms: 250 },
+        TransportKind::Polling { interval_ms: 1000 },
+        TransportKind::Polling { interval_ms: 5000 },
+        TransportKind::LongPolling,
+        TransportKind::WebSocket,
+        TransportKind::Sse,
+    ];
+
+    /// The four transports compare mode runs side by side.
+    pub const COMPARED: [TransportKind; 4] = [
+        TransportKind::Polling { interval_ms: 1000 },
+        TransportKind::LongPolling,
+        TransportKind::WebSocket,
+        TransportKind::Sse,
+    ];
+
+    pub fn label(self) -> String {
+        match self {
+            Self::Polling { interval_ms } if interval_ms < 1000 => {
+                format!("Polling {interval_ms} ms")
+            }
+            Self::Polling { interval_ms } => format!("Polling {} s", interval_ms / 1000),
+            Self::LongPolling => "Long polling".into(),
+            Self::WebSocket => "WebSocket".into(),
+            Self::Sse => "SSE".into(),
+        }
+    }
+
+    /// A stable id for `data-testid`s and CSS classes.
+    pub fn id(self) -> String {
+        match self {
+            Self::Polling { interval_ms } => format!("polling-{interval_ms}"),
+            Self::LongPolling => "long-polling".into(),
+            Self::WebSocket => "websocket".into(),
+            Self::Sse => "sse".into(),
+        }
+    }
+
+    /// Silence after which a connection counts as stalled: two of its intervals.
+    pub fn stall_after_us(self) -> i64 {
+        let interval_ms = match self {
+            Self::Polling { interval_ms } => i64::from(interval_ms),
+            // The server answers a long poll at the latest after 25 s.
+            Self::LongPolling => 25_000,
+            // Ticks flow many times a second; the server's heartbeats are 10 s and 15 s apart.
+            Self::WebSocket => 10_000,
+            Self::Sse => 15_000,
+        };
+        2 * interval_ms * 1000
+    }
+}
+
+/// What a transport client reports.
+#[derive(Debug, Clone)]
+pub enum FeedEvent {
+    /// A batch arrived: `bytes` of payload, at `at_us` on the client's clock.
+    Batch {
+        batch: Batch,
+        bytes: usize,
+        at_us: i64,
+    },
+    /// An HTTP request went out.
+    Request { at_us: i64 },
+    /// A poll was answered; `timed_out` for a long poll answered empty at its timeout.
+    Answer {
+        at_us: i64,
+        empty: bool,
+        timed_out: bool,
+    },
+    /// A clock exchange for this transport's offset.
+    Clock(ClockSample),
+    /// Something other than data came (a pong): the connection is alive.
+    Heard { at_us: i64, bytes: usize },
+    /// The connection is up (WebSocket open, SSE stream open, or a poll answered).
+    Connected,
+    /// The connection failed; the next attempt is in `retry_in_ms`.
+    Reconnecting {
+        attempt: u32,
+        retry_in_ms: u32,
+        reason: String,
+    },
+}
+
+/// Receives a client's events.
+pub type Emit = Rc<dyn Fn(FeedEvent)>;
+
+/// A running transport client; dropping it stops the client.
+pub struct FeedClient {
+    stopped: Rc<Cell<bool>>,
+    abort: web_sys::AbortController,
+    /// Dropped with the client, which wakes every [`Stop::wait`].
+    _stop: oneshot::Sender<()>,
+}
+
+impl FeedClient {
+    /// Starts `kind` from cursor `since`.
+    pub fn start(kind: TransportKind, since: u64, emit: Emit) -> Self {
+        let stopped = Rc::new(Cell::new(false));
+        let abort = web_sys::AbortController::new().expect("AbortController exists in browsers");
+        let (stop_tx, stop_rx) = oneshot::channel();
+        // Nothing a stopped client still had in flight reaches the app.
+        let emit: Emit = {
+            let stopped = stopped.clone();
+            Rc::new(move |event| {
+                if !stopped.get() {
+                    emit(event);
+                }
+            })
+        };
+        let stop = Stop {
+            stopped: stopped.clone(),
+            signal: abort.signal(),
+            dropped: stop_rx.shared(),
+        };
+        leptos::task::spawn_local(async move {
+            match kind {
+                TransportKind::Polling { interval_ms } => {
+                    http::poll(interval_ms, since, stop, emit).await
+                }
+                TransportKind::LongPolling => http::long_poll(since, stop, emit).await,
+                TransportKind::WebSocket => websocket::run(since, stop, emit).await,
+                TransportKind::Sse => sse::run(since, stop, emit).await,
+            }
+        });
+        Self {
+            stopped,
+            abort,
+            _stop: stop_tx,
+        }
+    }
+}
+
+impl Drop for FeedClient {
+    fn drop(&mut self) {
+        self.stopped.set(true);
+        self.abort.abort();
+    }
+}
+
+/// What a client task checks to know it should end.
+#[derive(Clone)]
+pub(crate) struct Stop {
+    stopped: Rc<Cell<bool>>,
+    /// Aborts the client's in-flight HTTP request.
+    pub(crate) signal: web_sys::AbortSignal,
+    dropped: Shared<oneshot::Receiver<()>>,
+}
+
+impl Stop {
+    pub(crate) fn is_set(&self) -> bool {
+        self.stopped.get()
+    }
+
+    /// Resolves when the client is stopped.
+    pub(crate) async fn wait(&self) {
+        let _ = self.dropped.clone().await;
+    }
+}
+
+/// Waits out the backoff before attempt `attempt`, telling the app; `false` if stopped.
+pub(crate) async fn back_off(attempt: u32, reason: String, stop: &Stop, emit: &Emit) -> bool {
+    let retry_in_ms = backoff::delay_ms(attempt, js_sys::Math::random());
+    emit(FeedEvent::Reconnecting {
+        attempt,
+        retry_in_ms,
+        reason,
+    });
+    gloo_timers::future::TimeoutFuture::new(retry_in_ms).await;
+    !stop.is_set()
+}
+
+/// The client's clock in Unix microseconds, at sub-millisecond resolution.
+pub fn now_us() -> i64 {
+    let performance = web_sys::window()
+        .and_then(|window| window.performance())
+        .expect("the app runs in a window with performance timing");
+    ((performance.time_origin() + performance.now()) * 1000.0) as i64
+}

@@ -1,0 +1,97 @@
+//! Server-Sent Events through the browser's `EventSource`. On an error the client closes the
+//! source and reconnects itself with its cursor, so the backoff and the connection state are
+//! its own rather than the browser's silent retry.
+
+use futures::channel::mpsc;
+use futures::{FutureExt, StreamExt, pin_mut};
+use tickscope_shared::wire::Batch;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::closure::Closure;
+use web_sys::{EventSource, MessageEvent};
+
+use super::{Emit, FeedEvent, Stop, back_off, http::sync_clock, now_us};
+
+/// What the source's callbacks hand to the client task.
+enum Signal {
+    Open,
+    Data(String),
+    Error,
+}
+
+pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
+    let mut cursor = since;
+    let mut attempt = 0;
+    while !stop.is_set() {
+        sync_clock(&stop, &emit).await;
+        match stream(&mut cursor, &mut attempt, &stop, &emit).await {
+            Ok(()) => return,
+            Err(reason) => {
+                attempt += 1;
+                if stop.is_set() || !back_off(attempt, reason, &stop, &emit).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// One stream, until it breaks (`Err`) or the client stops (`Ok`).
+async fn stream(
+    cursor: &mut u64,
+    attempt: &mut u32,
+    stop: &Stop,
+    emit: &Emit,
+) -> Result<(), String> {
+    let source = EventSource::new(&format!("/api/sse?since={cursor}"))
+        .map_err(|err| format!("cannot open the event stream: {err:?}"))?;
+    let (signals, mut received) = mpsc::unbounded::<Signal>();
+    let on_open = {
+        let signals = signals.clone();
+        Closure::<dyn FnMut()>::new(move || {
+            let _ = signals.unbounded_send(Signal::Open);
+        })
+    };
+    let on_message = {
+        let signals = signals.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(data) = event.data().as_string() {
+                let _ = signals.unbounded_send(Signal::Data(data));
+            }
+        })
+    };
+    let on_error = Closure::<dyn FnMut()>::new(move || {
+        let _ = signals.unbounded_send(Signal::Error);
+    });
+    source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+
+    let stopped = stop.wait().fuse();
+    pin_mut!(stopped);
+    let outcome = loop {
+        futures::select! {
+            signal = received.next() => match signal {
+                Some(Signal::Open) => {
+                    *attempt = 0;
+                    emit(FeedEvent::Connected);
+                }
+                Some(Signal::Data(data)) => {
+                    let at_us = now_us();
+                    match serde_json::from_str::<Batch>(&data) {
+                        Ok(batch) => {
+                            *cursor = batch.cursor;
+                            emit(FeedEvent::Batch { batch, bytes: data.len(), at_us });
+                        }
+                        Err(err) => break Err(format!("unreadable event: {err}")),
+                    }
+                }
+                Some(Signal::Error) | None => break Err("the event stream broke".into()),
+            },
+            () = stopped => break Ok(()),
+        }
+    };
+    source.close();
+    // The callbacks live until here, so the source never calls a dropped closure.
+    drop((on_open, on_message, on_error));
+    outcome
+}

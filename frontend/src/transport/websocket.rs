@@ -1,0 +1,102 @@
+//! WebSocket: one connection, a subscribe message, then batches pushed by the server. Pings
+//! every few seconds give this transport its own clock offset.
+
+use futures::{FutureExt, SinkExt, StreamExt, pin_mut};
+use gloo_net::websocket::Message;
+use gloo_net::websocket::futures::WebSocket;
+use gloo_timers::future::TimeoutFuture;
+use tickscope_shared::clock::ClockSample;
+use tickscope_shared::wire::{ClientMessage, ServerMessage};
+
+use super::{Emit, FeedEvent, Stop, back_off, now_us};
+
+/// Clock pings: the first at once, then this often.
+const PING_EVERY_MS: u32 = 5_000;
+
+pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
+    let mut cursor = since;
+    let mut attempt = 0;
+    while !stop.is_set() {
+        match connection(&mut cursor, &mut attempt, &stop, &emit).await {
+            Ok(()) => return,
+            Err(reason) => {
+                attempt += 1;
+                if stop.is_set() || !back_off(attempt, reason, &stop, &emit).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn url() -> String {
+    let location = web_sys::window().expect("a window").location();
+    let scheme = match location.protocol().as_deref() {
+        Ok("https:") => "wss",
+        _ => "ws",
+    };
+    let host = location.host().unwrap_or_default();
+    format!("{scheme}://{host}/api/ws")
+}
+
+/// One connection, until it breaks (`Err` with why) or the client stops (`Ok`).
+async fn connection(
+    cursor: &mut u64,
+    attempt: &mut u32,
+    stop: &Stop,
+    emit: &Emit,
+) -> Result<(), String> {
+    let socket = WebSocket::open(&url()).map_err(|err| format!("cannot open WebSocket: {err}"))?;
+    let (mut write, mut read) = socket.split();
+    let subscribe = ClientMessage::Subscribe {
+        symbols: None,
+        since: Some(*cursor),
+    };
+    let subscribe = serde_json::to_string(&subscribe).expect("a subscribe message encodes");
+    write
+        .send(Message::Text(subscribe))
+        .await
+        .map_err(|err| format!("WebSocket failed: {err}"))?;
+    *attempt = 0;
+    emit(FeedEvent::Connected);
+    let stopped = stop.wait().fuse();
+    pin_mut!(stopped);
+    let mut ping = TimeoutFuture::new(0).fuse();
+    loop {
+        futures::select! {
+            message = read.next().fuse() => match message {
+                Some(Ok(Message::Text(text))) => {
+                    let at_us = now_us();
+                    match serde_json::from_str::<ServerMessage>(&text) {
+                        Ok(ServerMessage::Batch(batch)) => {
+                            *cursor = batch.cursor;
+                            emit(FeedEvent::Batch { batch, bytes: text.len(), at_us });
+                        }
+                        Ok(ServerMessage::Pong { t, server_time }) => {
+                            emit(FeedEvent::Clock(ClockSample {
+                                sent_us: t as i64,
+                                server_us: server_time,
+                                received_us: at_us,
+                            }));
+                            emit(FeedEvent::Heard { at_us, bytes: text.len() });
+                        }
+                        Err(err) => return Err(format!("unreadable message: {err}")),
+                    }
+                }
+                Some(Ok(Message::Bytes(_))) => {}
+                Some(Err(err)) => return Err(format!("WebSocket closed: {err}")),
+                None => return Err("WebSocket closed".into()),
+            },
+            () = ping => {
+                let message = ClientMessage::Ping { t: now_us() as f64 };
+                let text = serde_json::to_string(&message).expect("a ping encodes");
+                write.send(Message::Text(text)).await.map_err(|err| format!("WebSocket failed: {err}"))?;
+                ping = TimeoutFuture::new(PING_EVERY_MS).fuse();
+            }
+            () = stopped => {
+                let _ = write.close().await;
+                return Ok(());
+            }
+        }
+    }
+}
