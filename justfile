@@ -10,9 +10,9 @@ export PATH := tools + "/node_modules/.bin:" + env_var("HOME") + "/.cargo/bin:" 
 default:
     @just --list
 
-# Install every tool the app needs (wasm target, trunk, wasm-bindgen, wasm-opt), skipping what is there
-setup:
-    scripts/setup.sh
+# Install the build tools (wasm target, trunk, wasm-bindgen, wasm-opt; --browser adds Chromium), skipping what is there
+setup *FLAGS:
+    scripts/setup.sh {{FLAGS}}
 
 # Build the browser app and run the server with it at http://127.0.0.1:8080 (flags go to the server)
 run *ARGS: setup build-app
@@ -32,11 +32,9 @@ dev: setup
     trap 'kill $server' EXIT
     trunk serve
 
-# Run every test: unit tests, the server's integration tests, and the app's wasm build
-test:
+# Run every test: unit tests, the server's integration tests, and the app end to end in headless Chromium
+test: (setup "--browser") build-app
     cargo test --workspace
-    rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
-    cargo check -p tickscope-frontend -p tickscope-shared --target wasm32-unknown-unknown
 
 # Formatting and clippy with warnings as errors
 lint:
@@ -46,12 +44,22 @@ lint:
 # Lint, then every test
 check: lint test
 
-# Measure update lag per transport against a release server (SECONDS per transport)
-bench SECONDS="30":
+# Measure lag per transport (one client each) and the app's budgets (size, first paint, CPU), SECONDS per run
+bench SECONDS="30": (setup "--browser") build-app
     #!/usr/bin/env bash
     set -euo pipefail
-    cargo build --release -p tickscope --example lag_probe
+    cargo build --release -p tickscope --examples
+    echo "== app size"
+    total=0
+    for f in dist/*.wasm dist/*.js; do
+      gz=$(gzip -9 -c "$f" | wc -c); total=$((total + gz))
+      echo "$(basename "$f"): $(wc -c < "$f") bytes, $gz gzipped"
+    done
+    echo "wasm + js gzipped: $total bytes ($((total / 1024)) KiB)"
     port=18080
-    taskset -c 0 ./target/release/tickscope --addr 127.0.0.1:$port --workers 1 --static-dir /nonexistent & server=$!
+    taskset -c 0 ./target/release/tickscope --addr 127.0.0.1:$port --workers 1 --static-dir dist 2>/dev/null & server=$!
     trap 'kill $server' EXIT
+    echo "== lag per transport"
     taskset -c 1 ./target/release/examples/lag_probe --url http://127.0.0.1:$port --seconds {{SECONDS}}
+    echo "== app in headless Chromium"
+    taskset -c 1 ./target/release/examples/app_budget --url http://127.0.0.1:$port --seconds {{SECONDS}}

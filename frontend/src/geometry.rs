@@ -111,7 +111,10 @@ mod tests {
         assert_eq!(scale.map(0.1), 100.0);
         assert_eq!(scale.map(10_000.0), 0.0);
         assert_eq!(scale.map(0.0), 100.0);
-        assert!((scale.map(10.0) - 60.0).abs() < 1e-9, "10 is 2 of the 5 decades up");
+        assert!(
+            (scale.map(10.0) - 60.0).abs() < 1e-9,
+            "10 is 2 of the 5 decades up"
+        );
     }
 
     #[test]

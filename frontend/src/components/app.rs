@@ -68,6 +68,12 @@ pub fn App() -> impl IntoView {
         session.set_value(Some(Session::new(market)));
         start(mode.get_untracked(), session, clients);
         loaded.set(true);
+        // A mark the budget benchmark reads: the first frame with prices on screen.
+        request_animation_frame(|| {
+            if let Some(performance) = web_sys::window().and_then(|w| w.performance()) {
+                let _ = performance.mark("tickscope-first-prices");
+            }
+        });
     });
 
     // Switching starts the new transport from the cursor the old one reached.

@@ -2,6 +2,8 @@
 //! clients over loopback.
 
 mod bad_input;
+mod browser;
+mod chromedriver;
 mod helpers;
 mod long_poll;
 mod operations;

@@ -1,0 +1,181 @@
+//! The browser app end to end: the real server serving the built app (dist/, made by
+//! `just build-app`) to a real headless Chromium driven over WebDriver.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+use serde_json::json;
+
+use crate::chromedriver::ChromeDriver;
+use crate::helpers::TestServer;
+
+fn dist_dir() -> PathBuf {
+    let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
+    assert!(
+        dist.join("index.html").is_file(),
+        "the app is not built: run `just build-app` (just test does) before this test"
+    );
+    dist
+}
+
+/// The text of the first element matching `css`, or "" when there is none yet.
+async fn text(browser: &Client, css: &str) -> String {
+    match browser.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until the text at `css` satisfies `ok`, returning it; fails the test after a while
+/// with what it saw last.
+async fn wait_text(browser: &Client, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        let seen = text(browser, css).await;
+        if ok(&seen) {
+            return seen;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waiting for {what} at {css}; last saw {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn click(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|err| panic!("finding {css}: {err}"))
+        .click()
+        .await
+        .unwrap_or_else(|err| panic!("clicking {css}: {err}"));
+}
+
+/// The tick count in a chain line such as "cursor 812 · 655 ticks · 0 gaps · 0 breaks".
+fn chain_ticks(chain: &str) -> u64 {
+    chain
+        .split(" · ")
+        .find_map(|part| part.strip_suffix(" ticks"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_app_streams_switches_transports_without_loss_and_compares() {
+    let server = TestServer::start(|config| {
+        config.static_dir = dist_dir();
+        config.rate = 50.0;
+    });
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    browser
+        .goto(&server.url("/"))
+        .await
+        .expect("loading the app");
+    // Record console errors from here on (a panic in the app logs one).
+    browser
+        .execute(
+            "window.__errors = []; const e = console.error; \
+             console.error = (...a) => { window.__errors.push(a.join(' ')); e(...a); };",
+            vec![],
+        )
+        .await
+        .unwrap();
+
+    // Prices are painted and then move.
+    let first = wait_text(
+        &browser,
+        "[data-testid=chain]",
+        "ticks on the default transport",
+        |t| chain_ticks(t) > 0,
+    )
+    .await;
+    wait_text(&browser, "[data-testid=chain]", "more ticks", |t| {
+        chain_ticks(t) > chain_ticks(&first) + 20
+    })
+    .await;
+    let price = text(&browser, "[data-testid=quote-ACME] [data-testid=price]").await;
+    assert!(
+        price.parse::<f64>().is_ok_and(|p| p > 0.0),
+        "ACME price {price:?}"
+    );
+
+    // Every transport: the switch says nothing was missed, lag figures appear, the chain holds.
+    let switches = [
+        ("polling-250", "Polling 250 ms"),
+        ("long-polling", "Long polling"),
+        ("sse", "SSE"),
+        ("polling-1000", "Polling 1 s"),
+        ("polling-5000", "Polling 5 s"),
+        ("websocket", "WebSocket"),
+    ];
+    for (id, label) in switches {
+        click(&browser, &format!("[data-testid=transport-{id}]")).await;
+        let notice = wait_text(
+            &browser,
+            "[data-testid=notice]",
+            &format!("the switch to {label}"),
+            |t| t.contains(&format!(" to {label} at cursor")),
+        )
+        .await;
+        assert!(notice.contains("0 ticks missed, 0 repeated"), "{notice}");
+        let before = chain_ticks(&text(&browser, "[data-testid=chain]").await);
+        wait_text(
+            &browser,
+            "[data-testid=lag-p50]",
+            &format!("{label} lag"),
+            |t| t.ends_with(" ms") || t.ends_with(" s"),
+        )
+        .await;
+        let chain = wait_text(
+            &browser,
+            "[data-testid=chain]",
+            &format!("{label} ticks"),
+            |t| chain_ticks(t) > before,
+        )
+        .await;
+        assert!(chain.contains("0 gaps · 0 breaks"), "{label}: {chain}");
+        assert!(
+            text(&browser, "[data-testid=state]")
+                .await
+                .starts_with("live"),
+            "{label} is live"
+        );
+    }
+
+    // Compare mode: four transports, each with lag figures and an unbroken chain.
+    click(&browser, "[data-testid=mode-compare]").await;
+    for id in ["polling-1000", "long-polling", "websocket", "sse"] {
+        let row = format!("[data-testid=compare-row-{id}]");
+        wait_text(
+            &browser,
+            &format!("{row} [data-testid=p50]"),
+            &format!("{id} p50 in compare"),
+            |t| t.ends_with(" ms") || t.ends_with(" s"),
+        )
+        .await;
+        let chain = text(&browser, &format!("{row} [data-testid=breaks]")).await;
+        assert!(chain.ends_with("0 gaps · 0 breaks"), "{id}: {chain}");
+    }
+    let png = browser.screenshot().await.expect("a screenshot");
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("compare.png"), &png).unwrap();
+    if std::env::var_os("TICKSCOPE_UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshot.png"),
+            &png,
+        )
+        .unwrap();
+    }
+
+    let errors = browser
+        .execute("return window.__errors;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(errors, json!([]), "console errors");
+    browser.close().await.unwrap();
+}

@@ -1,0 +1,84 @@
+//! A chromedriver on a free port and headless Chromium sessions through it. Shared by the
+//! browser test and the app budget benchmark (`examples/app_budget.rs`).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+
+/// A chromedriver process, killed when dropped.
+pub struct ChromeDriver {
+    process: Child,
+    url: String,
+    /// The browser profile folder, unique to this driver, so its processes can be found.
+    pub profile: PathBuf,
+}
+
+impl ChromeDriver {
+    pub async fn start() -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("finding a free port")
+            .port();
+        let process = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting chromedriver (scripts/setup.sh --browser installs it)");
+        // Ready once it accepts connections; bounded, since a broken driver never will.
+        let ready = tokio::time::timeout(Duration::from_secs(20), async {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(ready.is_ok(), "chromedriver did not start listening");
+        let profile =
+            std::env::temp_dir().join(format!("tickscope-chromium-{}-{port}", std::process::id()));
+        Self {
+            process,
+            url: format!("http://127.0.0.1:{port}"),
+            profile,
+        }
+    }
+
+    /// A new headless Chromium session with the flags this closed network needs.
+    pub async fn browser(&self) -> Client {
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    "--window-size=1400,1000",
+                    format!("--user-data-dir={}", self.profile.display()),
+                ]
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("a JSON object literal")
+        };
+        ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("opening a Chromium session")
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
