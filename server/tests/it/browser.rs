@@ -160,6 +160,14 @@ async fn the_app_streams_switches_transports_without_loss_and_compares() {
         let chain = text(&browser, &format!("{row} [data-testid=breaks]")).await;
         assert!(chain.ends_with("0 gaps · 0 breaks"), "{id}: {chain}");
     }
+    // Let the lag plot fill a while before the picture the README shows.
+    wait_text(
+        &browser,
+        "[data-testid=compare-row-websocket] [data-testid=breaks]",
+        "600 ticks in compare mode",
+        |t| chain_ticks(t) >= 600,
+    )
+    .await;
     let png = browser.screenshot().await.expect("a screenshot");
     let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
     std::fs::create_dir_all(&shots).unwrap();

@@ -59,7 +59,7 @@ impl ChromeDriver {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                     "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync",
-                    "--window-size=1400,1000",
+                    "--window-size=1400,1150",
                     format!("--user-data-dir={}", self.profile.display()),
                 ]
             }

@@ -30,7 +30,12 @@ impl TestServer {
     /// Starts a server with a fixed seed, one worker and no built app; `adjust` changes the
     /// rest.
     pub fn start(adjust: impl FnOnce(&mut Config)) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
+        Self::start_on("127.0.0.1:0".parse().expect("a socket address"), adjust)
+    }
+
+    /// Starts a server on `addr`: a restart on the address of one that was shut down.
+    pub fn start_on(addr: SocketAddr, adjust: impl FnOnce(&mut Config)) -> Self {
+        let listener = TcpListener::bind(addr).expect("binding the test server's port");
         let addr = listener.local_addr().expect("reading the bound address");
         let mut config = Config::defaults();
         config.seed = Some(7);
