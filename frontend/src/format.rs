@@ -39,6 +39,17 @@ pub fn rate(per_s: f64) -> String {
     format!("{per_s:.1}/s")
 }
 
+/// `HH:MM:SS` (UTC) of a Unix second.
+pub fn clock_label(unix_s: i64) -> String {
+    let of_day = unix_s.rem_euclid(86_400);
+    format!(
+        "{:02}:{:02}:{:02}",
+        of_day / 3600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +69,11 @@ mod tests {
         assert_eq!(share(None), "-");
         assert_eq!(change(101.0, 100.0), "+1.00 (+1.00%)");
         assert_eq!(change(99.5, 100.0), "-0.50 (-0.50%)");
+    }
+
+    #[test]
+    fn clock_labels() {
+        assert_eq!(clock_label(1_795_486_804), "02:20:04");
+        assert_eq!(clock_label(-1), "23:59:59");
     }
 }

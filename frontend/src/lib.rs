@@ -4,14 +4,13 @@
 //!
 //! - `api`: every HTTP call; `transport/`: the four feed clients, one local task each;
 //! - `session`: the market and each running transport's chain, clock and statistics;
-//! - `stats`, `series`, `geometry`, `format`, `backoff`: plain logic with plain tests;
+//! - `stats`, `series`, `format`, `backoff`: plain logic with plain tests;
 //! - `components/`: the page, one component per file.
 
 mod api;
 mod backoff;
 mod components;
 mod format;
-mod geometry;
 mod series;
 mod session;
 mod stats;

@@ -1,27 +1,33 @@
 //! The chart of the selected symbol: backfilled from `/api/history`, then built from live
 //! ticks; a line or candlesticks over 1, 5 or 15 minutes, with price and time axes; hovering
-//! shows the candle under the pointer.
-//!
-//! Drawn by hand in SVG: see the README for why no charting crate.
+//! shows the candle under the pointer. Drawn with plotters on a canvas, redrawn each frame
+//! (4 a second) whatever the tick rate.
 
+use leptos::html::Canvas;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use plotters::prelude::*;
+use plotters_canvas::CanvasBackend;
 use tickscope_shared::wire::Candle;
 
 use super::app::SessionStore;
 use crate::api;
-use crate::geometry::{Scale, clock_label, nice_ticks};
+use crate::format::clock_label;
 use crate::transport::now_us;
 
-const WIDTH: f64 = 800.0;
-const HEIGHT: f64 = 300.0;
-const LEFT: f64 = 8.0;
-const RIGHT: f64 = WIDTH - 64.0;
-const TOP: f64 = 10.0;
-const BOTTOM: f64 = HEIGHT - 24.0;
+/// The canvas's drawing size in pixels; CSS scales it to the column.
+const WIDTH: u32 = 800;
+const HEIGHT: u32 = 300;
 
 /// The chart's ranges, in seconds.
 const RANGES: [(i64, &str); 3] = [(60, "1m"), (300, "5m"), (900, "15m")];
+
+const BACKGROUND: RGBColor = RGBColor(22, 27, 34);
+const GRID: RGBColor = RGBColor(38, 44, 54);
+const MUTED: RGBColor = RGBColor(139, 148, 158);
+const ACCENT: RGBColor = RGBColor(88, 166, 255);
+const UP: RGBColor = RGBColor(63, 185, 80);
+const DOWN: RGBColor = RGBColor(248, 81, 73);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Style {
@@ -29,17 +35,14 @@ enum Style {
     Candles,
 }
 
-/// Everything drawn, computed once per frame.
-#[derive(Debug, Clone, PartialEq, Default)]
-struct Drawing {
+/// What one frame draws.
+#[derive(Debug, Clone, PartialEq)]
+struct Frame {
     symbol: String,
-    line: String,
-    /// (x, open y, close y, high y, low y, rising)
-    bodies: Vec<(f64, f64, f64, f64, f64, bool)>,
-    body_width: f64,
-    y_ticks: Vec<(f64, String)>,
-    x_ticks: Vec<(f64, String)>,
-    hover: Option<(f64, String)>,
+    candles: Vec<Candle>,
+    now_s: i64,
+    seconds: i64,
+    style: Style,
 }
 
 #[component]
@@ -50,7 +53,10 @@ pub fn Chart(
 ) -> impl IntoView {
     let range_s = RwSignal::new(300i64);
     let style = RwSignal::new(Style::Line);
-    let hover_x = RwSignal::new(None::<f64>);
+    // The pointer's x in canvas pixels, and the plot area's pixel span found by the last draw.
+    let hover_px = RwSignal::new(None::<f64>);
+    let plot_px = StoredValue::new((0i32, WIDTH as i32));
+    let canvas = NodeRef::<Canvas>::new();
 
     // Backfill the selected symbol's last 15 minutes once it is picked.
     Effect::new(move |_| {
@@ -72,32 +78,59 @@ pub fn Chart(
         });
     });
 
-    let drawing = Memo::new(move |_| {
+    let data = Memo::new(move |_| {
         frame.get();
         let index = selected.get();
         let seconds = range_s.get();
         let now_s = now_us() / 1_000_000;
         session.with_value(|s| {
-            s.as_ref().map_or_else(Drawing::default, |s| {
-                let candles = s.market.candles(index, now_s, seconds);
-                let symbol = s.market.symbols[index].symbol.clone();
-                draw(symbol, &candles, now_s, seconds, hover_x.get())
+            s.as_ref().map(|s| Frame {
+                symbol: s.market.symbols[index].symbol.clone(),
+                candles: s.market.candles(index, now_s, seconds),
+                now_s,
+                seconds,
+                style: style.get(),
             })
         })
     });
 
+    // The candle under the pointer.
+    let hovered = Memo::new(move |_| {
+        let px = hover_px.get()?;
+        data.with(|frame| {
+            let frame = frame.as_ref()?;
+            let (left, right) = plot_px.get_value();
+            let span = f64::from((right - left).max(1));
+            let t = frame.now_s - frame.seconds
+                + ((px - f64::from(left)) / span * (frame.seconds + 1) as f64) as i64;
+            frame
+                .candles
+                .iter()
+                .min_by_key(|c| (c.t - t).abs())
+                .cloned()
+        })
+    });
+
+    Effect::new(move |_| {
+        let Some(element) = canvas.get() else { return };
+        let hover = hovered.get();
+        data.with(|frame| {
+            if let Some(frame) = frame
+                && let Some(span) = paint(element, frame, hover.as_ref())
+            {
+                plot_px.set_value(span);
+            }
+        });
+    });
+
     let on_move = move |event: web_sys::MouseEvent| {
-        use wasm_bindgen::JsCast;
-        let Some(target) = event
-            .current_target()
-            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
-        else {
+        let Some(element) = canvas.get_untracked() else {
             return;
         };
-        let rect = target.get_bounding_client_rect();
+        let rect = element.get_bounding_client_rect();
         if rect.width() > 0.0 {
-            let x = (f64::from(event.client_x()) - rect.left()) / rect.width() * WIDTH;
-            hover_x.set(Some(x));
+            let px = (f64::from(event.client_x()) - rect.left()) / rect.width() * f64::from(WIDTH);
+            hover_px.set(Some(px));
         }
     };
 
@@ -115,136 +148,111 @@ pub fn Chart(
     view! {
         <section class="chart" data-testid="chart">
             <div class="chart-head">
-                <strong data-testid="chart-symbol">{move || drawing.with(|d| d.symbol.clone())}</strong>
-                <span class="hover" data-testid="chart-hover">
-                    {move || drawing.with(|d| d.hover.as_ref().map(|(_, text)| text.clone()).unwrap_or_default())}
-                </span>
+                <strong data-testid="chart-symbol">
+                    {move || data.with(|f| f.as_ref().map(|f| f.symbol.clone()).unwrap_or_default())}
+                </strong>
+                <span class="hover" data-testid="chart-hover">{move || hovered.get().map(|c| describe(&c))}</span>
                 <span class="controls">
                     {range_buttons}
                     <button class:active=move || style.get() == Style::Line on:click=move |_| style.set(Style::Line)>"Line"</button>
                     <button class:active=move || style.get() == Style::Candles on:click=move |_| style.set(Style::Candles)>"Candles"</button>
                 </span>
             </div>
-            <svg
-                viewBox=format!("0 0 {WIDTH} {HEIGHT}")
-                preserveAspectRatio="none"
+            <canvas
+                node_ref=canvas
+                width=WIDTH
+                height=HEIGHT
                 on:mousemove=on_move
-                on:mouseleave=move |_| hover_x.set(None)
-            >
-                {move || drawing.with(|d| {
-                    let grid = d.y_ticks.iter().map(|(y, label)| view! {
-                        <line class="grid" x1=LEFT x2=RIGHT y1=*y y2=*y />
-                        <text class="axis" x=RIGHT + 6.0 y=*y + 4.0>{label.clone()}</text>
-                    }).collect_view();
-                    let times = d.x_ticks.iter().map(|(x, label)| view! {
-                        <text class="axis" x=*x y=HEIGHT - 6.0 text-anchor="middle">{label.clone()}</text>
-                    }).collect_view();
-                    let series = if style.get() == Style::Line {
-                        view! { <path class="line" d=d.line.clone() /> }.into_any()
-                    } else {
-                        let width = d.body_width;
-                        d.bodies.iter().map(|&(x, open, close, high, low, up)| {
-                            let class = if up { "candle up" } else { "candle down" };
-                            view! {
-                                <g class=class>
-                                    <line x1=x x2=x y1=high y2=low />
-                                    <rect x=x - width / 2.0 width=width y=open.min(close) height=(open - close).abs().max(0.8) />
-                                </g>
-                            }
-                        }).collect_view().into_any()
-                    };
-                    let cursor = d.hover.as_ref().map(|(x, _)| view! {
-                        <line class="cursor" x1=*x x2=*x y1=TOP y2=BOTTOM />
-                    });
-                    view! { {grid} {times} {series} {cursor} }
-                })}
-            </svg>
+                on:mouseleave=move |_| hover_px.set(None)
+            ></canvas>
         </section>
     }
 }
 
-fn draw(
-    symbol: String,
-    candles: &[Candle],
-    now_s: i64,
-    seconds: i64,
-    hover_x: Option<f64>,
-) -> Drawing {
-    let x = Scale::new(
-        ((now_s - seconds) as f64, (now_s + 1) as f64),
-        (LEFT, RIGHT),
-    );
-    let x_ticks = (0..=4)
-        .map(|i| {
-            let t = now_s - seconds + seconds * i / 4;
-            (
-                x.map(t as f64).clamp(LEFT + 24.0, RIGHT - 24.0),
-                clock_label(t),
-            )
-        })
-        .collect();
-    if candles.is_empty() {
-        return Drawing {
-            symbol,
-            x_ticks,
-            ..Drawing::default()
-        };
-    }
-    let (low, high) = candles.iter().fold((f64::MAX, f64::MIN), |(lo, hi), c| {
-        (lo.min(c.low), hi.max(c.high))
-    });
-    let pad = ((high - low) * 0.08).max(0.01);
-    let y = Scale::new((low - pad, high + pad), (BOTTOM, TOP));
-    let mut line = String::new();
-    for (i, candle) in candles.iter().enumerate() {
-        let command = if i == 0 { 'M' } else { 'L' };
-        line.push_str(&format!(
-            "{command}{:.1},{:.1}",
-            x.map(candle.t as f64 + 0.5),
-            y.map(candle.close)
-        ));
-    }
-    let bodies = candles
+/// The hover readout of a candle.
+fn describe(candle: &Candle) -> String {
+    format!(
+        "{}  O {:.2}  H {:.2}  L {:.2}  C {:.2}  vol {}",
+        clock_label(candle.t),
+        candle.open,
+        candle.high,
+        candle.low,
+        candle.close,
+        candle.volume
+    )
+}
+
+/// Draws one frame; returns the plot area's horizontal pixel span, for hovering.
+fn paint(
+    element: web_sys::HtmlCanvasElement,
+    frame: &Frame,
+    hover: Option<&Candle>,
+) -> Option<(i32, i32)> {
+    let root = CanvasBackend::with_canvas_object(element)?.into_drawing_area();
+    root.fill(&BACKGROUND).ok()?;
+    let (low, high) = frame
+        .candles
         .iter()
-        .map(|c| {
-            let cx = x.map(c.t as f64 + 0.5);
-            (
-                cx,
-                y.map(c.open),
-                y.map(c.close),
-                y.map(c.high),
-                y.map(c.low),
-                c.close >= c.open,
-            )
-        })
-        .collect();
-    let y_ticks = nice_ticks(low - pad, high + pad, 5)
-        .into_iter()
-        .map(|price| (y.map(price), format!("{price:.2}")))
-        .collect();
-    let hover = hover_x.and_then(|px| {
-        let t = x.invert(px).floor() as i64;
-        let candle = candles.iter().min_by_key(|c| (c.t - t).abs())?;
-        Some((
-            x.map(candle.t as f64 + 0.5),
-            format!(
-                "{}  O {:.2}  H {:.2}  L {:.2}  C {:.2}  vol {}",
-                clock_label(candle.t),
-                candle.open,
-                candle.high,
-                candle.low,
-                candle.close,
-                candle.volume
-            ),
-        ))
-    });
-    Drawing {
-        symbol,
-        line,
-        bodies,
-        body_width: ((RIGHT - LEFT) / seconds as f64 * 0.7).max(0.5),
-        y_ticks,
-        x_ticks,
-        hover,
+        .fold((f64::MAX, f64::MIN), |(lo, hi), c| {
+            (lo.min(c.low), hi.max(c.high))
+        });
+    let (low, high) = if frame.candles.is_empty() {
+        (0.0, 1.0)
+    } else {
+        (low, high)
+    };
+    let pad = ((high - low) * 0.08).max(0.01);
+    let x_range = (frame.now_s - frame.seconds)..(frame.now_s + 1);
+    let mut chart = ChartBuilder::on(&root)
+        .margin(8)
+        .x_label_area_size(22)
+        .right_y_label_area_size(58)
+        .build_cartesian_2d(x_range, (low - pad)..(high + pad))
+        .ok()?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .bold_line_style(GRID)
+        .light_line_style(BACKGROUND)
+        .axis_style(GRID)
+        .label_style(("sans-serif", 12).into_font().color(&MUTED))
+        .x_labels(5)
+        .y_labels(5)
+        .x_label_formatter(&|t| clock_label(*t))
+        .y_label_formatter(&|price| format!("{price:.2}"))
+        .draw()
+        .ok()?;
+    let span = chart.plotting_area().get_pixel_range().0;
+    match frame.style {
+        Style::Line => {
+            let line = frame.candles.iter().map(|c| (c.t, c.close));
+            chart
+                .draw_series(LineSeries::new(line, ACCENT.stroke_width(2)))
+                .ok()?;
+        }
+        Style::Candles => {
+            let per_second = f64::from(span.end - span.start) / (frame.seconds + 1) as f64;
+            let width = (per_second * 0.7).max(1.0) as u32;
+            chart
+                .draw_series(frame.candles.iter().map(|c| {
+                    CandleStick::new(
+                        c.t,
+                        c.open,
+                        c.high,
+                        c.low,
+                        c.close,
+                        UP.filled(),
+                        DOWN.filled(),
+                        width,
+                    )
+                }))
+                .ok()?;
+        }
     }
+    if let Some(candle) = hover {
+        let cursor = [(candle.t, low - pad), (candle.t, high + pad)];
+        chart.draw_series(LineSeries::new(cursor, MUTED)).ok()?;
+    }
+    root.present().ok()?;
+    Some((span.start, span.end))
 }

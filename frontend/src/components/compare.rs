@@ -1,23 +1,78 @@
 //! Compare mode: all four transports on the same feed at once, one lag-over-time line each
 //! and their figures in one table.
 
+use leptos::html::Canvas;
 use leptos::prelude::*;
+use plotters::prelude::*;
+use plotters_canvas::CanvasBackend;
 
 use super::app::SessionStore;
 use super::lag_panel::{Figures, figures, lag_cell};
 use crate::format;
-use crate::geometry::LogScale;
 use crate::stats::PLOT_US;
 use crate::transport::{TransportKind, now_us};
 
-const WIDTH: f64 = 800.0;
-const HEIGHT: f64 = 220.0;
-const LEFT: f64 = 52.0;
-const RIGHT: f64 = WIDTH - 8.0;
-const TOP: f64 = 8.0;
-const BOTTOM: f64 = HEIGHT - 20.0;
+/// The plot's drawing size in pixels; CSS scales it to the column.
+const WIDTH: u32 = 800;
+const HEIGHT: u32 = 240;
 /// The plot's lag range, in milliseconds (log scale).
-const LAG_RANGE_MS: (f64, f64) = (0.05, 10_000.0);
+const LAG_RANGE_MS: std::ops::Range<f64> = 0.05..10_000.0;
+
+const BACKGROUND: RGBColor = RGBColor(22, 27, 34);
+const GRID: RGBColor = RGBColor(38, 44, 54);
+const MUTED: RGBColor = RGBColor(139, 148, 158);
+
+/// Each transport's line colour; the table's swatches use the same (style.css).
+fn colour(kind: TransportKind) -> RGBColor {
+    match kind {
+        TransportKind::Polling { .. } => RGBColor(210, 153, 34),
+        TransportKind::LongPolling => RGBColor(163, 113, 247),
+        TransportKind::WebSocket => RGBColor(63, 185, 80),
+        TransportKind::Sse => RGBColor(88, 166, 255),
+    }
+}
+
+/// One line per transport: (seconds ago, lag in ms) points of the last minute.
+type Lines = Vec<(TransportKind, Vec<(f64, f64)>)>;
+
+fn paint(element: web_sys::HtmlCanvasElement, lines: &Lines) -> Option<()> {
+    let root = CanvasBackend::with_canvas_object(element)?.into_drawing_area();
+    root.fill(&BACKGROUND).ok()?;
+    let window_s = PLOT_US as f64 / 1e6;
+    let mut chart = ChartBuilder::on(&root)
+        .margin(8)
+        .x_label_area_size(22)
+        .y_label_area_size(58)
+        .build_cartesian_2d(-window_s..0.0, LAG_RANGE_MS.log_scale())
+        .ok()?;
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .bold_line_style(GRID)
+        .light_line_style(BACKGROUND)
+        .axis_style(GRID)
+        .label_style(("sans-serif", 12).into_font().color(&MUTED))
+        .x_labels(7)
+        .x_label_formatter(&|s| {
+            if *s == 0.0 {
+                "now".into()
+            } else {
+                format!("{:.0} s", s)
+            }
+        })
+        .y_label_formatter(&|ms| format::lag_ms((*ms * 1000.0) as i64))
+        .draw()
+        .ok()?;
+    for (kind, points) in lines {
+        let clamped = points
+            .iter()
+            .map(|&(s, ms)| (s, ms.clamp(LAG_RANGE_MS.start, LAG_RANGE_MS.end)));
+        chart
+            .draw_series(LineSeries::new(clamped, colour(*kind).stroke_width(2)))
+            .ok()?;
+    }
+    root.present().ok()
+}
 
 #[component]
 pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
@@ -28,59 +83,35 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
             .map(|&kind| (kind, figures(session, kind)))
             .collect::<Vec<_>>()
     });
-    let lines = Memo::new(move |_| {
+    let canvas = NodeRef::<Canvas>::new();
+    Effect::new(move |_| {
         frame.get();
+        let Some(element) = canvas.get() else { return };
         let now = now_us();
-        let y = LogScale::new(LAG_RANGE_MS, (BOTTOM, TOP));
-        session.with_value(|s| {
-            let Some(s) = s.as_ref() else {
-                return Vec::new();
-            };
-            s.channels
-                .iter()
-                .map(|channel| {
-                    let points: Vec<String> = channel
-                        .stats
-                        .points()
-                        .map(|(at, lag)| {
-                            let x = RIGHT - (now - at) as f64 / PLOT_US as f64 * (RIGHT - LEFT);
-                            format!("{x:.1},{:.1}", y.map(lag as f64 / 1000.0))
-                        })
-                        .collect();
-                    (channel.kind.id(), points.join(" "))
-                })
-                .collect::<Vec<_>>()
-        })
+        let lines: Lines = session.with_value(|s| {
+            s.as_ref().map_or_else(Vec::new, |s| {
+                s.channels
+                    .iter()
+                    .map(|channel| {
+                        let points = channel
+                            .stats
+                            .points()
+                            .map(|(at, lag)| (-((now - at) as f64) / 1e6, lag as f64 / 1000.0))
+                            .collect();
+                        (channel.kind, points)
+                    })
+                    .collect()
+            })
+        });
+        paint(element, &lines);
     });
-    let y = LogScale::new(LAG_RANGE_MS, (BOTTOM, TOP));
-    let grid = [0.1, 1.0, 10.0, 100.0, 1000.0, 10_000.0]
-        .into_iter()
-        .map(|ms: f64| {
-            let label = if ms >= 1000.0 {
-                format!("{} s", ms / 1000.0)
-            } else {
-                format!("{ms} ms")
-            };
-            view! {
-                <line class="grid" x1=LEFT x2=RIGHT y1=y.map(ms) y2=y.map(ms) />
-                <text class="axis" x=LEFT - 6.0 y=y.map(ms) + 4.0 text-anchor="end">{label}</text>
-            }
-        })
-        .collect_view();
     let cell = |f: &Option<Figures>, show: &dyn Fn(&Figures) -> String| {
         f.as_ref().map(show).unwrap_or_else(|| "-".into())
     };
     view! {
         <section class="compare" data-testid="compare">
-            <h2>"All transports, same feed"</h2>
-            <svg class="lag-plot" viewBox=format!("0 0 {WIDTH} {HEIGHT}") preserveAspectRatio="none">
-                {grid}
-                <text class="axis" x=LEFT y=HEIGHT - 4.0>"60 s ago"</text>
-                <text class="axis" x=RIGHT y=HEIGHT - 4.0 text-anchor="end">"now"</text>
-                {move || lines.get().into_iter().map(|(id, points)| view! {
-                    <polyline class=format!("lag-line {id}") points=points />
-                }).collect_view()}
-            </svg>
+            <h2>"All transports, same feed: lag of each batch over the last minute"</h2>
+            <canvas class="lag-plot" node_ref=canvas width=WIDTH height=HEIGHT></canvas>
             <table class="compare-table">
                 <thead>
                     <tr>

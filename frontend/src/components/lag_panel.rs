@@ -13,6 +13,8 @@ use crate::transport::{TransportKind, now_us};
 pub struct Figures {
     pub view: StatsView,
     pub offset_us: Option<i64>,
+    /// Half the best round trip: how far off the offset can be.
+    pub offset_error_us: Option<i64>,
     pub chain: String,
     pub error: Option<String>,
 }
@@ -25,6 +27,7 @@ pub fn figures(session: SessionStore, kind: TransportKind) -> Option<Figures> {
             Some(Figures {
                 view: channel.stats.view(now_us()),
                 offset_us: channel.clock.offset_us(),
+                offset_error_us: channel.clock.best().map(|best| best.round_trip_us() / 2),
                 chain: format!(
                     "cursor {} · {} ticks · {} gaps · {} breaks",
                     channel.cursor(),
@@ -72,7 +75,10 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
             </div>
             <p class="fine">
                 "Over the last 30 s. Lag is receive time minus the tick's server timestamp, on the server's clock (offset "
-                <span data-testid="offset">{show(|f| f.offset_us.map_or("not yet measured".into(), |o| format!("{:+.2} ms", o as f64 / 1000.0)))}</span>
+                <span data-testid="offset">{show(|f| match (f.offset_us, f.offset_error_us) {
+                    (Some(offset), Some(error)) => format!("{:+.2} ms, within ±{:.2} ms", offset as f64 / 1000.0, error as f64 / 1000.0),
+                    _ => "not yet measured".into(),
+                })}</span>
                 "). Chain: " <span data-testid="chain">{show(|f| f.chain.clone())}</span>
                 {move || figures.with(|f| f.as_ref().and_then(|f| f.error.clone()).map(|e| format!(". Last error: {e}")))}
             </p>

@@ -18,11 +18,28 @@ enum Signal {
     Error,
 }
 
+/// How often the clock offset is measured again while the stream runs.
+const CLOCK_EVERY_MS: u32 = 5_000;
+
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
+    // The stream carries no replies, so the offset comes from `/api/time`, measured again
+    // every few seconds beside the stream to find a quiet round trip and follow drift.
+    leptos::task::spawn_local({
+        let (stop, emit) = (stop.clone(), emit.clone());
+        async move {
+            while !stop.is_set() {
+                sync_clock(&stop, &emit).await;
+                let wait = gloo_timers::future::TimeoutFuture::new(CLOCK_EVERY_MS);
+                futures::select! {
+                    () = wait.fuse() => {}
+                    () = stop.wait().fuse() => return,
+                }
+            }
+        }
+    });
     let mut cursor = since;
     let mut attempt = 0;
     while !stop.is_set() {
-        sync_clock(&stop, &emit).await;
         match stream(&mut cursor, &mut attempt, &stop, &emit).await {
             Ok(()) => return,
             Err(reason) => {

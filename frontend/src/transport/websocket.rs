@@ -10,8 +10,11 @@ use tickscope_shared::wire::{ClientMessage, ServerMessage};
 
 use super::{Emit, FeedEvent, Stop, back_off, now_us};
 
-/// Clock pings: the first at once, then this often.
+/// Clock pings: a quick burst at the start, so a round trip without queueing is found early,
+/// then one this often to follow drift.
 const PING_EVERY_MS: u32 = 5_000;
+const PING_BURST: u32 = 4;
+const PING_BURST_EVERY_MS: u32 = 200;
 
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
     let mut cursor = since;
@@ -62,6 +65,7 @@ async fn connection(
     let stopped = stop.wait().fuse();
     pin_mut!(stopped);
     let mut ping = TimeoutFuture::new(0).fuse();
+    let mut pings = 0u32;
     loop {
         futures::select! {
             message = read.next().fuse() => match message {
@@ -91,7 +95,9 @@ async fn connection(
                 let message = ClientMessage::Ping { t: now_us() as f64 };
                 let text = serde_json::to_string(&message).expect("a ping encodes");
                 write.send(Message::Text(text)).await.map_err(|err| format!("WebSocket failed: {err}"))?;
-                ping = TimeoutFuture::new(PING_EVERY_MS).fuse();
+                pings += 1;
+                let next_ms = if pings < PING_BURST { PING_BURST_EVERY_MS } else { PING_EVERY_MS };
+                ping = TimeoutFuture::new(next_ms).fuse();
             }
             () = stopped => {
                 let _ = write.close().await;
