@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 
+use tickscope_shared::candles::add_trade;
 use tickscope_shared::wire::{Candle, Tick};
 
 /// Candles kept per symbol: the chart's longest range, 15 minutes.
@@ -32,33 +33,13 @@ impl CandleSeries {
 
     /// Folds a tick into the candle of its second.
     pub fn add(&mut self, tick: &Tick) {
-        let second = tick.ts.div_euclid(1_000_000);
-        match self.candles.back_mut() {
-            Some(candle) if candle.t == second => {
-                candle.high = candle.high.max(tick.price);
-                candle.low = candle.low.min(tick.price);
-                candle.close = tick.price;
-                candle.volume += tick.volume;
-                candle.ticks += 1;
-            }
-            Some(candle) if candle.t > second => {}
-            _ => self.candles.push_back(Candle {
-                t: second,
-                open: tick.price,
-                high: tick.price,
-                low: tick.price,
-                close: tick.price,
-                volume: tick.volume,
-                ticks: 1,
-            }),
-        }
-        while self
-            .candles
-            .front()
-            .is_some_and(|candle| candle.t <= second - CANDLE_KEEP_S)
-        {
-            self.candles.pop_front();
-        }
+        add_trade(
+            &mut self.candles,
+            tick.ts,
+            tick.price,
+            tick.volume,
+            CANDLE_KEEP_S,
+        );
     }
 
     /// The candles that started in the `seconds` up to `now_s`.
@@ -141,29 +122,6 @@ mod tests {
             volume: 100,
             ticks: 1,
         }
-    }
-
-    #[test]
-    fn ticks_fold_into_one_second_candles() {
-        let mut series = CandleSeries::default();
-        series.add(&tick(10.1, 5.0));
-        series.add(&tick(10.5, 7.0));
-        series.add(&tick(10.9, 4.0));
-        series.add(&tick(11.2, 6.0));
-        let candles = series.last(11, 60);
-        assert_eq!(candles.len(), 2);
-        let first = &candles[0];
-        assert_eq!(
-            (
-                first.open,
-                first.high,
-                first.low,
-                first.close,
-                first.volume,
-                first.ticks
-            ),
-            (5.0, 7.0, 4.0, 4.0, 300, 3)
-        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use prometheus_client::metrics::counter::Counter;
+use tickscope_shared::candles::add_trade;
 use tickscope_shared::cursor::{ResumePoint, resume_point};
 use tickscope_shared::wire::{Candle, Tick};
 use tokio::sync::watch;
@@ -269,38 +270,15 @@ impl FeedState {
         }
         self.window.push_back(stored);
         if draft.volume > 0 {
-            add_to_candles(&mut self.candles[draft.symbol_id as usize], draft, ts);
+            let candles = &mut self.candles[draft.symbol_id as usize];
+            add_trade(
+                candles,
+                ts,
+                draft.price,
+                draft.volume,
+                i64::from(CANDLE_HISTORY_S),
+            );
         }
-    }
-}
-
-/// Folds a trade into the candle of its second, starting a new candle when the second changed,
-/// and forgets candles older than [`CANDLE_HISTORY_S`].
-fn add_to_candles(candles: &mut VecDeque<Candle>, draft: &TickDraft, ts_us: i64) {
-    let second = ts_us.div_euclid(1_000_000);
-    match candles.back_mut() {
-        Some(candle) if candle.t == second => {
-            candle.high = candle.high.max(draft.price);
-            candle.low = candle.low.min(draft.price);
-            candle.close = draft.price;
-            candle.volume += draft.volume;
-            candle.ticks += 1;
-        }
-        _ => candles.push_back(Candle {
-            t: second,
-            open: draft.price,
-            high: draft.price,
-            low: draft.price,
-            close: draft.price,
-            volume: draft.volume,
-            ticks: 1,
-        }),
-    }
-    while candles
-        .front()
-        .is_some_and(|candle| candle.t <= second - i64::from(CANDLE_HISTORY_S))
-    {
-        candles.pop_front();
     }
 }
 
@@ -438,34 +416,5 @@ mod tests {
         );
         let future = feed.batch_since(Some(13), &SymbolFilter::All, 100);
         assert!(future.gap);
-    }
-
-    #[test]
-    fn candles_fold_ticks_of_one_second() {
-        let mut candles = VecDeque::new();
-        add_to_candles(&mut candles, &draft(0, 10.0), 5_000_000);
-        add_to_candles(&mut candles, &draft(0, 12.0), 5_400_000);
-        add_to_candles(&mut candles, &draft(0, 9.0), 5_900_000);
-        add_to_candles(&mut candles, &draft(0, 11.0), 6_100_000);
-        assert_eq!(candles.len(), 2);
-        let first = &candles[0];
-        assert_eq!(
-            (
-                first.t,
-                first.open,
-                first.high,
-                first.low,
-                first.close,
-                first.volume,
-                first.ticks
-            ),
-            (5, 10.0, 12.0, 9.0, 9.0, 300, 3)
-        );
-        add_to_candles(&mut candles, &draft(0, 11.0), 6_000_000 + 900_000_000);
-        assert_eq!(
-            candles.len(),
-            1,
-            "candles older than 15 minutes are forgotten"
-        );
     }
 }

@@ -6,8 +6,10 @@
 //! - [`wire`]: the JSON shapes of ticks, batches, snapshots, candles and WebSocket messages;
 //! - [`cursor`]: the cursor chain a client keeps to prove it lost and repeated nothing;
 //! - [`lag`]: rolling lag statistics (current, p50, p95, p99, max over a time window);
+//! - [`candles`]: folding trades into 1-second OHLC candles;
 //! - [`clock`]: NTP-style clock-offset estimation, so lag is measured on the server's clock.
 
+pub mod candles;
 pub mod clock;
 pub mod cursor;
 pub mod lag;

@@ -11,6 +11,7 @@ use plotters_canvas::CanvasBackend;
 use tickscope_shared::wire::Candle;
 
 use super::app::SessionStore;
+use super::theme::{ACCENT, BACKGROUND, DOWN, GRID, MUTED, UP};
 use crate::api;
 use crate::format::clock_label;
 use crate::transport::now_us;
@@ -21,13 +22,6 @@ const HEIGHT: u32 = 300;
 
 /// The chart's ranges, in seconds.
 const RANGES: [(i64, &str); 3] = [(60, "1m"), (300, "5m"), (900, "15m")];
-
-const BACKGROUND: RGBColor = RGBColor(22, 27, 34);
-const GRID: RGBColor = RGBColor(38, 44, 54);
-const MUTED: RGBColor = RGBColor(139, 148, 158);
-const ACCENT: RGBColor = RGBColor(88, 166, 255);
-const UP: RGBColor = RGBColor(63, 185, 80);
-const DOWN: RGBColor = RGBColor(248, 81, 73);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Style {

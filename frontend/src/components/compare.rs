@@ -8,6 +8,7 @@ use plotters_canvas::CanvasBackend;
 
 use super::app::SessionStore;
 use super::lag_panel::{Figures, figures, lag_cell};
+use super::theme::{BACKGROUND, GRID, MUTED};
 use crate::format;
 use crate::stats::PLOT_US;
 use crate::transport::{TransportKind, now_us};
@@ -17,10 +18,6 @@ const WIDTH: u32 = 800;
 const HEIGHT: u32 = 240;
 /// The plot's lag range, in milliseconds (log scale).
 const LAG_RANGE_MS: std::ops::Range<f64> = 0.05..10_000.0;
-
-const BACKGROUND: RGBColor = RGBColor(22, 27, 34);
-const GRID: RGBColor = RGBColor(38, 44, 54);
-const MUTED: RGBColor = RGBColor(139, 148, 158);
 
 /// Each transport's line colour; the table's swatches use the same (style.css).
 fn colour(kind: TransportKind) -> RGBColor {

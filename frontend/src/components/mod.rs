@@ -7,4 +7,5 @@ mod compare;
 mod explain;
 mod lag_panel;
 mod switch;
+mod theme;
 mod watchlist;

@@ -17,35 +17,17 @@ pub(super) async fn poll(interval_ms: u32, since: u64, stop: Stop, emit: Emit) {
     let mut requests = 0u32;
     while !stop.is_set() {
         let started_us = now_us();
-        if requests.is_multiple_of(CLOCK_EVERY) {
-            sync_clock(&stop, &emit).await;
-        }
-        requests += 1;
-        emit(FeedEvent::Request { at_us: now_us() });
-        match api::poll(cursor, &stop.signal).await {
-            Ok((batch, bytes)) => {
-                attempt = 0;
-                let at_us = now_us();
-                cursor = batch.cursor;
-                emit(FeedEvent::Connected);
-                emit(FeedEvent::Answer {
-                    at_us,
-                    empty: batch.ticks.is_empty(),
-                    timed_out: false,
-                });
-                emit(FeedEvent::Batch {
-                    batch,
-                    bytes,
-                    at_us,
-                });
-            }
-            Err(err) => {
-                attempt += 1;
-                if stop.is_set() || !back_off(attempt, err, &stop, &emit).await {
-                    return;
-                }
-                continue;
-            }
+        if !ask(
+            Ask::Poll,
+            &mut cursor,
+            &mut attempt,
+            &mut requests,
+            &stop,
+            &emit,
+        )
+        .await
+        {
+            return;
         }
         let elapsed_ms = ((now_us() - started_us) / 1000).max(0) as u32;
         let wait = gloo_timers::future::TimeoutFuture::new(interval_ms.saturating_sub(elapsed_ms));
@@ -62,35 +44,69 @@ pub(super) async fn long_poll(since: u64, stop: Stop, emit: Emit) {
     let mut attempt = 0;
     let mut requests = 0u32;
     while !stop.is_set() {
-        if requests.is_multiple_of(CLOCK_EVERY) {
-            sync_clock(&stop, &emit).await;
+        if !ask(
+            Ask::LongPoll,
+            &mut cursor,
+            &mut attempt,
+            &mut requests,
+            &stop,
+            &emit,
+        )
+        .await
+        {
+            return;
         }
-        requests += 1;
-        emit(FeedEvent::Request { at_us: now_us() });
-        match api::long_poll(cursor, &stop.signal).await {
-            Ok((batch, bytes)) => {
-                attempt = 0;
-                let at_us = now_us();
-                cursor = batch.cursor;
-                emit(FeedEvent::Connected);
-                let empty = batch.ticks.is_empty();
-                emit(FeedEvent::Answer {
-                    at_us,
-                    empty,
-                    timed_out: empty && !batch.gap,
-                });
-                emit(FeedEvent::Batch {
-                    batch,
-                    bytes,
-                    at_us,
-                });
-            }
-            Err(err) => {
-                attempt += 1;
-                if stop.is_set() || !back_off(attempt, err, &stop, &emit).await {
-                    return;
-                }
-            }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Ask {
+    Poll,
+    LongPoll,
+}
+
+/// One request from `cursor`, reported to the app, with the clock measured again every
+/// [`CLOCK_EVERY`] requests; a failure waits out the backoff. `false` once stopped.
+async fn ask(
+    ask: Ask,
+    cursor: &mut u64,
+    attempt: &mut u32,
+    requests: &mut u32,
+    stop: &Stop,
+    emit: &Emit,
+) -> bool {
+    if requests.is_multiple_of(CLOCK_EVERY) {
+        sync_clock(stop, emit).await;
+    }
+    *requests += 1;
+    emit(FeedEvent::Request { at_us: now_us() });
+    let answer = match ask {
+        Ask::Poll => api::poll(*cursor, &stop.signal).await,
+        Ask::LongPoll => api::long_poll(*cursor, &stop.signal).await,
+    };
+    match answer {
+        Ok((batch, bytes)) => {
+            *attempt = 0;
+            let at_us = now_us();
+            *cursor = batch.cursor;
+            emit(FeedEvent::Connected);
+            let empty = batch.ticks.is_empty();
+            emit(FeedEvent::Answer {
+                at_us,
+                empty,
+                // Only a long poll has a timeout; an empty answer to it is one.
+                timed_out: ask == Ask::LongPoll && empty && !batch.gap,
+            });
+            emit(FeedEvent::Batch {
+                batch,
+                bytes,
+                at_us,
+            });
+            true
+        }
+        Err(err) => {
+            *attempt += 1;
+            !stop.is_set() && back_off(*attempt, err, stop, emit).await
         }
     }
 }

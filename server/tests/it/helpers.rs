@@ -90,6 +90,14 @@ impl TestServer {
         self.get_json(&format!("/api/long-poll?{query}")).await
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let response = reqwest::get(self.url("/metrics"))
+            .await
+            .expect("GET /metrics");
+        response.text().await.expect("a metrics body")
+    }
+
     pub async fn snapshot(&self) -> Snapshot {
         self.get_json("/api/snapshot").await
     }

@@ -62,12 +62,7 @@ async fn a_long_poll_answers_empty_at_its_timeout() {
         (batch.cursor, batch.gap, batch.ticks.len()),
         (head, false, 0)
     );
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains("tickscope_long_poll_timeouts_total 1"),
         "{metrics}"

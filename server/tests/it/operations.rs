@@ -70,12 +70,7 @@ async fn health_and_metrics_count_what_happened() {
         assert!(server.poll(&format!("since={head}")).await.ticks.is_empty());
     }
     server.poll("since=0").await;
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for line in [
         "tickscope_ticks_published_total 12",
         r#"tickscope_requests_total{transport="polling"} 4"#,

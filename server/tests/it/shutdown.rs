@@ -23,12 +23,7 @@ async fn shutdown_closes_every_transport_cleanly() {
     });
     // The long poll is held once the server counts it.
     loop {
-        let metrics = reqwest::get(server.url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = server.metrics().await;
         if metrics.contains(r#"tickscope_clients{transport="long_polling"} 1"#) {
             break;
         }
