@@ -38,6 +38,7 @@ test: (setup "--browser") build-app
 
 # Formatting and clippy with warnings as errors
 lint:
+    rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
