@@ -2,6 +2,7 @@
 //! clients over loopback.
 
 mod bad_input;
+mod binary;
 mod browser;
 mod chromedriver;
 mod helpers;

@@ -134,3 +134,35 @@ async fn a_silent_websocket_peer_is_dropped() {
     );
     assert!(raw.len() >= 2, "it pinged before giving up");
 }
+
+#[tokio::test]
+async fn an_idle_sse_stream_gets_comment_heartbeats() {
+    use futures_util::StreamExt;
+
+    let server = TestServer::start(|config| {
+        config.rate = 0.0;
+        config.sse_heartbeat_ms = 50;
+    });
+    let response = reqwest::get(server.url("/api/sse")).await.unwrap();
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(chunk)) = body.next().await {
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+            if seen.matches(": heartbeat\n\n").count() >= 2 {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        found,
+        Ok(true),
+        "two heartbeats on an idle stream; saw {seen:?}"
+    );
+    assert!(
+        seen.starts_with("retry: "),
+        "the stream tells browsers how soon to reconnect"
+    );
+}

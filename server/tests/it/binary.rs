@@ -1,0 +1,105 @@
+//! The `tickscope` binary itself: its help, its refusal of bad flags, and a graceful stop on
+//! SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+
+use crate::helpers::PATIENCE;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_tickscope");
+
+#[test]
+fn help_explains_every_option_with_its_variable() {
+    let output = Command::new(BINARY).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for (flag, variable) in [
+        ("--addr", "TICKSCOPE_ADDR"),
+        ("--symbols", "TICKSCOPE_SYMBOLS"),
+        ("--rate", "TICKSCOPE_RATE"),
+        ("--seed", "TICKSCOPE_SEED"),
+        ("--speed", "TICKSCOPE_SPEED"),
+        ("--retention", "TICKSCOPE_RETENTION"),
+        ("--max-batch-ticks", "TICKSCOPE_MAX_BATCH_TICKS"),
+        ("--max-symbols", "TICKSCOPE_MAX_SYMBOLS"),
+        ("--long-poll-timeout-ms", "TICKSCOPE_LONG_POLL_TIMEOUT_MS"),
+        (
+            "--long-poll-max-timeout-ms",
+            "TICKSCOPE_LONG_POLL_MAX_TIMEOUT_MS",
+        ),
+        ("--max-ws-message-bytes", "TICKSCOPE_MAX_WS_MESSAGE_BYTES"),
+        ("--ws-heartbeat-ms", "TICKSCOPE_WS_HEARTBEAT_MS"),
+        ("--ws-client-timeout-ms", "TICKSCOPE_WS_CLIENT_TIMEOUT_MS"),
+        ("--sse-heartbeat-ms", "TICKSCOPE_SSE_HEARTBEAT_MS"),
+        ("--static-dir", "TICKSCOPE_STATIC_DIR"),
+        ("--workers", "TICKSCOPE_WORKERS"),
+        ("--shutdown-timeout-ms", "TICKSCOPE_SHUTDOWN_TIMEOUT_MS"),
+    ] {
+        assert!(
+            help.contains(flag) && help.contains(variable),
+            "{flag} / {variable} in\n{help}"
+        );
+    }
+}
+
+#[test]
+fn bad_flags_are_refused_with_a_reason() {
+    let output = Command::new(BINARY).arg("--rate=fast").output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rate must be a number"), "{stderr}");
+    let output = Command::new(BINARY)
+        .args(["--addr", "127.0.0.1:0", "--long-poll-timeout-ms", "70000"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("above --long-poll-max-timeout-ms"));
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_gracefully() {
+    let mut child = Command::new(BINARY)
+        .args(["--addr", "127.0.0.1:0", "--static-dir", "/nonexistent"])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The log goes to stderr; a thread hands its lines over, so no wait here can hang.
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = |lines: &mpsc::Receiver<String>| lines.recv_timeout(PATIENCE).ok();
+    // The log says where it listens.
+    let addr = std::iter::from_fn(|| next_line(&lines))
+        .find_map(|line| {
+            let rest = line.split("listening on http://").nth(1)?;
+            Some(
+                rest.chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect::<String>(),
+            )
+        })
+        .expect("a listening line in the log");
+    let health = reqwest::get(format!("http://{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let stopped = std::iter::from_fn(|| next_line(&lines)).any(|line| line.contains("stopped"));
+    assert!(stopped, "the log ends with 'stopped'");
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit status {status}");
+}
