@@ -11,7 +11,7 @@ use plotters_canvas::CanvasBackend;
 use tickscope_shared::wire::Candle;
 
 use super::app::SessionStore;
-use super::theme::{ACCENT, BACKGROUND, DOWN, GRID, MUTED, UP};
+use super::theme::{ACCENT, BACKGROUND, DOWN, MUTED, UP, dark_mesh};
 use crate::api;
 use crate::format::clock_label;
 use crate::transport::now_us;
@@ -203,13 +203,7 @@ fn paint(
         .right_y_label_area_size(58)
         .build_cartesian_2d(x_range, (low - pad)..(high + pad))
         .ok()?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .bold_line_style(GRID)
-        .light_line_style(BACKGROUND)
-        .axis_style(GRID)
-        .label_style(("sans-serif", 12).into_font().color(&MUTED))
+    dark_mesh(&mut chart.configure_mesh())
         .x_labels(5)
         .y_labels(5)
         .x_label_formatter(&|t| clock_label(*t))

@@ -8,7 +8,7 @@ use plotters_canvas::CanvasBackend;
 
 use super::app::SessionStore;
 use super::lag_panel::{Figures, figures, lag_cell};
-use super::theme::{BACKGROUND, GRID, MUTED};
+use super::theme::{BACKGROUND, dark_mesh};
 use crate::format;
 use crate::stats::PLOT_US;
 use crate::transport::{TransportKind, now_us};
@@ -42,13 +42,7 @@ fn paint(element: web_sys::HtmlCanvasElement, lines: &Lines) -> Option<()> {
         .y_label_area_size(58)
         .build_cartesian_2d(-window_s..0.0, LAG_RANGE_MS.log_scale())
         .ok()?;
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .bold_line_style(GRID)
-        .light_line_style(BACKGROUND)
-        .axis_style(GRID)
-        .label_style(("sans-serif", 12).into_font().color(&MUTED))
+    dark_mesh(&mut chart.configure_mesh())
         .x_labels(7)
         .x_label_formatter(&|s| {
             if *s == 0.0 {

@@ -201,6 +201,28 @@ pub(crate) async fn back_off(attempt: u32, reason: String, stop: &Stop, emit: &E
     !stop.is_set()
 }
 
+/// Runs `connection` until the client stops, opening it again after each failure once the
+/// backoff has passed. `connection` gets the attempt count, to reset once it is up; it returns
+/// `Ok` when the client stopped and `Err` with the reason when the connection broke.
+pub(crate) async fn reconnecting(
+    stop: &Stop,
+    emit: &Emit,
+    mut connection: impl AsyncFnMut(&mut u32) -> Result<(), String>,
+) {
+    let mut attempt = 0;
+    while !stop.is_set() {
+        match connection(&mut attempt).await {
+            Ok(()) => return,
+            Err(reason) => {
+                attempt += 1;
+                if stop.is_set() || !back_off(attempt, reason, stop, emit).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 /// The client's clock in Unix microseconds, at sub-millisecond resolution.
 pub fn now_us() -> i64 {
     let performance = web_sys::window()

@@ -9,7 +9,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, MessageEvent};
 
-use super::{Emit, FeedEvent, Stop, back_off, http::sync_clock, now_us};
+use super::{Emit, FeedEvent, Stop, http::sync_clock, now_us, reconnecting};
 
 /// What the source's callbacks hand to the client task.
 enum Signal {
@@ -38,18 +38,10 @@ pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
         }
     });
     let mut cursor = since;
-    let mut attempt = 0;
-    while !stop.is_set() {
-        match stream(&mut cursor, &mut attempt, &stop, &emit).await {
-            Ok(()) => return,
-            Err(reason) => {
-                attempt += 1;
-                if stop.is_set() || !back_off(attempt, reason, &stop, &emit).await {
-                    return;
-                }
-            }
-        }
-    }
+    reconnecting(&stop, &emit, async |attempt| {
+        stream(&mut cursor, attempt, &stop, &emit).await
+    })
+    .await;
 }
 
 /// One stream, until it breaks (`Err`) or the client stops (`Ok`).

@@ -8,7 +8,7 @@ use gloo_timers::future::TimeoutFuture;
 use tickscope_shared::clock::ClockSample;
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
 
-use super::{Emit, FeedEvent, Stop, back_off, now_us};
+use super::{Emit, FeedEvent, Stop, now_us, reconnecting};
 
 /// Clock pings: a quick burst at the start, so a round trip without queueing is found early,
 /// then one this often to follow drift.
@@ -18,18 +18,10 @@ const PING_BURST_EVERY_MS: u32 = 200;
 
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
     let mut cursor = since;
-    let mut attempt = 0;
-    while !stop.is_set() {
-        match connection(&mut cursor, &mut attempt, &stop, &emit).await {
-            Ok(()) => return,
-            Err(reason) => {
-                attempt += 1;
-                if stop.is_set() || !back_off(attempt, reason, &stop, &emit).await {
-                    return;
-                }
-            }
-        }
-    }
+    reconnecting(&stop, &emit, async |attempt| {
+        connection(&mut cursor, attempt, &stop, &emit).await
+    })
+    .await;
 }
 
 fn url() -> String {
