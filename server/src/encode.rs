@@ -8,6 +8,30 @@ use std::sync::Arc;
 
 use crate::feed::BatchSlice;
 
+/// How a batch is wrapped for its transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// A JSON body, as polling and long polling answer.
+    Json,
+    /// A WebSocket text message: the batch with `"type":"batch"` first.
+    WebSocket,
+    /// A Server-Sent Event: `id: <cursor>` and the batch as its data.
+    Sse,
+}
+
+/// A batch wrapped for its transport.
+pub fn frame(framing: Framing, slice: &BatchSlice) -> String {
+    match framing {
+        Framing::Json => batch(slice),
+        Framing::WebSocket => ws_batch(slice),
+        Framing::Sse => {
+            let mut out = write_batch(format!("id: {}\ndata: ", slice.cursor), "{", slice);
+            out.push_str("\n\n");
+            out
+        }
+    }
+}
+
 /// A batch as the HTTP transports and SSE send it: `{"cursor":..,"gap":..,"ticks":[..]}`.
 pub fn batch(slice: &BatchSlice) -> String {
     write_batch(String::new(), "{", slice)
@@ -99,6 +123,17 @@ mod tests {
         assert_eq!(ws, ServerMessage::Batch(expected));
         let empty: Batch = serde_json::from_str(&batch(&slice(&[], false))).unwrap();
         assert!(empty.ticks.is_empty() && !empty.gap);
+    }
+
+    #[test]
+    fn sse_frames_carry_the_cursor_as_the_event_id() {
+        let event = frame(Framing::Sse, &slice(&[tick(9)], false));
+        let data = event
+            .strip_prefix("id: 9\ndata: ")
+            .and_then(|rest| rest.strip_suffix("\n\n"))
+            .unwrap();
+        let parsed: Batch = serde_json::from_str(data).unwrap();
+        assert_eq!(parsed.ticks, vec![tick(9)]);
     }
 
     #[test]

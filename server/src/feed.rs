@@ -7,10 +7,17 @@
 //!
 //! Waking readers goes through a `watch` channel carrying the head seq. A reader marks the
 //! channel seen *before* it reads the window, so a tick published in between still wakes it.
+//! A reader that wakes late finds every tick it missed and sends them in one frame.
+//!
+//! Clients of all symbols that stand at the same cursor need the same bytes, so
+//! [`Feed::frame_since`] frames such a batch once and hands every one of them a clone of it
+//! (a reference count, not a copy). With thousands of WebSocket clients woken by one publish,
+//! the first frames the batch and the rest share it.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use bytestring::ByteString;
 use prometheus_client::metrics::counter::Counter;
 use tickscope_shared::candles::add_trade;
 use tickscope_shared::cursor::{ResumePoint, resume_point};
@@ -18,10 +25,15 @@ use tickscope_shared::wire::{Candle, Tick};
 use tokio::sync::watch;
 
 use crate::clock::now_us;
+use crate::encode::{self, Framing};
 use crate::symbols::{SymbolFilter, Universe};
 
 /// How far back candles go: 15 minutes of 1-second candles per symbol.
 pub const CANDLE_HISTORY_S: u32 = 15 * 60;
+
+/// Shared frames kept for reuse: a few per framing is plenty, since clients at the head all
+/// ask for the newest.
+const FRAME_CACHE: usize = 16;
 
 /// A tick as the simulator makes it, before it gets its seq and timestamp.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +75,54 @@ impl BatchSlice {
     }
 }
 
+/// A batch framed for one transport, ready to send. Cloning it shares the bytes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub cursor: u64,
+    pub gap: bool,
+    /// Ticks in the batch (quotes, for a gap).
+    pub ticks: usize,
+    /// More ticks after `cursor` were due but over the batch limit: ask again at once.
+    pub more: bool,
+    pub text: ByteString,
+}
+
+impl Frame {
+    fn encode(framing: Framing, slice: &BatchSlice) -> Self {
+        Self {
+            cursor: slice.cursor,
+            gap: slice.gap,
+            ticks: slice.ticks.len(),
+            more: slice.more,
+            text: encode::frame(framing, slice).into(),
+        }
+    }
+}
+
+/// Frames of all-symbol batches, keyed by framing, the cursor they start after and the head
+/// they were made at; the oldest goes first.
+#[derive(Default)]
+struct FrameCache {
+    entries: VecDeque<(Framing, u64, u64, Frame)>,
+}
+
+impl FrameCache {
+    fn get(&self, framing: Framing, since: u64, head: u64) -> Option<&Frame> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|entry| (entry.0, entry.1, entry.2) == (framing, since, head))
+            .map(|entry| &entry.3)
+    }
+
+    fn put(&mut self, framing: Framing, since: u64, head: u64, frame: Frame) {
+        if self.entries.len() == FRAME_CACHE {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((framing, since, head, frame));
+    }
+}
+
 /// The shared handle to the feed; cloning it is cheap.
 #[derive(Clone)]
 pub struct Feed {
@@ -74,8 +134,11 @@ struct FeedInner {
     /// A std lock, not tokio's: nothing awaits while holding it, and the critical sections are
     /// a few pushes or copies of `Arc`s.
     state: RwLock<FeedState>,
+    /// Locked before `state` when both are needed; the publisher never takes it.
+    frames: Mutex<FrameCache>,
     head: watch::Sender<u64>,
     ticks_published: Counter,
+    frames_encoded: Counter,
 }
 
 struct FeedState {
@@ -90,7 +153,12 @@ struct FeedState {
 }
 
 impl Feed {
-    pub fn new(universe: Arc<Universe>, retention: u64, ticks_published: Counter) -> Self {
+    pub fn new(
+        universe: Arc<Universe>,
+        retention: u64,
+        ticks_published: Counter,
+        frames_encoded: Counter,
+    ) -> Self {
         let symbols = universe.len();
         let state = FeedState {
             window: VecDeque::new(),
@@ -103,8 +171,10 @@ impl Feed {
             inner: Arc::new(FeedInner {
                 universe,
                 state: RwLock::new(state),
+                frames: Mutex::default(),
                 head: watch::channel(0).0,
                 ticks_published,
+                frames_encoded,
             }),
         }
     }
@@ -170,45 +240,42 @@ impl Feed {
         filter: &SymbolFilter,
         max_ticks: usize,
     ) -> BatchSlice {
-        let state = self.read();
-        let Some(since) = since else {
-            return BatchSlice::empty(state.head);
+        self.read().batch_since(since, filter, max_ticks)
+    }
+
+    /// [`Feed::batch_since`], framed for sending. A batch for all symbols is framed once per
+    /// position and shared by every client that asks for it while the head stays put.
+    pub fn frame_since(
+        &self,
+        since: Option<u64>,
+        filter: &SymbolFilter,
+        framing: Framing,
+        max_ticks: usize,
+    ) -> Frame {
+        let shared = match (since, filter) {
+            (Some(since), SymbolFilter::All) => Some(since),
+            _ => None,
         };
-        let from = match resume_point(since, state.oldest(), state.head) {
-            ResumePoint::Gap => {
-                return BatchSlice {
-                    cursor: state.head,
-                    gap: true,
-                    ticks: state.quotes(filter),
-                    more: false,
-                };
-            }
-            ResumePoint::From(from) => from,
+        let Some(since) = shared else {
+            let slice = self.batch_since(since, filter, max_ticks);
+            self.inner.frames_encoded.inc();
+            return Frame::encode(framing, &slice);
         };
-        let skip = (from - state.oldest()) as usize;
-        let mut ticks = Vec::new();
-        let mut cursor = state.head;
-        let mut more = false;
-        for stored in state.window.iter().skip(skip) {
-            if !filter.passes(stored.symbol_id) {
-                continue;
+        let mut frames = self.frames();
+        let (head, slice) = {
+            let state = self.read();
+            if let Some(frame) = frames.get(framing, since, state.head) {
+                return frame.clone();
             }
-            if ticks.len() == max_ticks {
-                more = true;
-                break;
-            }
-            ticks.push(stored.json.clone());
-            cursor = stored.seq;
-        }
-        if !more {
-            cursor = state.head;
-        }
-        BatchSlice {
-            cursor,
-            gap: false,
-            ticks,
-            more,
-        }
+            (
+                state.head,
+                state.batch_since(Some(since), filter, max_ticks),
+            )
+        };
+        let frame = Frame::encode(framing, &slice);
+        self.inner.frames_encoded.inc();
+        frames.put(framing, since, head, frame.clone());
+        frame
     }
 
     /// The latest quote of each symbol `filter` passes, and the cursor they are current at.
@@ -237,6 +304,14 @@ impl Feed {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn frames(&self) -> MutexGuard<'_, FrameCache> {
+        // The cache holds only finished frames, so a poisoned lock is still safe to use.
+        self.inner
+            .frames
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn write(&self) -> RwLockWriteGuard<'_, FeedState> {
         self.inner
             .state
@@ -246,6 +321,52 @@ impl Feed {
 }
 
 impl FeedState {
+    fn batch_since(
+        &self,
+        since: Option<u64>,
+        filter: &SymbolFilter,
+        max_ticks: usize,
+    ) -> BatchSlice {
+        let Some(since) = since else {
+            return BatchSlice::empty(self.head);
+        };
+        let from = match resume_point(since, self.oldest(), self.head) {
+            ResumePoint::Gap => {
+                return BatchSlice {
+                    cursor: self.head,
+                    gap: true,
+                    ticks: self.quotes(filter),
+                    more: false,
+                };
+            }
+            ResumePoint::From(from) => from,
+        };
+        let skip = (from - self.oldest()) as usize;
+        let mut ticks = Vec::new();
+        let mut cursor = self.head;
+        let mut more = false;
+        for stored in self.window.range(skip..) {
+            if !filter.passes(stored.symbol_id) {
+                continue;
+            }
+            if ticks.len() == max_ticks {
+                more = true;
+                break;
+            }
+            ticks.push(stored.json.clone());
+            cursor = stored.seq;
+        }
+        if !more {
+            cursor = self.head;
+        }
+        BatchSlice {
+            cursor,
+            gap: false,
+            ticks,
+            more,
+        }
+    }
+
     /// Seq of the oldest retained tick; `head + 1` when none is retained.
     fn oldest(&self) -> u64 {
         self.window
@@ -306,22 +427,22 @@ impl Subscription {
     /// The next batch worth sending (ticks, or a gap), moving the cursor past it; `None` when
     /// the client is up to date. A filtered client's cursor moves past ticks of other symbols
     /// silently. Call again while it returns `Some`: a batch may stop at the batch limit.
-    pub fn next_batch(&mut self, feed: &Feed, max_ticks: usize) -> Option<BatchSlice> {
+    pub fn next_frame(&mut self, feed: &Feed, framing: Framing, max_ticks: usize) -> Option<Frame> {
         loop {
-            let slice = feed.batch_since(Some(self.cursor), &self.filter, max_ticks);
-            self.cursor = slice.cursor;
-            if slice.gap || !slice.ticks.is_empty() {
-                return Some(slice);
+            let frame = feed.frame_since(Some(self.cursor), &self.filter, framing, max_ticks);
+            self.cursor = frame.cursor;
+            if frame.gap || frame.ticks > 0 {
+                return Some(frame);
             }
-            if !slice.more {
+            if !frame.more {
                 return None;
             }
         }
     }
 
     /// An empty batch at the current cursor: what a long poll answers at its timeout.
-    pub fn empty_batch(&self) -> BatchSlice {
-        BatchSlice::empty(self.cursor)
+    pub fn empty_frame(&self, framing: Framing) -> Frame {
+        Frame::encode(framing, &BatchSlice::empty(self.cursor))
     }
 }
 
@@ -330,11 +451,16 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
-    use tickscope_shared::wire::Tick;
+    use tickscope_shared::wire::{Batch, Tick};
 
     fn feed(retention: u64) -> Feed {
         let universe = Universe::generate(3, &mut StdRng::seed_from_u64(1));
-        Feed::new(Arc::new(universe), retention, Counter::default())
+        Feed::new(
+            Arc::new(universe),
+            retention,
+            Counter::default(),
+            Counter::default(),
+        )
     }
 
     fn draft(symbol_id: u16, price: f64) -> TickDraft {
@@ -392,11 +518,53 @@ mod tests {
         );
         let mut sub = Subscription::new(&feed, SymbolFilter::All, Some(0));
         let mut all = Vec::new();
-        while let Some(slice) = sub.next_batch(&feed, 4) {
-            all.extend(seqs(&slice));
+        while let Some(frame) = sub.next_frame(&feed, Framing::Json, 4) {
+            let batch: Batch = serde_json::from_str(&frame.text).unwrap();
+            all.extend(batch.ticks.iter().map(|tick| tick.seq));
         }
         assert_eq!(all, (1..=10).collect::<Vec<_>>());
         assert_eq!(sub.cursor(), 10);
+    }
+
+    #[test]
+    fn clients_of_all_symbols_at_one_cursor_share_one_frame() {
+        let frames_encoded = Counter::default();
+        let universe = Universe::generate(3, &mut StdRng::seed_from_u64(1));
+        let feed = Feed::new(
+            Arc::new(universe),
+            100,
+            Counter::default(),
+            frames_encoded.clone(),
+        );
+        feed.publish(&[draft(0, 1.0), draft(1, 2.0)]);
+        let mut clients: Vec<_> = (0..50)
+            .map(|_| Subscription::new(&feed, SymbolFilter::All, Some(0)))
+            .collect();
+        let frames: Vec<_> = clients
+            .iter_mut()
+            .map(|client| client.next_frame(&feed, Framing::WebSocket, 100).unwrap())
+            .collect();
+        assert_eq!(frames_encoded.get(), 1);
+        assert!(
+            frames
+                .iter()
+                .all(|frame| frame.text.as_ptr() == frames[0].text.as_ptr())
+        );
+        // A new publish is a new position; a filtered client frames its own batch.
+        feed.publish(&[draft(2, 3.0)]);
+        let next = clients[0]
+            .next_frame(&feed, Framing::WebSocket, 100)
+            .unwrap();
+        assert_eq!((next.cursor, next.ticks), (3, 1));
+        let mut filtered = Subscription::new(&feed, SymbolFilter::only([2], 3), Some(0));
+        assert_eq!(
+            filtered
+                .next_frame(&feed, Framing::WebSocket, 100)
+                .unwrap()
+                .ticks,
+            1
+        );
+        assert_eq!(frames_encoded.get(), 3);
     }
 
     #[test]

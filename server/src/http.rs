@@ -12,7 +12,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::AppState;
 use crate::clock::now_us;
-use crate::encode;
+use crate::encode::{self, Framing};
 use crate::error::ApiError;
 use crate::feed::{CANDLE_HISTORY_S, Subscription};
 use crate::metrics::Transport;
@@ -63,7 +63,7 @@ async fn api_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-fn json_body(body: String) -> HttpResponse {
+fn json_body(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::json())
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -118,15 +118,14 @@ async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRespon
     let params = Params::parse(req.query_string())?;
     let since = params.since()?;
     let filter = params.symbols(state.universe(), state.max_symbols())?;
-    let slice = state
+    let frame = state
         .feed
-        .batch_since(since, &filter, state.max_batch_ticks());
-    if slice.ticks.is_empty() {
+        .frame_since(since, &filter, Framing::Json, state.max_batch_ticks());
+    if frame.ticks == 0 {
         state.metrics.empty_polls.inc();
     }
-    let body = encode::batch(&slice);
-    state.metrics.sent(Transport::Polling, body.len());
-    Ok(json_body(body))
+    state.metrics.sent(Transport::Polling, frame.text.len());
+    Ok(json_body(frame.text.into_bytes()))
 }
 
 /// Long polling: holds the request until a matching tick after `since` exists, then answers
@@ -149,25 +148,26 @@ async fn long_poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 
     let mut published = state.feed.subscribe();
     let mut subscription = Subscription::new(&state.feed, filter, since);
-    let slice = loop {
+    let frame = loop {
         published.borrow_and_update();
-        if let Some(slice) = subscription.next_batch(&state.feed, state.max_batch_ticks()) {
-            break slice;
+        if let Some(frame) =
+            subscription.next_frame(&state.feed, Framing::Json, state.max_batch_ticks())
+        {
+            break frame;
         }
         tokio::select! {
             changed = published.changed() => if changed.is_err() {
-                break subscription.empty_batch();
+                break subscription.empty_frame(Framing::Json);
             },
             () = sleep_until(deadline) => {
                 state.metrics.long_poll_timeouts.inc();
-                break subscription.empty_batch();
+                break subscription.empty_frame(Framing::Json);
             }
-            () = state.shutdown.cancelled() => break subscription.empty_batch(),
+            () = state.shutdown.cancelled() => break subscription.empty_frame(Framing::Json),
         }
     };
-    let body = encode::batch(&slice);
-    state.metrics.sent(Transport::LongPolling, body.len());
-    Ok(json_body(body))
+    state.metrics.sent(Transport::LongPolling, frame.text.len());
+    Ok(json_body(frame.text.into_bytes()))
 }
 
 #[derive(Serialize)]

@@ -83,6 +83,7 @@ pub async fn run(
         universe.clone(),
         config.retention,
         metrics.ticks_published.clone(),
+        metrics.frames_encoded.clone(),
     );
     let stop = CancellationToken::new();
     let simulator = Simulator::new(&universe, config.rate, config.speed, rng);

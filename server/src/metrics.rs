@@ -56,6 +56,8 @@ pub struct TransportMetrics {
     pub requests: Counter,
     /// Open WebSocket and SSE connections, held long polls; polling holds none.
     pub clients: Gauge,
+    /// Messages sent: poll answers, WebSocket messages, SSE events (heartbeats included).
+    pub messages_sent: Counter,
     pub bytes_sent: Counter,
 }
 
@@ -65,6 +67,8 @@ pub struct Metrics {
     pub ticks_published: Counter,
     pub empty_polls: Counter,
     pub long_poll_timeouts: Counter,
+    /// Batches framed for sending; clients at the same position share one frame.
+    pub frames_encoded: Counter,
     transports: [TransportMetrics; 4],
 }
 
@@ -80,6 +84,7 @@ impl Metrics {
         let ticks_published = Counter::default();
         let empty_polls = Counter::default();
         let long_poll_timeouts = Counter::default();
+        let frames_encoded = Counter::default();
         registry.register(
             "ticks_published",
             "Ticks the simulator published",
@@ -95,14 +100,25 @@ impl Metrics {
             "Long polls answered empty at their timeout",
             long_poll_timeouts.clone(),
         );
+        registry.register(
+            "frames_encoded",
+            "Batches framed for sending; every client at the same cursor shares one",
+            frames_encoded.clone(),
+        );
         let requests = Family::<TransportLabel, Counter>::default();
         let clients = Family::<TransportLabel, Gauge>::default();
+        let messages_sent = Family::<TransportLabel, Counter>::default();
         let bytes_sent = Family::<TransportLabel, Counter>::default();
         registry.register("requests", "HTTP requests per transport", requests.clone());
         registry.register(
             "clients",
             "Connected clients per transport",
             clients.clone(),
+        );
+        registry.register(
+            "messages_sent",
+            "Poll answers, WebSocket messages and SSE events sent per transport",
+            messages_sent.clone(),
         );
         registry.register(
             "bytes_sent",
@@ -114,6 +130,7 @@ impl Metrics {
             TransportMetrics {
                 requests: requests.get_or_create(&label).clone(),
                 clients: clients.get_or_create(&label).clone(),
+                messages_sent: messages_sent.get_or_create(&label).clone(),
                 bytes_sent: bytes_sent.get_or_create(&label).clone(),
             }
         });
@@ -122,6 +139,7 @@ impl Metrics {
             ticks_published,
             empty_polls,
             long_poll_timeouts,
+            frames_encoded,
             transports,
         }
     }
@@ -137,8 +155,11 @@ impl Metrics {
         ClientGuard(gauge)
     }
 
+    /// Counts one message of `bytes` payload bytes sent over `transport`.
     pub fn sent(&self, transport: Transport, bytes: usize) {
-        self.transport(transport).bytes_sent.inc_by(bytes as u64);
+        let series = self.transport(transport);
+        series.messages_sent.inc();
+        series.bytes_sent.inc_by(bytes as u64);
     }
 
     /// The Prometheus text exposition of every metric.

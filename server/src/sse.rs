@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at};
 
 use crate::AppState;
-use crate::encode;
+use crate::encode::Framing;
 use crate::error::ApiError;
 use crate::feed::Subscription;
 use crate::metrics::Transport;
@@ -104,9 +104,10 @@ async fn send_pending(
     events: &mpsc::Sender<Bytes>,
     subscription: &mut Subscription,
 ) -> Result<(), Gone> {
-    while let Some(slice) = subscription.next_batch(&state.feed, state.max_batch_ticks()) {
-        let event = format!("id: {}\ndata: {}\n\n", slice.cursor, encode::batch(&slice));
-        send(state, events, Bytes::from(event)).await?;
+    while let Some(frame) =
+        subscription.next_frame(&state.feed, Framing::Sse, state.max_batch_ticks())
+    {
+        send(state, events, frame.text.into_bytes()).await?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use tracing::debug;
 
 use crate::AppState;
 use crate::clock::now_us;
-use crate::encode;
+use crate::encode::Framing;
 use crate::error::ApiError;
 use crate::feed::Subscription;
 use crate::metrics::Transport;
@@ -143,10 +143,11 @@ async fn send_pending(
     session: &mut Session,
     subscription: &mut Subscription,
 ) -> Result<(), actix_ws::Closed> {
-    while let Some(slice) = subscription.next_batch(&state.feed, state.max_batch_ticks()) {
-        let frame = encode::ws_batch(&slice);
-        state.metrics.sent(Transport::WebSocket, frame.len());
-        session.text(frame).await?;
+    while let Some(frame) =
+        subscription.next_frame(&state.feed, Framing::WebSocket, state.max_batch_ticks())
+    {
+        state.metrics.sent(Transport::WebSocket, frame.text.len());
+        session.text(frame.text).await?;
     }
     Ok(())
 }
