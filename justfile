@@ -45,8 +45,17 @@ lint:
 # Lint, then every test
 check: lint test
 
-# Measure lag per transport (one client each) and the app's budgets (size, first paint, CPU), SECONDS per run
-bench SECONDS="30": (setup "--browser") build-app
+# Every benchmark: the load matrix (docs/BENCHMARKS.md) and the app's budgets, SECONDS per step
+bench SECONDS="30": (bench-load SECONDS) (bench-app SECONDS)
+
+# tickscope vs Node ws vs Socket.IO at 1k/5k/10k clients and tickscope's transports; writes docs/BENCHMARKS.md
+bench-load SECONDS="30":
+    cargo build --release -p tickscope -p tickscope-load
+    cargo bench -p tickscope --bench fanout -- --quick --noplot
+    bench/matrix.sh {{SECONDS}}
+
+# Lag per transport with one client each, and the app's budgets (size, first paint, CPU) in Chromium
+bench-app SECONDS="30": (setup "--browser") build-app
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release -p tickscope --examples

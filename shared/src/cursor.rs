@@ -93,59 +93,63 @@ impl CursorChain {
     /// Checks `batch` against the chain and, when it continues it, moves the cursor.
     /// On error the chain is left as it was.
     pub fn accept(&mut self, batch: &Batch) -> Result<Accepted, ChainError> {
-        if batch.gap {
-            self.cursor = Some(batch.cursor);
+        self.accept_seqs(
+            batch.cursor,
+            batch.gap,
+            batch.ticks.iter().map(|tick| tick.seq),
+        )
+    }
+
+    /// [`CursorChain::accept`] for a batch given by its cursor, gap flag and tick seqs, for
+    /// readers that do not decode whole ticks.
+    pub fn accept_seqs(
+        &mut self,
+        cursor: u64,
+        gap: bool,
+        seqs: impl Iterator<Item = u64> + Clone,
+    ) -> Result<Accepted, ChainError> {
+        if gap {
+            self.cursor = Some(cursor);
             self.gaps += 1;
-            return Ok(Accepted::Resynced {
-                cursor: batch.cursor,
-            });
+            return Ok(Accepted::Resynced { cursor });
         }
         if let Some(held) = self.cursor
-            && batch.cursor < held
+            && cursor < held
         {
-            return Err(ChainError::CursorWentBack {
-                held,
-                got: batch.cursor,
-            });
+            return Err(ChainError::CursorWentBack { held, got: cursor });
         }
         // With no cursor yet (live only), the first tick sets where the chain starts.
-        let mut last = match (self.cursor, batch.ticks.first()) {
+        let mut last = match (self.cursor, seqs.clone().next()) {
             (Some(held), _) => held,
-            (None, Some(first)) => first.seq - 1,
-            (None, None) => batch.cursor,
+            (None, Some(first)) => first - 1,
+            (None, None) => cursor,
         };
-        for tick in &batch.ticks {
-            if tick.seq <= last {
-                return Err(ChainError::Repeated {
-                    seq: tick.seq,
-                    after: last,
-                });
+        let mut count = 0;
+        for seq in seqs {
+            if seq <= last {
+                return Err(ChainError::Repeated { seq, after: last });
             }
-            if tick.seq > batch.cursor {
-                return Err(ChainError::PastCursor {
-                    seq: tick.seq,
-                    cursor: batch.cursor,
-                });
+            if seq > cursor {
+                return Err(ChainError::PastCursor { seq, cursor });
             }
-            if self.every_symbol && tick.seq != last + 1 {
+            if self.every_symbol && seq != last + 1 {
                 return Err(ChainError::Missing {
                     first: last + 1,
-                    last: tick.seq - 1,
+                    last: seq - 1,
                 });
             }
-            last = tick.seq;
+            last = seq;
+            count += 1;
         }
-        if self.every_symbol && last != batch.cursor {
+        if self.every_symbol && last != cursor {
             return Err(ChainError::Missing {
                 first: last + 1,
-                last: batch.cursor,
+                last: cursor,
             });
         }
-        self.cursor = Some(batch.cursor);
-        self.ticks += batch.ticks.len() as u64;
-        Ok(Accepted::Continued {
-            ticks: batch.ticks.len(),
-        })
+        self.cursor = Some(cursor);
+        self.ticks += count as u64;
+        Ok(Accepted::Continued { ticks: count })
     }
 }
 

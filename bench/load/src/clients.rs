@@ -1,0 +1,301 @@
+//! One client of each kind: tickscope's WebSocket (also spoken by the Node `ws` peer),
+//! Socket.IO (Engine.IO v4 over WebSocket), SSE, long polling and polling.
+//!
+//! Every client connects under a shared limit on handshakes in flight, reports once that it
+//! is connected or that it failed, then reads until it is aborted or the server drops it.
+//! Nothing reconnects: a dropped client is a failure the report shows.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use eventsource_stream::Eventsource;
+use futures_util::{SinkExt, StreamExt};
+use serde::de::IgnoredAny;
+use tickscope_shared::cursor::CursorChain;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use url::Url;
+
+use crate::recorder::{LiteBatch, Recorder, now_us};
+
+/// Longest a single handshake (or first HTTP answer) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// A WebSocket that receives batches as text messages (tickscope, or the Node `ws` peer).
+    Websocket,
+    /// Socket.IO: Engine.IO v4 over WebSocket, events named "batch".
+    Socketio,
+    /// Server-Sent Events.
+    Sse,
+    /// Long polling: each answer is followed at once by the next request.
+    LongPolling,
+    /// Polling every `--interval-ms`.
+    Polling,
+}
+
+impl Transport {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Websocket => "websocket",
+            Transport::Socketio => "socket.io",
+            Transport::Sse => "sse",
+            Transport::LongPolling => "long-polling",
+            Transport::Polling => "polling",
+        }
+    }
+}
+
+/// What every client of a run shares.
+pub struct Shared {
+    pub recorder: RefCell<Recorder>,
+    /// Handshakes in flight.
+    connecting: Semaphore,
+    /// Clients that have connected or failed to, since the run began.
+    settled: watch::Sender<usize>,
+    connected: Cell<usize>,
+    http: reqwest::Client,
+    pub interval: Duration,
+    /// WebSocket clients connect and then stay silent: no subscription, no ticks.
+    pub idle: bool,
+}
+
+impl Shared {
+    pub fn new(concurrency: usize, interval: Duration, idle: bool) -> anyhow::Result<Self> {
+        Ok(Self {
+            recorder: RefCell::default(),
+            connecting: Semaphore::new(concurrency.max(1)),
+            settled: watch::channel(0).0,
+            connected: Cell::new(0),
+            http: reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .connect_timeout(CONNECT_TIMEOUT)
+                .build()?,
+            interval,
+            idle,
+        })
+    }
+
+    pub fn settled(&self) -> watch::Receiver<usize> {
+        self.settled.subscribe()
+    }
+
+    pub fn connected(&self) -> usize {
+        self.connected.get()
+    }
+
+    fn settle(&self, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => self.connected.set(self.connected.get() + 1),
+            Err(error) => self.recorder.borrow_mut().connect_error(error),
+        }
+        self.settled.send_modify(|settled| *settled += 1);
+    }
+
+    fn record(&self, chain: &mut CursorChain, text: &str, wire_bytes: usize) {
+        let received = now_us();
+        let mut recorder = self.recorder.borrow_mut();
+        match serde_json::from_str::<LiteBatch>(text) {
+            Ok(batch) => recorder.batch(chain, &batch, wire_bytes, received),
+            Err(error) => recorder.disconnect(format!("unreadable batch: {error}")),
+        }
+    }
+}
+
+/// Runs client number `index` until it is aborted or dropped by the server.
+pub async fn run(shared: Rc<Shared>, transport: Transport, url: Url, index: usize) {
+    match transport {
+        Transport::Websocket => websocket(&shared, url, false).await,
+        Transport::Socketio => websocket(&shared, url, true).await,
+        Transport::Sse => sse(&shared, url).await,
+        Transport::LongPolling => http(&shared, url, None).await,
+        Transport::Polling => {
+            // Clients start spread evenly over the interval, as independent users would be.
+            let phase = (index as f64 * 0.618_033_988_7).fract();
+            http(&shared, url, Some(shared.interval.mul_f64(phase))).await;
+        }
+    }
+}
+
+/// Bytes of a server-to-client WebSocket frame header for a payload of `len` bytes.
+fn ws_header_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=65_535 => 4,
+        _ => 10,
+    }
+}
+
+async fn websocket(shared: &Shared, url: Url, socketio: bool) {
+    let permit = shared.connecting.acquire().await;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let handshake = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+    let mut socket = match timeout(CONNECT_TIMEOUT, handshake).await {
+        Ok(Ok((socket, _))) => socket,
+        Ok(Err(error)) => return shared.settle(Err(format!("websocket handshake: {error}"))),
+        Err(_) => return shared.settle(Err("websocket handshake timed out".into())),
+    };
+    let mut waiting = Some(permit);
+    if !socketio {
+        if !shared.idle {
+            let subscribe = Message::text(r#"{"type":"subscribe"}"#);
+            if let Err(error) = socket.send(subscribe).await {
+                return shared.settle(Err(format!("sending the subscription: {error}")));
+            }
+        }
+        waiting = None;
+        shared.settle(Ok(()));
+    }
+    let mut chain = CursorChain::new(None, true);
+    let why = loop {
+        let message = match socket.next().await {
+            None => break "the server closed the connection".to_owned(),
+            Some(Err(error)) => break format!("websocket error: {error}"),
+            Some(Ok(message)) => message,
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(frame) => break format!("closed by the server: {frame:?}"),
+            _ => continue,
+        };
+        let wire = text.len() + ws_header_len(text.len());
+        if !socketio {
+            shared.record(&mut chain, &text, wire);
+            continue;
+        }
+        // Engine.IO v4: "0" open, "2" ping, "4" message; Socket.IO inside: "40" connected,
+        // "42" an event.
+        let reply = match text.as_bytes() {
+            [b'0', ..] => Some("40"),
+            [b'2', ..] => Some("3"),
+            [b'4', b'0', ..] => {
+                if waiting.take().is_some() {
+                    shared.settle(Ok(()));
+                }
+                None
+            }
+            [b'4', b'2', ..] => {
+                record_event(shared, &mut chain, &text[2..], wire);
+                None
+            }
+            _ => None,
+        };
+        if let Some(reply) = reply
+            && let Err(error) = socket.send(Message::text(reply)).await
+        {
+            break format!("websocket send: {error}");
+        }
+    };
+    if waiting.is_some() {
+        shared.settle(Err(why));
+    } else {
+        shared.recorder.borrow_mut().disconnect(why);
+    }
+}
+
+/// A Socket.IO event `["batch", {...}]`.
+fn record_event(shared: &Shared, chain: &mut CursorChain, event: &str, wire_bytes: usize) {
+    let received = now_us();
+    let mut recorder = shared.recorder.borrow_mut();
+    match serde_json::from_str::<(IgnoredAny, LiteBatch)>(event) {
+        Ok((_, batch)) => recorder.batch(chain, &batch, wire_bytes, received),
+        Err(error) => recorder.disconnect(format!("unreadable event: {error}")),
+    }
+}
+
+/// Bytes of an HTTP/1.1 response head as it came: status line, headers, blank line.
+fn head_len(response: &reqwest::Response) -> usize {
+    let status = "HTTP/1.1 200 OK\r\n".len();
+    let headers: usize = response
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
+        .sum();
+    status + headers + 2
+}
+
+async fn sse(shared: &Shared, url: Url) {
+    let permit = shared.connecting.acquire().await;
+    let response = match timeout(CONNECT_TIMEOUT, shared.http.get(url).send()).await {
+        Ok(Ok(response)) if response.status().is_success() => response,
+        Ok(Ok(response)) => return shared.settle(Err(format!("SSE: {}", response.status()))),
+        Ok(Err(error)) => return shared.settle(Err(format!("SSE: {error}"))),
+        Err(_) => return shared.settle(Err("SSE: no answer".into())),
+    };
+    drop(permit);
+    shared.settle(Ok(()));
+    let received = Rc::new(Cell::new(head_len(&response)));
+    let counted = received.clone();
+    let mut events = response
+        .bytes_stream()
+        .inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                counted.set(counted.get() + chunk.len());
+            }
+        })
+        .eventsource();
+    let mut chain = CursorChain::new(None, true);
+    let why = loop {
+        match events.next().await {
+            None => break "the server ended the stream".to_owned(),
+            Some(Err(error)) => break format!("SSE: {error}"),
+            // Bytes since the last event: this one, and any heartbeats before it.
+            Some(Ok(event)) => shared.record(&mut chain, &event.data, received.replace(0)),
+        }
+    };
+    shared.recorder.borrow_mut().disconnect(why);
+}
+
+/// Long polling when `phase` is `None`; otherwise polling every interval, first after `phase`.
+async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
+    let mut permit = Some(shared.connecting.acquire().await);
+    let mut chain = CursorChain::new(None, true);
+    let mut ticker = phase.map(|phase| {
+        let mut ticker = interval_at(Instant::now() + phase, shared.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticker
+    });
+    let why = loop {
+        let mut request = url.clone();
+        if let Some(cursor) = chain.cursor() {
+            request
+                .query_pairs_mut()
+                .append_pair("since", &cursor.to_string());
+        }
+        shared.recorder.borrow_mut().request();
+        let answer = match shared.http.get(request).send().await {
+            Ok(response) if response.status().is_success() => {
+                let head = head_len(&response);
+                response.bytes().await.map(|body| (head, body))
+            }
+            Ok(response) => break format!("HTTP {}", response.status()),
+            Err(error) => Err(error),
+        };
+        let (head, body) = match answer {
+            Ok(answer) => answer,
+            Err(error) => break format!("HTTP: {error}"),
+        };
+        let text = String::from_utf8_lossy(&body);
+        shared.recorder.borrow_mut().overhead(head);
+        shared.record(&mut chain, &text, body.len());
+        if permit.take().is_some() {
+            shared.settle(Ok(()));
+        }
+        if let Some(ticker) = ticker.as_mut() {
+            ticker.tick().await;
+        }
+    };
+    if permit.is_some() {
+        shared.settle(Err(why));
+    } else {
+        shared.recorder.borrow_mut().disconnect(why);
+    }
+}

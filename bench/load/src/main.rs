@@ -1,0 +1,241 @@
+//! `tickscope-load`: holds N clients of one transport against a server on this machine and
+//! reports what they saw (latency, ticks, loss, requests, bytes) and what the server spent
+//! (CPU seconds and resident memory, given its pid). `--clients 1000,5000,10000` ramps in
+//! steps and reports the capacity: the largest N with p99 within the goal and no loss.
+//!
+//! `tickscope-load report` turns a folder of saved runs into `docs/BENCHMARKS.md` and its
+//! chart. `just bench` runs the whole matrix.
+
+mod clients;
+mod process;
+mod recorder;
+mod report;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use clap::{Args, Parser, Subcommand};
+use tokio::task::{AbortHandle, LocalSet};
+use tokio::time::{Instant, sleep, timeout};
+use url::{Host, Url};
+
+use crate::clients::{Shared, Transport};
+use crate::report::{RunResult, StepResult};
+
+/// Most clients one run may hold.
+const MAX_CLIENTS: usize = 20_000;
+/// Longest measured window of one step.
+const MAX_SECONDS: u64 = 600;
+
+#[derive(Parser)]
+#[command(version, about = "Load generator and benchmark report for tickscope")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Hold N clients of one transport against a server on loopback and report what they saw.
+    Run(RunArgs),
+    /// Write the benchmark page and its chart from saved runs.
+    Report(report::ReportArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The endpoint, on loopback: for example ws://127.0.0.1:8080/api/ws,
+    /// http://127.0.0.1:8080/api/sse, http://127.0.0.1:8080/api/long-poll.
+    #[arg(long)]
+    url: Url,
+    #[arg(long, value_enum)]
+    transport: Transport,
+    /// Clients to hold; several (1000,5000,10000) ramp up in steps, adding clients each step.
+    #[arg(long, value_delimiter = ',', default_value = "100")]
+    clients: Vec<usize>,
+    /// Seconds each step is measured for, after everyone has connected and warmed up.
+    #[arg(long, default_value_t = 30)]
+    seconds: u64,
+    /// Seconds between the last connection of a step and its measurement.
+    #[arg(long, default_value_t = 3)]
+    warmup_seconds: u64,
+    /// Polling interval, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// The server's process id, to report its CPU time and resident memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// A name for the server under test in the report ("tickscope", "node ws").
+    #[arg(long, default_value = "tickscope")]
+    label: String,
+    /// The p99 latency a step must stay within (with no loss) to count towards capacity.
+    #[arg(long, default_value_t = 50.0)]
+    p99_goal_ms: f64,
+    /// Handshakes in flight at once while connecting.
+    #[arg(long, default_value_t = 64)]
+    connect_concurrency: usize,
+    /// WebSocket clients connect and stay silent (no subscription): for the memory of an idle
+    /// connection.
+    #[arg(long)]
+    idle: bool,
+    /// Keep ramping after a step misses the goal.
+    #[arg(long)]
+    keep_going: bool,
+    /// Write the run as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Report(args) => report::write(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tickscope-load: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    check(&args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = LocalSet::new().block_on(&runtime, steps(&args))?;
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&result)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(capacity) = result.capacity {
+        println!(
+            "capacity: {capacity} clients with p99 <= {} ms and no loss",
+            args.p99_goal_ms
+        );
+    } else if args.clients.len() > 1 {
+        println!(
+            "capacity: no step met p99 <= {} ms with no loss",
+            args.p99_goal_ms
+        );
+    }
+    Ok(())
+}
+
+/// Refuses runs that are not bounded or not on loopback.
+fn check(args: &RunArgs) -> anyhow::Result<()> {
+    let loopback = match args.url.host() {
+        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(Host::Domain(name)) => name == "localhost",
+        None => false,
+    };
+    ensure!(
+        loopback,
+        "{} is not on loopback; tickscope-load only talks to this machine",
+        args.url
+    );
+    let most = args.clients.iter().copied().max().unwrap_or(0);
+    ensure!(
+        (1..=MAX_CLIENTS).contains(&most) && args.clients.iter().all(|&n| n > 0),
+        "--clients must be between 1 and {MAX_CLIENTS}"
+    );
+    ensure!(
+        args.clients.windows(2).all(|pair| pair[0] < pair[1]),
+        "--clients steps must grow: {:?}",
+        args.clients
+    );
+    ensure!(
+        (1..=MAX_SECONDS).contains(&args.seconds),
+        "--seconds must be between 1 and {MAX_SECONDS}"
+    );
+    ensure!(args.interval_ms > 0, "--interval-ms must be above 0");
+    if args.idle && args.transport != Transport::Websocket {
+        bail!("--idle is for --transport websocket");
+    }
+    if let Some(limit) = process::open_files_limit()
+        && (most as u64) + 64 > limit
+    {
+        bail!(
+            "{most} clients need more open files than this process may have ({limit}); raise it with `ulimit -n`"
+        );
+    }
+    Ok(())
+}
+
+async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
+    let shared = Rc::new(Shared::new(
+        args.connect_concurrency,
+        Duration::from_millis(args.interval_ms),
+        args.idle,
+    )?);
+    let baseline = args.server_pid.map(process::sample).transpose()?;
+    let mut clients: Vec<AbortHandle> = Vec::new();
+    let mut result = RunResult::new(
+        &args.label,
+        args.transport,
+        args.url.as_str(),
+        args.p99_goal_ms,
+    );
+    result.idle = args.idle;
+    result.interval_ms = (args.transport == Transport::Polling).then_some(args.interval_ms);
+    report::print_header();
+    for &target in &args.clients {
+        shared.recorder.borrow_mut().reset();
+        let mut settled = shared.settled();
+        for index in clients.len()..target {
+            let client = clients::run(shared.clone(), args.transport, args.url.clone(), index);
+            clients.push(tokio::task::spawn_local(client).abort_handle());
+        }
+        // Bounded: a server that stops accepting ends the wait, and the step reports how many
+        // clients connected.
+        let budget = Duration::from_secs(30 + target as u64 / 100);
+        let connecting = Instant::now();
+        let all_settled = timeout(budget, settled.wait_for(|&n| n >= target)).await;
+        if all_settled.is_err() {
+            eprintln!(
+                "tickscope-load: only {} of {target} clients connected within {budget:?}",
+                shared.connected()
+            );
+        }
+        let connect_s = connecting.elapsed().as_secs_f64();
+        sleep(Duration::from_secs(args.warmup_seconds)).await;
+        let before = args.server_pid.map(process::sample).transpose()?;
+        shared.recorder.borrow_mut().measuring = true;
+        let started = Instant::now();
+        sleep(Duration::from_secs(args.seconds)).await;
+        shared.recorder.borrow_mut().measuring = false;
+        let seconds = started.elapsed().as_secs_f64();
+        let after = args.server_pid.map(process::sample).transpose()?;
+        let step = StepResult::new(
+            &shared.recorder.borrow(),
+            report::StepSetup {
+                clients: target,
+                connected: shared.connected(),
+                connect_s,
+                seconds,
+            },
+            report::ServerSamples {
+                baseline,
+                before,
+                after,
+            },
+        );
+        report::print_row(&args.label, args.transport, &step);
+        let met = step.meets(args.p99_goal_ms);
+        result.push(step, met);
+        if !met && !args.keep_going {
+            break;
+        }
+    }
+    for client in clients {
+        client.abort();
+    }
+    Ok(result)
+}

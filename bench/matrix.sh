@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The benchmark matrix of `just bench`: tickscope against Node `ws` and Socket.IO over
+# WebSocket at 1k, 5k and 10k clients, tickscope's four transports, and idle connections.
+# Each server runs alone on core 0 and the load on core 1; every run is on loopback and
+# bounded in clients and time. Results go to target/bench/*.json, then into
+# docs/BENCHMARKS.md and docs/bench-latency.svg.
+#
+# Usage: bench/matrix.sh [SECONDS]   (measured seconds per step, default 30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+seconds=${1:-30}
+out=target/bench
+load=target/release/tickscope-load
+server=target/release/tickscope
+port=18080
+
+ulimit -n "$(ulimit -Hn)"
+if (( $(ulimit -n) < 10200 )); then
+  echo "bench: 10,000 clients need at least 10,200 open files; this shell allows $(ulimit -n)" >&2
+  exit 1
+fi
+if [[ ! -d bench/peers/node_modules ]]; then
+  npm ci --prefix bench/peers --no-audit --no-fund
+fi
+rm -rf "$out" && mkdir -p "$out"
+
+pid=
+stop_server() {
+  if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; fi
+}
+trap stop_server EXIT
+
+# Starts a server (the rest of the arguments) on core 0 and waits until it accepts.
+start_server() {
+  stop_server
+  taskset -c 0 "$@" >"$out/server.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "bench: the server did not start: $*" >&2
+  cat "$out/server.log" >&2
+  exit 1
+}
+
+# Runs the load on core 1 against the running server; the name is the JSON file's.
+measure() {
+  local name=$1
+  shift
+  echo "== $name"
+  taskset -c 1 "$load" run --server-pid "$pid" --seconds "$seconds" --json "$out/$name.json" "$@"
+}
+
+tickscope() {
+  start_server "$server" --addr "127.0.0.1:$port" --workers 1
+}
+
+ws_clients=1000,5000,10000
+tickscope
+measure ws-1-tickscope --label tickscope --transport websocket \
+  --url "ws://127.0.0.1:$port/api/ws" --clients "$ws_clients" --keep-going
+
+start_server env PORT=$port node bench/peers/ws-server.js
+measure ws-2-node --label "node ws" --transport websocket \
+  --url "ws://127.0.0.1:$port/" --clients "$ws_clients" --keep-going
+
+start_server env PORT=$port node bench/peers/socketio-server.js
+measure ws-3-socketio --label socket.io --transport socketio \
+  --url "ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket" --clients "$ws_clients" --keep-going
+
+tickscope
+measure transport-1-sse --transport sse --url "http://127.0.0.1:$port/api/sse" --clients 1000
+tickscope
+measure transport-2-long-polling --transport long-polling \
+  --url "http://127.0.0.1:$port/api/long-poll" --clients 1000,5000 --keep-going
+tickscope
+measure transport-3-polling --transport polling --interval-ms 1000 \
+  --url "http://127.0.0.1:$port/api/poll" --clients 1000
+tickscope
+measure idle-websocket --transport websocket --idle \
+  --url "ws://127.0.0.1:$port/api/ws" --clients 10000
+stop_server
+
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+cat >"$out/setup.md" <<SETUP
+Measured on $(date -u +%Y-%m-%d) at commit \`$(git rev-parse --short HEAD)\`: ${cpu:-unknown CPU},
+$(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, Linux $(uname -r), $(rustc --version | cut -d' ' -f1-2),
+Node $(node --version). Every server ran alone on core 0 (\`taskset -c 0\`, tickscope with
+\`--workers 1\`), and \`tickscope-load\` on core 1, all on loopback. Each step connects its clients
+(64 handshakes at a time), waits 3 s, then measures for $seconds s. The feed is 12 symbols at 50
+ticks/s in total; every client subscribes to all of them. Ramps add clients to the ones already
+connected.
+
+To reproduce: \`just bench\` (this page and its chart), or one run, for example:
+
+\`\`\`sh
+taskset -c 0 target/release/tickscope --workers 1 &
+taskset -c 1 target/release/tickscope-load run --transport websocket \\
+  --url ws://127.0.0.1:8080/api/ws --clients 1000,5000,10000 --server-pid \$! --keep-going
+\`\`\`
+
+The peers are in \`bench/peers/\`: \`ws-server.js\` (\`ws@8\`) and \`socketio-server.js\`
+(Socket.IO 4.8), both on the same feed (\`feed.js\`) in the same message shape, broadcasting
+each tick to every client as those libraries document.
+SETUP
+"$load" report --results "$out" --setup "$out/setup.md" --out docs/BENCHMARKS.md --chart docs/bench-latency.svg
