@@ -429,6 +429,9 @@ impl Subscription {
     /// silently. Call again while it returns `Some`: a batch may stop at the batch limit.
     pub fn next_frame(&mut self, feed: &Feed, framing: Framing, max_ticks: usize) -> Option<Frame> {
         loop {
+            if self.cursor == feed.head() {
+                return None;
+            }
             let frame = feed.frame_since(Some(self.cursor), &self.filter, framing, max_ticks);
             self.cursor = frame.cursor;
             if frame.gap || frame.ticks > 0 {

@@ -111,6 +111,8 @@ pub async fn run(
             .configure(|cfg| http::static_files(cfg, &state.config.static_dir))
     })
     .workers(workers)
+    // A feed's small writes go out at once, not held back for the peer's ACK (Nagle).
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(shutdown_timeout_s)
     .listen(listener)

@@ -74,6 +74,7 @@ async fn connection(
     if send(&state, &events, retry).await.is_err() {
         return;
     }
+    let mut shutting_down = std::pin::pin!(state.shutdown.cancelled());
     loop {
         published.borrow_and_update();
         if send_pending(&state, &events, &mut subscription)
@@ -83,7 +84,7 @@ async fn connection(
             break;
         }
         tokio::select! {
-            () = state.shutdown.cancelled() => break,
+            () = &mut shutting_down => break,
             () = events.closed() => break,
             changed = published.changed() => if changed.is_err() { break },
             _ = heartbeat.tick() => {

@@ -55,10 +55,13 @@ async fn connection(
     let heartbeat_every = state.config.ws_heartbeat();
     let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     let mut last_heard = Instant::now();
+    // Made once: registering with the token on every turn of the loop costs a lock.
+    let shutdown = state.shutdown.clone();
+    let mut shutting_down = std::pin::pin!(shutdown.cancelled());
 
     let close: Option<CloseReason> = loop {
         tokio::select! {
-            () = state.shutdown.cancelled() => {
+            () = &mut shutting_down => {
                 break Some(reason(CloseCode::Away, "server shutting down"));
             }
             message = stream.recv() => {

@@ -9,11 +9,19 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use clap::ValueEnum;
 use eventsource_stream::Eventsource;
 use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyDataStream, BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::HOST;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
 use serde::de::IgnoredAny;
 use tickscope_shared::cursor::CursorChain;
+use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 use tokio_tungstenite::tungstenite::Message;
@@ -60,26 +68,21 @@ pub struct Shared {
     /// Clients that have connected or failed to, since the run began.
     settled: watch::Sender<usize>,
     connected: Cell<usize>,
-    http: reqwest::Client,
     pub interval: Duration,
     /// WebSocket clients connect and then stay silent: no subscription, no ticks.
     pub idle: bool,
 }
 
 impl Shared {
-    pub fn new(concurrency: usize, interval: Duration, idle: bool) -> anyhow::Result<Self> {
-        Ok(Self {
+    pub fn new(concurrency: usize, interval: Duration, idle: bool) -> Self {
+        Self {
             recorder: RefCell::default(),
             connecting: Semaphore::new(concurrency.max(1)),
             settled: watch::channel(0).0,
             connected: Cell::new(0),
-            http: reqwest::Client::builder()
-                .tcp_nodelay(true)
-                .connect_timeout(CONNECT_TIMEOUT)
-                .build()?,
             interval,
             idle,
-        })
+        }
     }
 
     pub fn settled(&self) -> watch::Receiver<usize> {
@@ -212,7 +215,7 @@ fn record_event(shared: &Shared, chain: &mut CursorChain, event: &str, wire_byte
 }
 
 /// Bytes of an HTTP/1.1 response head as it came: status line, headers, blank line.
-fn head_len(response: &reqwest::Response) -> usize {
+fn head_len(response: &Response<Incoming>) -> usize {
     let status = "HTTP/1.1 200 OK\r\n".len();
     let headers: usize = response
         .headers()
@@ -222,11 +225,62 @@ fn head_len(response: &reqwest::Response) -> usize {
     status + headers + 2
 }
 
+/// One HTTP/1.1 connection of its own, as a browser tab's would be, driven by a local task
+/// that ends when the returned sender is dropped.
+async fn http_connection(url: &Url) -> Result<SendRequest<Empty<Bytes>>, String> {
+    let addr = url
+        .socket_addrs(|| None)
+        .map_err(|error| format!("address of {url}: {error}"))?;
+    let stream = TcpStream::connect(&*addr)
+        .await
+        .map_err(|error| format!("connecting: {error}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| error.to_string())?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|error| format!("HTTP handshake: {error}"))?;
+    tokio::task::spawn_local(connection);
+    Ok(sender)
+}
+
+/// GET `url` on `sender`'s connection; non-2xx answers are errors.
+async fn get(
+    sender: &mut SendRequest<Empty<Bytes>>,
+    url: &Url,
+) -> Result<Response<Incoming>, String> {
+    let path = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    };
+    let host = url.host_str().unwrap_or("localhost");
+    let request = Request::get(path)
+        .header(HOST, host)
+        .body(Empty::new())
+        .map_err(|error| error.to_string())?;
+    sender
+        .ready()
+        .await
+        .map_err(|error| format!("HTTP: {error}"))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|error| format!("HTTP: {error}"))?;
+    if !response.status().is_success() {
+        return Err(format!("HTTP {}", response.status()));
+    }
+    Ok(response)
+}
+
 async fn sse(shared: &Shared, url: Url) {
     let permit = shared.connecting.acquire().await;
-    let response = match timeout(CONNECT_TIMEOUT, shared.http.get(url).send()).await {
-        Ok(Ok(response)) if response.status().is_success() => response,
-        Ok(Ok(response)) => return shared.settle(Err(format!("SSE: {}", response.status()))),
+    let opened = async {
+        let mut sender = http_connection(&url).await?;
+        let response = get(&mut sender, &url).await?;
+        Ok::<_, String>((sender, response))
+    };
+    let (_sender, response) = match timeout(CONNECT_TIMEOUT, opened).await {
+        Ok(Ok(opened)) => opened,
         Ok(Err(error)) => return shared.settle(Err(format!("SSE: {error}"))),
         Err(_) => return shared.settle(Err("SSE: no answer".into())),
     };
@@ -234,8 +288,7 @@ async fn sse(shared: &Shared, url: Url) {
     shared.settle(Ok(()));
     let received = Rc::new(Cell::new(head_len(&response)));
     let counted = received.clone();
-    let mut events = response
-        .bytes_stream()
+    let mut events = BodyDataStream::new(response.into_body())
         .inspect(move |chunk| {
             if let Ok(chunk) = chunk {
                 counted.set(counted.get() + chunk.len());
@@ -257,6 +310,11 @@ async fn sse(shared: &Shared, url: Url) {
 /// Long polling when `phase` is `None`; otherwise polling every interval, first after `phase`.
 async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
     let mut permit = Some(shared.connecting.acquire().await);
+    let mut sender = match timeout(CONNECT_TIMEOUT, http_connection(&url)).await {
+        Ok(Ok(sender)) => sender,
+        Ok(Err(error)) => return shared.settle(Err(error)),
+        Err(_) => return shared.settle(Err("connecting timed out".into())),
+    };
     let mut chain = CursorChain::new(None, true);
     let mut ticker = phase.map(|phase| {
         let mut ticker = interval_at(Instant::now() + phase, shared.interval);
@@ -271,17 +329,19 @@ async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
                 .append_pair("since", &cursor.to_string());
         }
         shared.recorder.borrow_mut().request();
-        let answer = match shared.http.get(request).send().await {
-            Ok(response) if response.status().is_success() => {
-                let head = head_len(&response);
-                response.bytes().await.map(|body| (head, body))
-            }
-            Ok(response) => break format!("HTTP {}", response.status()),
-            Err(error) => Err(error),
+        let answer = async {
+            let response = get(&mut sender, &request).await?;
+            let head = head_len(&response);
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| format!("HTTP body: {error}"))?;
+            Ok::<_, String>((head, body.to_bytes()))
         };
-        let (head, body) = match answer {
+        let (head, body) = match answer.await {
             Ok(answer) => answer,
-            Err(error) => break format!("HTTP: {error}"),
+            Err(error) => break error,
         };
         let text = String::from_utf8_lossy(&body);
         shared.recorder.borrow_mut().overhead(head);

@@ -174,7 +174,7 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         args.connect_concurrency,
         Duration::from_millis(args.interval_ms),
         args.idle,
-    )?);
+    ));
     let baseline = args.server_pid.map(process::sample).transpose()?;
     let mut clients: Vec<AbortHandle> = Vec::new();
     let mut result = RunResult::new(

@@ -110,3 +110,42 @@ async fn symbol_filters_deliver_only_those_symbols_in_order() {
         }
     }
 }
+
+/// The value of one series in a `/metrics` text.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{series} in\n{text}"))
+}
+
+#[tokio::test]
+async fn websocket_clients_at_one_cursor_share_one_frame_per_publish() {
+    let server = TestServer::start(|config| config.rate = 100.0);
+    let start = server.wait_for_head(20).await;
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        clients.push((
+            server.ws_subscribe(None, Some(start)).await,
+            CursorChain::new(Some(start), true),
+        ));
+    }
+    let until = start + 60;
+    for (ws, chain) in &mut clients {
+        while chain.cursor() < Some(until) {
+            accept(chain, &next_ws_batch(ws).await);
+        }
+    }
+    let text = server.metrics().await;
+    let sent = metric(
+        &text,
+        r#"tickscope_messages_sent_total{transport="websocket"}"#,
+    );
+    let encoded = metric(&text, "tickscope_frames_encoded_total");
+    assert!(sent >= 20, "every client got at least one message: {sent}");
+    // Each client catches up from `start` on its own and then follows the head with the others;
+    // per position, one frame serves all twenty.
+    assert!(
+        encoded * 4 <= sent,
+        "{encoded} frames encoded for {sent} messages sent"
+    );
+}
