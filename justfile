@@ -28,7 +28,8 @@ dev: setup
     set -euo pipefail
     mkdir -p dist
     cargo build -p tickscope
-    ./target/debug/tickscope & server=$!
+    # trunk's proxy brings the page's origin (:8081) to the server's streams.
+    ./target/debug/tickscope --allowed-origins http://127.0.0.1:8081,http://localhost:8081 & server=$!
     trap 'kill $server' EXIT
     trunk serve
 
@@ -44,6 +45,27 @@ lint:
 
 # Lint, then every test
 check: lint test
+
+# Fuzz every decoder of client input (WebSocket messages, query strings) for SECONDS each
+fuzz SECONDS="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    cd fuzz
+    # cargo fuzz passes nightly-only flags; RUSTC_BOOTSTRAP lets the stable compiler take them.
+    export RUSTC_BOOTSTRAP=1
+    for target in $(cargo fuzz list); do
+      echo "== $target"
+      log=$(mktemp)
+      if cargo fuzz run "$target" -- -max_total_time={{SECONDS}} -print_final_stats=1 >"$log" 2>&1; then
+        status="no crash"
+      else
+        status="CRASH: see fuzz/artifacts/$target/"
+      fi
+      runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+      echo "$target: ${runs:-?} executions in {{SECONDS}} s, $status"
+      [[ $status == "no crash" ]] || { tail -40 "$log"; exit 1; }
+    done
 
 # Every benchmark: the load matrix (docs/BENCHMARKS.md) and the app's budgets, SECONDS per step
 bench SECONDS="30": (bench-load SECONDS) (bench-app SECONDS)

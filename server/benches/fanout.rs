@@ -20,6 +20,7 @@ fn feed() -> Feed {
     Feed::new(
         Arc::new(universe),
         100_000,
+        0,
         Counter::default(),
         Counter::default(),
     )

@@ -42,6 +42,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     pub retention: u64,
 
+    /// The seq before this run's first tick. By default it is the start time in Unix
+    /// microseconds: seqs then only grow across restarts (at most 10^6 ticks/s), so a cursor
+    /// from an earlier run is always behind the window and resumes as a gap, never on another
+    /// run's ticks.
+    #[arg(long, env = "TICKSCOPE_SEQ_BASE")]
+    pub seq_base: Option<u64>,
+
     /// Most ticks in one batch; a client further behind gets the rest in the next batch.
     #[arg(long, env = "TICKSCOPE_MAX_BATCH_TICKS", default_value_t = 1000,
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -85,6 +92,40 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub sse_heartbeat_ms: u64,
 
+    /// Most long-lived connections in all (WebSocket, SSE, held long polls); more get 503
+    /// with Retry-After. 0: no limit.
+    #[arg(long, env = "TICKSCOPE_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub max_connections: u64,
+
+    /// Most long-lived connections from one IP address; more get 429 with Retry-After.
+    /// 0: no limit.
+    #[arg(
+        long,
+        env = "TICKSCOPE_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 1_000
+    )]
+    pub max_connections_per_ip: u64,
+
+    /// Most long polls held at once for one IP address; more get 429. 0: no limit.
+    #[arg(long, env = "TICKSCOPE_MAX_LONG_POLLS_PER_IP", default_value_t = 100)]
+    pub max_long_polls_per_ip: u64,
+
+    /// Shortest time between two polls on one connection, in milliseconds; a sooner poll gets
+    /// 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "TICKSCOPE_MIN_POLL_INTERVAL_MS", default_value_t = 100)]
+    pub min_poll_interval_ms: u64,
+
+    /// Origins whose pages may open WebSocket and SSE streams, besides the server's own
+    /// (comma-separated, like `https://app.example.com`; `*` allows any). Requests without an
+    /// `Origin` header (not from a browser) are always allowed.
+    #[arg(long, env = "TICKSCOPE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Origins allowed to call the HTTP API from another site's pages (CORS;
+    /// comma-separated, `*` for any). Off by default.
+    #[arg(long, env = "TICKSCOPE_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// The built browser app (trunk's output), served at `/`.
     #[arg(long, env = "TICKSCOPE_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
@@ -112,6 +153,9 @@ impl Config {
                 "--long-poll-timeout-ms ({}) is above --long-poll-max-timeout-ms ({})",
                 self.long_poll_timeout_ms, self.long_poll_max_timeout_ms
             ));
+        }
+        for origin in self.allowed_origins.iter().chain(&self.cors_origins) {
+            crate::origin::validate(origin)?;
         }
         if self.ws_client_timeout_ms <= self.ws_heartbeat_ms {
             return Err(format!(

@@ -145,7 +145,7 @@ struct FeedState {
     /// The last `retention` ticks, oldest first, seqs without holes.
     window: VecDeque<StoredTick>,
     retention: usize,
-    /// Seq of the newest tick; 0 before the first.
+    /// Seq of the newest tick; the seq base before the first.
     head: u64,
     latest: Vec<Option<StoredTick>>,
     /// Per symbol, 1-second candles of the last [`CANDLE_HISTORY_S`] seconds, oldest first.
@@ -153,9 +153,11 @@ struct FeedState {
 }
 
 impl Feed {
+    /// A feed whose first tick gets seq `seq_base + 1`.
     pub fn new(
         universe: Arc<Universe>,
         retention: u64,
+        seq_base: u64,
         ticks_published: Counter,
         frames_encoded: Counter,
     ) -> Self {
@@ -163,7 +165,7 @@ impl Feed {
         let state = FeedState {
             window: VecDeque::new(),
             retention: retention.max(1) as usize,
-            head: 0,
+            head: seq_base,
             latest: vec![None; symbols],
             candles: vec![VecDeque::new(); symbols],
         };
@@ -172,7 +174,7 @@ impl Feed {
                 universe,
                 state: RwLock::new(state),
                 frames: Mutex::default(),
-                head: watch::channel(0).0,
+                head: watch::channel(seq_base).0,
                 ticks_published,
                 frames_encoded,
             }),
@@ -461,6 +463,7 @@ mod tests {
         Feed::new(
             Arc::new(universe),
             retention,
+            0,
             Counter::default(),
             Counter::default(),
         )
@@ -536,6 +539,7 @@ mod tests {
         let feed = Feed::new(
             Arc::new(universe),
             100,
+            0,
             Counter::default(),
             frames_encoded.clone(),
         );

@@ -15,6 +15,7 @@ use crate::clock::now_us;
 use crate::encode::{self, Framing};
 use crate::error::ApiError;
 use crate::feed::{CANDLE_HISTORY_S, Subscription};
+use crate::limits::{self, Kind};
 use crate::metrics::Transport;
 use crate::query::{InputError, Params};
 
@@ -115,6 +116,7 @@ async fn time() -> HttpResponse {
 async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let metrics = state.metrics.transport(Transport::Polling);
     metrics.requests.inc();
+    state.limits.poll(limits::peer(&req))?;
     let params = Params::parse(req.query_string())?;
     let since = params.since()?;
     let filter = params.symbols(state.universe(), state.max_symbols())?;
@@ -144,6 +146,9 @@ async fn long_poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .number("timeout_ms", state.config.long_poll_max_timeout_ms)?
         .unwrap_or(state.config.long_poll_timeout_ms);
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+    let _slot = state
+        .limits
+        .admit(limits::peer(&req).ip(), Kind::LongPoll)?;
     let _client = state.metrics.client(Transport::LongPolling);
 
     let mut published = state.feed.subscribe();

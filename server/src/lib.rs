@@ -20,7 +20,9 @@ pub mod encode;
 pub mod error;
 pub mod feed;
 pub mod http;
+pub mod limits;
 pub mod metrics;
+pub mod origin;
 pub mod query;
 pub mod simulator;
 pub mod sse;
@@ -31,6 +33,8 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use actix_cors::Cors;
+use actix_web::middleware::Condition;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, anyhow};
 use tokio_util::sync::CancellationToken;
@@ -38,6 +42,7 @@ use tracing::info;
 
 pub use crate::config::Config;
 use crate::feed::Feed;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::simulator::Simulator;
 use crate::symbols::Universe;
@@ -47,6 +52,7 @@ pub struct AppState {
     pub config: Config,
     pub feed: Feed,
     pub metrics: Metrics,
+    pub limits: Limits,
     /// Cancelled when the server shuts down: WebSocket and SSE loops end, long polls answer.
     pub shutdown: CancellationToken,
     /// Unix microseconds when the server started.
@@ -82,6 +88,9 @@ pub async fn run(
     let feed = Feed::new(
         universe.clone(),
         config.retention,
+        config
+            .seq_base
+            .unwrap_or_else(|| clock::now_us().max(0) as u64),
         metrics.ticks_published.clone(),
         metrics.frames_encoded.clone(),
     );
@@ -95,6 +104,7 @@ pub async fn run(
     };
     let shutdown_timeout_s = config.shutdown_timeout_ms.div_ceil(1000);
     let state = web::Data::new(AppState {
+        limits: Limits::new(&config),
         config,
         feed,
         metrics,
@@ -106,6 +116,10 @@ pub async fn run(
         .context("reading the listener's address")?;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(Condition::new(
+                !state.config.cors_origins.is_empty(),
+                cors(&state.config.cors_origins),
+            ))
             .app_data(state.clone())
             .configure(http::routes)
             .configure(|cfg| http::static_files(cfg, &state.config.static_dir))
@@ -137,4 +151,19 @@ pub async fn run(
     simulation.await.context("the simulator task failed")?;
     info!("stopped");
     Ok(())
+}
+
+/// CORS for the HTTP API: GET from the configured origins only (`*` for any).
+fn cors(origins: &[String]) -> Cors {
+    let cors = Cors::default()
+        .allowed_methods(["GET"])
+        .allowed_header(actix_web::http::header::CONTENT_TYPE)
+        .expose_headers([actix_web::http::header::RETRY_AFTER])
+        .max_age(3600);
+    if origins.iter().any(|origin| origin == "*") {
+        return cors.allow_any_origin();
+    }
+    origins
+        .iter()
+        .fold(cors, |cors, origin| cors.allowed_origin(origin))
 }

@@ -21,7 +21,9 @@ use crate::AppState;
 use crate::encode::Framing;
 use crate::error::ApiError;
 use crate::feed::Subscription;
+use crate::limits::{self, Kind, Slot};
 use crate::metrics::Transport;
+use crate::origin;
 use crate::query::{Params, parse_number};
 
 /// Events buffered for a stream before its task waits for the client to read.
@@ -35,6 +37,7 @@ pub async fn stream(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.metrics.transport(Transport::Sse).requests.inc();
+    origin::check(&req, &state.config.allowed_origins)?;
     let params = Params::parse(req.query_string())?;
     let since = match req.headers().get("last-event-id") {
         Some(value) => {
@@ -46,9 +49,10 @@ pub async fn stream(
         None => params.since()?,
     };
     let filter = params.symbols(state.universe(), state.max_symbols())?;
+    let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
     let subscription = Subscription::new(&state.feed, filter, since);
     let (events, mut body) = mpsc::channel::<Bytes>(STREAM_BUFFER);
-    actix_web::rt::spawn(connection(state.into_inner(), subscription, events));
+    actix_web::rt::spawn(connection(state.into_inner(), subscription, events, slot));
     let body = stream::poll_fn(move |cx| {
         body.poll_recv(cx)
             .map(|event| event.map(Ok::<_, Infallible>))
@@ -65,6 +69,7 @@ async fn connection(
     state: Arc<AppState>,
     mut subscription: Subscription,
     events: mpsc::Sender<Bytes>,
+    _slot: Slot,
 ) {
     let _client = state.metrics.client(Transport::Sse);
     let mut published = state.feed.subscribe();

@@ -21,7 +21,9 @@ use crate::clock::now_us;
 use crate::encode::Framing;
 use crate::error::ApiError;
 use crate::feed::Subscription;
+use crate::limits::{self, Kind, Slot};
 use crate::metrics::Transport;
+use crate::origin;
 use crate::query::{InputError, symbol_filter};
 
 /// `GET /api/ws`: upgrades the connection and spawns its task.
@@ -31,6 +33,8 @@ pub async fn handshake(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.metrics.transport(Transport::WebSocket).requests.inc();
+    origin::check(&req, &state.config.allowed_origins)?;
+    let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
     let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
         ApiError::BadRequest(format!("this endpoint takes a WebSocket upgrade: {err}"))
     })?;
@@ -39,7 +43,7 @@ pub async fn handshake(
         .max_frame_size(max_bytes)
         .aggregate_continuations()
         .max_continuation_size(max_bytes);
-    actix_web::rt::spawn(connection(state.into_inner(), session, stream));
+    actix_web::rt::spawn(connection(state.into_inner(), session, stream, slot));
     Ok(response)
 }
 
@@ -48,6 +52,7 @@ async fn connection(
     state: Arc<AppState>,
     mut session: Session,
     mut stream: AggregatedMessageStream,
+    _slot: Slot,
 ) {
     let _client = state.metrics.client(Transport::WebSocket);
     let mut published = state.feed.subscribe();
@@ -156,7 +161,7 @@ async fn send_pending(
 }
 
 /// Decodes a client message; the error names what was wrong (the README shows the shapes).
-fn decode(text: &str) -> Result<ClientMessage, InputError> {
+pub fn decode(text: &str) -> Result<ClientMessage, InputError> {
     serde_json::from_str(text).map_err(|err| InputError(format!("invalid message: {err}")))
 }
 

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 /// One trade-and-quote update of one symbol.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tick {
-    /// Global sequence number over the whole feed, starting at 1 and without holes.
+    /// Global sequence number over the whole feed, without holes; each run of the server
+    /// starts it above every seq of the runs before (see the server's `--seq-base`).
     pub seq: u64,
     pub symbol: String,
     /// Last trade price.

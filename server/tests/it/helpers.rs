@@ -39,6 +39,10 @@ impl TestServer {
         let addr = listener.local_addr().expect("reading the bound address");
         let mut config = Config::defaults();
         config.seed = Some(7);
+        // Seqs from 1, so tests can name them; the default base is the start time.
+        config.seq_base = Some(0);
+        // Tests poll back to back to follow the feed; the limits tests set their own.
+        config.min_poll_interval_ms = 0;
         config.workers = 1;
         config.static_dir = "/nonexistent/tickscope-dist".into();
         adjust(&mut config);

@@ -6,6 +6,7 @@ mod binary;
 mod browser;
 mod chromedriver;
 mod helpers;
+mod limits;
 mod long_poll;
 mod operations;
 mod resume;

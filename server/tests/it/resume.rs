@@ -93,3 +93,30 @@ async fn a_cursor_older_than_the_window_is_a_gap_with_a_snapshot() {
     let future = server.poll(&format!("since={}", u64::MAX)).await;
     assert!(future.gap);
 }
+
+#[tokio::test]
+async fn a_cursor_from_before_a_restart_resumes_as_a_gap() {
+    // The default seq base: the start time, so every run's seqs lie above the last run's.
+    let first = TestServer::start(|config| {
+        config.rate = 1000.0;
+        config.seq_base = None;
+    });
+    let old_cursor = first.wait_for_head(1).await;
+    let addr = first.addr;
+    first.shut_down().await.expect("the first run stops");
+    let second = TestServer::start_on(addr, |config| {
+        config.rate = 1000.0;
+        config.seq_base = None;
+    });
+    let batch = second.poll(&format!("since={old_cursor}")).await;
+    assert!(batch.gap, "an earlier run's cursor is a gap: {batch:?}");
+    assert!(batch.cursor > old_cursor, "seqs only grow across restarts");
+    let mut chain = CursorChain::new(Some(old_cursor), true);
+    let mut ws = second.ws_subscribe(None, Some(old_cursor)).await;
+    let resynced = next_ws_batch(&mut ws).await;
+    assert!(matches!(
+        chain.accept(&resynced),
+        Ok(Accepted::Resynced { .. })
+    ));
+    accept(&mut chain, &next_ws_batch(&mut ws).await);
+}
