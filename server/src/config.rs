@@ -87,6 +87,18 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
     pub ws_client_timeout_ms: u64,
 
+    /// Most messages (of any kind, pings included) a WebSocket client may send in one second;
+    /// more close the connection with 1008.
+    #[arg(long, env = "TICKSCOPE_MAX_WS_MESSAGES_PER_S", default_value_t = 50,
+          value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_ws_messages_per_s: u64,
+
+    /// Time a client has to send a whole request head, in milliseconds; a slower one (a
+    /// half-open connection, a slowloris) gets 408 and is closed.
+    #[arg(long, env = "TICKSCOPE_REQUEST_HEAD_TIMEOUT_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub request_head_timeout_ms: u64,
+
     /// How often an idle SSE stream gets a comment line so proxies keep it open, in milliseconds.
     #[arg(long, env = "TICKSCOPE_SSE_HEARTBEAT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]

@@ -33,6 +33,8 @@ use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use actix_cors::Cors;
 use actix_web::middleware::Condition;
 use actix_web::{App, HttpServer, web};
@@ -103,6 +105,7 @@ pub async fn run(
         n => n,
     };
     let shutdown_timeout_s = config.shutdown_timeout_ms.div_ceil(1000);
+    let request_head_timeout_ms = config.request_head_timeout_ms;
     let state = web::Data::new(AppState {
         limits: Limits::new(&config),
         config,
@@ -127,6 +130,7 @@ pub async fn run(
     .workers(workers)
     // A feed's small writes go out at once, not held back for the peer's ACK (Nagle).
     .tcp_nodelay(true)
+    .client_request_timeout(Duration::from_millis(request_head_timeout_ms))
     .disable_signals()
     .shutdown_timeout(shutdown_timeout_s)
     .listen(listener)

@@ -7,6 +7,7 @@
 //! valid request, 1009 for one over the size limit; 1001 when the server shuts down.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use actix_ws::{
@@ -60,6 +61,7 @@ async fn connection(
     let heartbeat_every = state.config.ws_heartbeat();
     let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     let mut last_heard = Instant::now();
+    let mut budget = MessageBudget::new(state.config.max_ws_messages_per_s);
     // Made once: registering with the token on every turn of the loop costs a lock.
     let shutdown = state.shutdown.clone();
     let mut shutting_down = std::pin::pin!(shutdown.cancelled());
@@ -72,6 +74,13 @@ async fn connection(
             message = stream.recv() => {
                 last_heard = Instant::now();
                 let Some(message) = message else { break None };
+                if !budget.take(last_heard) {
+                    let max = state.config.max_ws_messages_per_s;
+                    break Some(reason(
+                        CloseCode::Policy,
+                        &format!("too many messages: at most {max} per second"),
+                    ));
+                }
                 match message {
                     Ok(AggregatedMessage::Text(text)) => match decode(&text) {
                         Ok(ClientMessage::Subscribe { symbols, since }) => {
@@ -142,6 +151,33 @@ async fn connection(
     };
     if let Some(close) = close {
         let _ = session.close(Some(close)).await;
+    }
+}
+
+/// How many messages a client may still send in the current second.
+struct MessageBudget {
+    per_second: u64,
+    window_start: Instant,
+    used: u64,
+}
+
+impl MessageBudget {
+    fn new(per_second: u64) -> Self {
+        Self {
+            per_second,
+            window_start: Instant::now(),
+            used: 0,
+        }
+    }
+
+    /// Counts one message received at `now`; `false` when it is over the budget.
+    fn take(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.used = 0;
+        }
+        self.used += 1;
+        self.used <= self.per_second
     }
 }
 
