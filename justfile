@@ -43,8 +43,13 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
+# Dependency policy with cargo deny: licenses, banned crates, sources (installs cargo-deny once)
+deny:
+    cargo deny --version 2>/dev/null | grep -q "^cargo-deny 0.20.2$" || cargo install cargo-deny --version 0.20.2 --locked
+    cargo deny check bans licenses sources
+
 # Lint, then every test
-check: lint test
+check: lint deny test
 
 # Fuzz every decoder of client input (WebSocket messages, query strings) for SECONDS each
 fuzz SECONDS="60":
