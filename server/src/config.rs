@@ -77,6 +77,19 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
     pub max_ws_message_bytes: u64,
 
+    /// A client further behind than this many ticks (a slow consumer, or a poll with an old
+    /// cursor) gets the latest quote of each symbol, flagged `"gap":true,"conflated":true`,
+    /// instead of the backlog.
+    #[arg(long, env = "TICKSCOPE_CONFLATE_AFTER_TICKS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub conflate_after_ticks: u64,
+
+    /// A WebSocket or SSE client that takes no data for this long while data waits for it is
+    /// dropped (WebSocket close 1008 "too slow"), in milliseconds.
+    #[arg(long, env = "TICKSCOPE_SLOW_CLIENT_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub slow_client_timeout_ms: u64,
+
     /// How often the server pings each WebSocket client, in milliseconds.
     #[arg(long, env = "TICKSCOPE_WS_HEARTBEAT_MS", default_value_t = 10_000,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
@@ -176,6 +189,10 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    pub fn slow_client_timeout(&self) -> Duration {
+        Duration::from_millis(self.slow_client_timeout_ms)
     }
 
     pub fn ws_heartbeat(&self) -> Duration {

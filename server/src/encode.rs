@@ -54,12 +54,12 @@ pub fn snapshot(cursor: u64, quotes: &[Arc<str>]) -> String {
 fn write_batch(mut out: String, opening: &str, slice: &BatchSlice) -> String {
     out.reserve(48 + json_len(&slice.ticks));
     out.push_str(opening);
-    write!(
-        out,
-        r#""cursor":{},"gap":{},"ticks":"#,
-        slice.cursor, slice.gap
-    )
-    .expect("writing to a String cannot fail");
+    write!(out, r#""cursor":{},"gap":{},"#, slice.cursor, slice.gap)
+        .expect("writing to a String cannot fail");
+    if slice.conflated {
+        out.push_str(r#""conflated":true,"#);
+    }
+    out.push_str(r#""ticks":"#);
     push_array(&mut out, &slice.ticks);
     out.push('}');
     out
@@ -106,6 +106,7 @@ mod tests {
                 .map(|tick| serde_json::to_string(tick).unwrap().into())
                 .collect(),
             more: false,
+            conflated: false,
         }
     }
 

@@ -61,6 +61,9 @@ pub struct BatchSlice {
     pub ticks: Vec<Arc<str>>,
     /// More ticks after `cursor` were due but over the batch limit: ask again at once.
     pub more: bool,
+    /// A gap because the client was too far behind: the latest quote per symbol stands for
+    /// the ticks it would have had to catch up on.
+    pub conflated: bool,
 }
 
 impl BatchSlice {
@@ -71,6 +74,7 @@ impl BatchSlice {
             gap: false,
             ticks: Vec::new(),
             more: false,
+            conflated: false,
         }
     }
 }
@@ -145,6 +149,8 @@ struct FeedState {
     /// The last `retention` ticks, oldest first, seqs without holes.
     window: VecDeque<StoredTick>,
     retention: usize,
+    /// A client further behind than this gets a conflated snapshot instead of the backlog.
+    conflate_after: u64,
     /// Seq of the newest tick; the seq base before the first.
     head: u64,
     latest: Vec<Option<StoredTick>>,
@@ -165,6 +171,7 @@ impl Feed {
         let state = FeedState {
             window: VecDeque::new(),
             retention: retention.max(1) as usize,
+            conflate_after: u64::MAX,
             head: seq_base,
             latest: vec![None; symbols],
             candles: vec![VecDeque::new(); symbols],
@@ -179,6 +186,13 @@ impl Feed {
                 frames_encoded,
             }),
         }
+    }
+
+    /// Clients more than `ticks` behind get the latest quote per symbol, flagged as a
+    /// conflated gap, instead of the ticks in between. Unlimited unless set.
+    pub fn conflate_after(self, ticks: u64) -> Self {
+        self.write().conflate_after = ticks;
+        self
     }
 
     pub fn universe(&self) -> &Arc<Universe> {
@@ -333,16 +347,12 @@ impl FeedState {
             return BatchSlice::empty(self.head);
         };
         let from = match resume_point(since, self.oldest(), self.head) {
-            ResumePoint::Gap => {
-                return BatchSlice {
-                    cursor: self.head,
-                    gap: true,
-                    ticks: self.quotes(filter),
-                    more: false,
-                };
-            }
+            ResumePoint::Gap => return self.snapshot_batch(filter, false),
             ResumePoint::From(from) => from,
         };
+        if self.head - since > self.conflate_after {
+            return self.snapshot_batch(filter, true);
+        }
         let skip = (from - self.oldest()) as usize;
         let mut ticks = Vec::new();
         let mut cursor = self.head;
@@ -366,6 +376,18 @@ impl FeedState {
             gap: false,
             ticks,
             more,
+            conflated: false,
+        }
+    }
+
+    /// A gap batch at the head with the latest quote of each symbol `filter` passes.
+    fn snapshot_batch(&self, filter: &SymbolFilter, conflated: bool) -> BatchSlice {
+        BatchSlice {
+            cursor: self.head,
+            gap: true,
+            ticks: self.quotes(filter),
+            more: false,
+            conflated,
         }
     }
 
@@ -572,6 +594,28 @@ mod tests {
             1
         );
         assert_eq!(frames_encoded.get(), 3);
+    }
+
+    #[test]
+    fn a_client_too_far_behind_gets_the_latest_quotes_conflated() {
+        let feed = feed(100).conflate_after(5);
+        feed.publish(
+            &(0..12)
+                .map(|i| draft(i % 3, f64::from(i)))
+                .collect::<Vec<_>>(),
+        );
+        let near = feed.batch_since(Some(7), &SymbolFilter::All, 100);
+        assert_eq!(
+            (near.gap, near.conflated, seqs(&near)),
+            (false, false, vec![8, 9, 10, 11, 12])
+        );
+        let far = feed.batch_since(Some(6), &SymbolFilter::All, 100);
+        assert_eq!(
+            (far.cursor, far.gap, far.conflated, seqs(&far)),
+            (12, true, true, vec![10, 11, 12])
+        );
+        let json = encode::frame(Framing::Json, &far);
+        assert!(json.contains(r#""gap":true,"conflated":true"#), "{json}");
     }
 
     #[test]

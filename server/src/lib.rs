@@ -95,7 +95,8 @@ pub async fn run(
             .unwrap_or_else(|| clock::now_us().max(0) as u64),
         metrics.ticks_published.clone(),
         metrics.frames_encoded.clone(),
-    );
+    )
+    .conflate_after(config.conflate_after_ticks);
     let stop = CancellationToken::new();
     let simulator = Simulator::new(&universe, config.rate, config.speed, rng);
     let simulation = tokio::spawn(simulator::run(simulator, feed.clone(), stop.clone()));

@@ -59,6 +59,10 @@ pub struct TransportMetrics {
     /// Messages sent: poll answers, WebSocket messages, SSE events (heartbeats included).
     pub messages_sent: Counter,
     pub bytes_sent: Counter,
+    /// Clients dropped for taking no data while data waited (slow consumers).
+    pub slow_dropped: Counter,
+    /// Clients dropped for silence: no message and no pong within the client timeout.
+    pub silent_dropped: Counter,
 }
 
 /// Every metric of the server.
@@ -109,6 +113,18 @@ impl Metrics {
         let clients = Family::<TransportLabel, Gauge>::default();
         let messages_sent = Family::<TransportLabel, Counter>::default();
         let bytes_sent = Family::<TransportLabel, Counter>::default();
+        let slow_dropped = Family::<TransportLabel, Counter>::default();
+        let silent_dropped = Family::<TransportLabel, Counter>::default();
+        registry.register(
+            "slow_clients_dropped",
+            "Clients dropped for taking no data while data waited",
+            slow_dropped.clone(),
+        );
+        registry.register(
+            "silent_clients_dropped",
+            "Clients dropped for sending nothing, not even a pong, within the client timeout",
+            silent_dropped.clone(),
+        );
         registry.register("requests", "HTTP requests per transport", requests.clone());
         registry.register(
             "clients",
@@ -132,6 +148,8 @@ impl Metrics {
                 clients: clients.get_or_create(&label).clone(),
                 messages_sent: messages_sent.get_or_create(&label).clone(),
                 bytes_sent: bytes_sent.get_or_create(&label).clone(),
+                slow_dropped: slow_dropped.get_or_create(&label).clone(),
+                silent_dropped: silent_dropped.get_or_create(&label).clone(),
             }
         });
         Self {

@@ -101,7 +101,7 @@ async fn connection(
     }
 }
 
-/// The client is gone: its stream's channel is closed.
+/// The client is gone (its stream's channel is closed) or is being dropped as too slow.
 struct Gone;
 
 /// Sends every batch the subscription is behind on, one event each.
@@ -118,9 +118,17 @@ async fn send_pending(
     Ok(())
 }
 
+/// Queues one event; a client that takes none for the slow-client timeout is dropped.
 async fn send(state: &AppState, events: &mpsc::Sender<Bytes>, event: Bytes) -> Result<(), Gone> {
     let len = event.len();
-    events.send(event).await.map_err(|_| Gone)?;
+    match tokio::time::timeout(state.config.slow_client_timeout(), events.send(event)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_closed)) => return Err(Gone),
+        Err(_elapsed) => {
+            state.metrics.transport(Transport::Sse).slow_dropped.inc();
+            return Err(Gone);
+        }
+    }
     state.metrics.sent(Transport::Sse, len);
     Ok(())
 }

@@ -99,8 +99,10 @@ async fn connection(
                             let mut fresh = Subscription::new(&state.feed, filter, since);
                             let sent = send_pending(&state, &mut session, &mut fresh).await;
                             subscription = Some(fresh);
-                            if sent.is_err() {
-                                break None;
+                            match sent {
+                                Ok(()) => {}
+                                Err(Stop::Gone) => break None,
+                                Err(Stop::TooSlow) => break Some(reason(CloseCode::Policy, "too slow")),
                             }
                         }
                         Ok(ClientMessage::Ping { t }) => {
@@ -134,13 +136,19 @@ async fn connection(
             }
             changed = published.changed(), if subscription.is_some() => {
                 let Some(subscription) = subscription.as_mut() else { continue };
-                if changed.is_err() || send_pending(&state, &mut session, subscription).await.is_err() {
+                if changed.is_err() {
                     break None;
+                }
+                match send_pending(&state, &mut session, subscription).await {
+                    Ok(()) => {}
+                    Err(Stop::Gone) => break None,
+                    Err(Stop::TooSlow) => break Some(reason(CloseCode::Policy, "too slow")),
                 }
             }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() > state.config.ws_client_timeout() {
                     debug!("websocket client silent for too long; dropping it");
+                    state.metrics.transport(Transport::WebSocket).silent_dropped.inc();
                     break None;
                 }
                 if session.ping(b"").await.is_err() {
@@ -150,7 +158,8 @@ async fn connection(
         }
     };
     if let Some(close) = close {
-        let _ = session.close(Some(close)).await;
+        // A slow client may not take even the close frame; it is dropped either way.
+        let _ = tokio::time::timeout(Duration::from_secs(1), session.close(Some(close))).await;
     }
 }
 
@@ -181,17 +190,41 @@ impl MessageBudget {
     }
 }
 
-/// Sends every batch the subscription is behind on.
+/// Why sending stopped.
+enum Stop {
+    /// The connection is closed.
+    Gone,
+    /// The client took no data for the slow-client timeout.
+    TooSlow,
+}
+
+/// Sends every batch the subscription is behind on. A client that fell far behind meanwhile
+/// gets a conflated snapshot (see [`crate::feed::Feed::conflate_after`]), so what waits for a
+/// slow client is bounded by the connection's buffers, never by how far behind it is.
 async fn send_pending(
     state: &AppState,
     session: &mut Session,
     subscription: &mut Subscription,
-) -> Result<(), actix_ws::Closed> {
+) -> Result<(), Stop> {
     while let Some(frame) =
         subscription.next_frame(&state.feed, Framing::WebSocket, state.max_batch_ticks())
     {
-        state.metrics.sent(Transport::WebSocket, frame.text.len());
-        session.text(frame.text).await?;
+        let len = frame.text.len();
+        match tokio::time::timeout(state.config.slow_client_timeout(), session.text(frame.text))
+            .await
+        {
+            Ok(Ok(())) => state.metrics.sent(Transport::WebSocket, len),
+            Ok(Err(_closed)) => return Err(Stop::Gone),
+            Err(_elapsed) => {
+                debug!("websocket client took no data for too long; dropping it");
+                state
+                    .metrics
+                    .transport(Transport::WebSocket)
+                    .slow_dropped
+                    .inc();
+                return Err(Stop::TooSlow);
+            }
+        }
     }
     Ok(())
 }

@@ -11,4 +11,5 @@ mod long_poll;
 mod operations;
 mod resume;
 mod shutdown;
+mod slow;
 mod transports;

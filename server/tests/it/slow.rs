@@ -1,0 +1,80 @@
+//! Slow consumers: a client that stops reading is conflated, then dropped as too slow, while
+//! everyone else goes on untouched; nothing it did receive hides a loss.
+
+use futures_util::{SinkExt, StreamExt};
+use tickscope_shared::cursor::CursorChain;
+use tickscope_shared::wire::ServerMessage;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::helpers::{PATIENCE, TestServer, accept, next_ws_batch};
+
+fn dropped(metrics: &str) -> bool {
+    metrics
+        .lines()
+        .any(|line| line == r#"tickscope_slow_clients_dropped_total{transport="websocket"} 1"#)
+}
+
+#[tokio::test]
+async fn a_stalled_websocket_client_is_dropped_and_no_one_else_notices() {
+    let server = TestServer::start(|config| {
+        config.rate = 5000.0;
+        config.slow_client_timeout_ms = 500;
+        config.conflate_after_ticks = 500;
+    });
+    let mut live = server.ws_subscribe(None, Some(0)).await;
+    let mut live_chain = CursorChain::new(Some(0), true);
+
+    // A client with a tiny receive window that subscribes and then reads nothing.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (mut stalled, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
+        .await
+        .unwrap();
+    stalled
+        .send(Message::text(r#"{"type":"subscribe","since":0}"#))
+        .await
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !dropped(&server.metrics().await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled client is dropped in time"
+        );
+        accept(&mut live_chain, &next_ws_batch(&mut live).await);
+    }
+    for _ in 0..20 {
+        accept(&mut live_chain, &next_ws_batch(&mut live).await);
+    }
+
+    // What the stalled client did get still adds up: every batch continues its chain or is a
+    // flagged gap, and the connection ends.
+    let mut chain = CursorChain::new(Some(0), true);
+    let ended = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(message)) = stalled.next().await {
+            match message {
+                Message::Text(text) => {
+                    if let ServerMessage::Batch(batch) =
+                        serde_json::from_str::<ServerMessage>(&text).unwrap()
+                    {
+                        accept(&mut chain, &batch);
+                    }
+                }
+                Message::Close(Some(frame)) => {
+                    assert_eq!(
+                        (frame.code, frame.reason.as_str()),
+                        (CloseCode::Policy, "too slow")
+                    );
+                    return;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled client's connection ends");
+    assert!(chain.ticks() > 0);
+}
