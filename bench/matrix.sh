@@ -81,6 +81,12 @@ tickscope
 measure transport-3-polling --transport polling --interval-ms 1000 \
   --url "http://127.0.0.1:$port/api/poll" --clients 1000
 tickscope
+measure stalled-1-none --label "tickscope, none stalled" --transport websocket \
+  --url "ws://127.0.0.1:$port/api/ws" --clients 500
+tickscope
+measure stalled-2-one --label "tickscope, 1 stalled" --transport websocket --stalled 1 \
+  --url "ws://127.0.0.1:$port/api/ws" --clients 500
+tickscope
 measure idle-websocket --transport websocket --idle \
   --url "ws://127.0.0.1:$port/api/ws" --clients 10000
 stop_server

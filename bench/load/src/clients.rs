@@ -21,7 +21,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::de::IgnoredAny;
 use tickscope_shared::cursor::CursorChain;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
 use tokio_tungstenite::tungstenite::Message;
@@ -357,5 +357,32 @@ async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
         shared.settle(Err(why));
     } else {
         shared.recorder.borrow_mut().disconnect(why);
+    }
+}
+
+/// A slow consumer: a WebSocket with a 4 KiB receive buffer that subscribes to everything
+/// and then reads nothing, until it is aborted or the server drops it.
+pub async fn stalled(url: Url) {
+    let Ok(addr) = url.socket_addrs(|| None) else {
+        return;
+    };
+    let Ok(socket) = TcpSocket::new_v4() else {
+        return;
+    };
+    if socket.set_recv_buffer_size(4096).is_err() {
+        return;
+    }
+    let Ok(stream) = socket.connect(addr[0]).await else {
+        return;
+    };
+    let Ok((mut socket, _)) = tokio_tungstenite::client_async(url.as_str(), stream).await else {
+        return;
+    };
+    if socket
+        .send(Message::text(r#"{"type":"subscribe","since":0}"#))
+        .await
+        .is_ok()
+    {
+        std::future::pending::<()>().await;
     }
 }

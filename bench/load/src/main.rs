@@ -81,6 +81,10 @@ struct RunArgs {
     /// connection.
     #[arg(long)]
     idle: bool,
+    /// WebSocket clients that subscribe and then never read (slow consumers), opened before
+    /// the measured ones; they count in no figure but the server's.
+    #[arg(long, default_value_t = 0)]
+    stalled: usize,
     /// Keep ramping after a step misses the goal.
     #[arg(long)]
     keep_going: bool,
@@ -156,8 +160,8 @@ fn check(args: &RunArgs) -> anyhow::Result<()> {
         "--seconds must be between 1 and {MAX_SECONDS}"
     );
     ensure!(args.interval_ms > 0, "--interval-ms must be above 0");
-    if args.idle && args.transport != Transport::Websocket {
-        bail!("--idle is for --transport websocket");
+    if (args.idle || args.stalled > 0) && args.transport != Transport::Websocket {
+        bail!("--idle and --stalled are for --transport websocket");
     }
     if let Some(limit) = process::open_files_limit()
         && (most as u64) + 64 > limit
@@ -185,11 +189,16 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
     );
     result.idle = args.idle;
     result.interval_ms = (args.transport == Transport::Polling).then_some(args.interval_ms);
+    result.stalled = args.stalled;
+    for _ in 0..args.stalled {
+        let stalled = clients::stalled(args.url.clone());
+        clients.push(tokio::task::spawn_local(stalled).abort_handle());
+    }
     report::print_header();
     for &target in &args.clients {
         shared.recorder.borrow_mut().reset();
         let mut settled = shared.settled();
-        for index in clients.len()..target {
+        for index in clients.len() - args.stalled..target {
             let client = clients::run(shared.clone(), args.transport, args.url.clone(), index);
             clients.push(tokio::task::spawn_local(client).abort_handle());
         }

@@ -156,6 +156,9 @@ pub struct RunResult {
     pub idle: bool,
     #[serde(default)]
     pub interval_ms: Option<u64>,
+    /// Stalled WebSocket clients held beside the measured ones.
+    #[serde(default)]
+    pub stalled: usize,
     pub steps: Vec<StepResult>,
     /// The largest step that met the goal, when every step before it did too.
     pub capacity: Option<usize>,
@@ -170,6 +173,7 @@ impl RunResult {
             p99_goal_ms,
             idle: false,
             interval_ms: None,
+            stalled: 0,
             steps: Vec::new(),
             capacity: None,
         }
@@ -319,14 +323,22 @@ fn page(runs: &[RunResult], setup: &str, chart_name: &str) -> String {
         out,
         "p99 latency against clients held (log scale):\n\n![p99 latency against clients]({chart_name})\n"
     );
-    out.push_str(&table(runs.iter().filter(|run| {
-        !run.idle && matches!(run.transport, Transport::Websocket | Transport::Socketio)
-    })));
+    out.push_str(&table(runs.iter().filter(|run| compared(run))));
     out.push_str("\n## tickscope's transports\n\n");
     out.push_str(&table(runs.iter().filter(|run| {
         run.label == "tickscope"
             && !matches!(run.transport, Transport::Websocket | Transport::Socketio)
     })));
+    out.push_str("\n## A stalled client among live ones\n\n");
+    out.push_str(
+        "The same live WebSocket clients, alone and beside one client that subscribes and then \
+         reads nothing (a 4 KiB receive window). The server conflates what the stalled client \
+         misses and drops it after `--slow-client-timeout-ms`; RSS/client is the server's \
+         growth over all clients held.\n\n",
+    );
+    out.push_str(&table(
+        runs.iter().filter(|run| run.label.contains("stalled")),
+    ));
     out.push_str("\n## Idle connections\n\n");
     out.push_str(&table(runs.iter().filter(|run| run.idle)));
     out.push_str("\n## Columns\n\n");
@@ -481,13 +493,18 @@ fn loss_and_p99(step: &StepResult) -> String {
     )
 }
 
+/// The runs of the WebSocket comparison: tickscope and its peers, not the idle or stalled ones.
+fn compared(run: &RunResult) -> bool {
+    !run.idle
+        && !run.label.contains("stalled")
+        && matches!(run.transport, Transport::Websocket | Transport::Socketio)
+}
+
 /// p99 latency against clients held, one line per server over WebSocket, log scale.
 fn chart(runs: &[RunResult], path: &Path) -> anyhow::Result<()> {
     let series: Vec<(&str, Vec<(f64, f64)>)> = runs
         .iter()
-        .filter(|run| {
-            !run.idle && matches!(run.transport, Transport::Websocket | Transport::Socketio)
-        })
+        .filter(|run| compared(run))
         .map(|run| {
             let points = run
                 .steps
