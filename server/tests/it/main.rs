@@ -9,6 +9,7 @@ mod helpers;
 mod limits;
 mod long_poll;
 mod operations;
+mod reconnects;
 mod resume;
 mod shutdown;
 mod slow;
