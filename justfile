@@ -81,6 +81,11 @@ bench-load SECONDS="30":
     cargo bench -p tickscope --bench fanout -- --quick --noplot
     bench/matrix.sh {{SECONDS}}
 
+# 2,000 mixed clients for MINUTES (30): the server's memory drift, errors and lost ticks
+soak MINUTES="30":
+    cargo build --release -p tickscope -p tickscope-load
+    bench/soak.sh {{MINUTES}}
+
 # Lag per transport with one client each, and the app's budgets (size, first paint, CPU) in Chromium
 bench-app SECONDS="30": (setup "--browser") build-app
     #!/usr/bin/env bash

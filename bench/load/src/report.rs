@@ -31,6 +31,9 @@ pub struct ServerUse {
     /// Ticks delivered per second of server CPU.
     pub ticks_per_cpu_s: f64,
     pub rss_bytes: u64,
+    /// Resident memory when the measured window began.
+    #[serde(default)]
+    pub rss_before_bytes: u64,
     /// Resident memory added since before the first client connected, per client held.
     pub rss_per_client_bytes: f64,
 }
@@ -96,6 +99,7 @@ impl StepResult {
                     cpu_s,
                     ticks_per_cpu_s: ratio(ticks as f64, cpu_s),
                     rss_bytes: after.rss_bytes,
+                    rss_before_bytes: before.rss_bytes,
                     rss_per_client_bytes: ratio(
                         after.rss_bytes as f64 - baseline.rss_bytes as f64,
                         setup.connected as f64,
