@@ -224,6 +224,9 @@ async fn sse(
     let mut events = response.bytes_stream().eventsource();
     while let Ok(Some(event)) = tokio::time::timeout_at(until.into(), events.next()).await {
         let event = event?;
+        if event.event == "heartbeat" {
+            continue;
+        }
         let batch: Batch = serde_json::from_str(&event.data)?;
         probe.batch(&batch, event.data.len());
     }

@@ -22,6 +22,9 @@ pub enum Kind {
     LongPoll,
 }
 
+/// Polls one connection may make back to back before the interval applies.
+pub const POLL_BURST: f64 = 3.0;
+
 /// How long a refused client is told to wait before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
@@ -43,9 +46,9 @@ struct Inner {
 struct State {
     open: usize,
     per_ip: HashMap<IpAddr, PerIp>,
-    /// When each connection (peer address) last polled.
-    last_poll: HashMap<SocketAddr, Instant>,
-    /// `last_poll` is swept of stale entries when it grows past this.
+    /// Each polling connection's (peer address's) tokens and when they were counted.
+    polls: HashMap<SocketAddr, (f64, Instant)>,
+    /// `polls` is swept of full buckets when it grows past this.
     sweep_at: usize,
 }
 
@@ -137,8 +140,9 @@ impl Limits {
         })
     }
 
-    /// Refuses a poll that comes sooner than the minimum interval after the last one on the
-    /// same connection.
+    /// Refuses a poll when the connection polls faster than one per minimum interval on
+    /// average. A burst of [`POLL_BURST`] is let through, so a page switching between polling
+    /// rates on one keep-alive connection is not refused.
     pub fn poll(&self, peer: SocketAddr) -> Result<(), ApiError> {
         let min = self.inner.min_poll_interval;
         if min.is_zero() {
@@ -146,25 +150,27 @@ impl Limits {
         }
         let now = Instant::now();
         let mut state = self.state();
-        if let Some(&last) = state.last_poll.get(&peer) {
-            let since = now.duration_since(last);
-            if since < min {
-                return Err(ApiError::TooMany {
-                    message: format!(
-                        "polled {} ms after the last poll; the minimum interval is {} ms",
-                        since.as_millis(),
-                        min.as_millis()
-                    ),
-                    retry_after: min - since,
-                });
-            }
+        // A token bucket: POLL_BURST tokens, one back per interval, one spent per poll.
+        let (tokens, last) = state.polls.get(&peer).copied().unwrap_or((POLL_BURST, now));
+        let tokens =
+            (tokens + now.duration_since(last).as_secs_f64() / min.as_secs_f64()).min(POLL_BURST);
+        if tokens < 1.0 {
+            return Err(ApiError::TooMany {
+                message: format!(
+                    "polling faster than once per {} ms, the minimum interval",
+                    min.as_millis()
+                ),
+                retry_after: min.mul_f64(1.0 - tokens),
+            });
         }
-        state.last_poll.insert(peer, now);
-        if state.last_poll.len() > state.sweep_at {
+        state.polls.insert(peer, (tokens - 1.0, now));
+        if state.polls.len() > state.sweep_at {
+            // A connection idle for a whole burst's worth of intervals is back to full.
+            let full = min.mul_f64(POLL_BURST);
             state
-                .last_poll
-                .retain(|_, &mut last| now.duration_since(last) < min);
-            state.sweep_at = (state.last_poll.len() * 2).max(1024);
+                .polls
+                .retain(|_, &mut (_, last)| now.duration_since(last) < full);
+            state.sweep_at = (state.polls.len() * 2).max(1024);
         }
         Ok(())
     }
@@ -250,13 +256,15 @@ mod tests {
     }
 
     #[test]
-    fn polls_sooner_than_the_interval_are_refused_per_connection() {
+    fn polls_faster_than_the_interval_are_refused_per_connection_after_a_burst() {
         let limits = limits(|config| config.min_poll_interval_ms = 60_000);
         let one: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let other: SocketAddr = "10.0.0.1:4001".parse().unwrap();
-        limits.poll(one).unwrap();
+        for _ in 0..3 {
+            limits.poll(one).unwrap();
+        }
         let Err(ApiError::TooMany { retry_after, .. }) = limits.poll(one) else {
-            panic!("a second poll at once is refused");
+            panic!("a fourth poll at once is refused");
         };
         assert!(retry_after > Duration::from_secs(59));
         limits.poll(other).unwrap();
@@ -273,7 +281,8 @@ mod tests {
             .collect();
         assert_eq!(slots.len(), 5000);
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        limits.poll(peer).unwrap();
-        limits.poll(peer).unwrap();
+        for _ in 0..10 {
+            limits.poll(peer).unwrap();
+        }
     }
 }

@@ -2,8 +2,8 @@
 //!
 //! Each event is a batch with `id: <cursor>`, so a browser's `EventSource` that reconnects
 //! sends `Last-Event-ID` and resumes where it stopped; the header wins over `since` in the URL,
-//! which the browser repeats unchanged. Comment lines keep an idle stream alive through
-//! proxies. Each stream is one task running [`connection`], which writes into a small channel
+//! which the browser repeats unchanged. `heartbeat` events keep an idle stream alive through
+//! proxies and tell the page the feed is alive. Each stream is one task running [`connection`], which writes into a small channel
 //! the response body reads from; when the client goes away the channel closes and the task
 //! ends.
 
@@ -93,7 +93,7 @@ async fn connection(
             () = events.closed() => break,
             changed = published.changed() => if changed.is_err() { break },
             _ = heartbeat.tick() => {
-                if send(&state, &events, Bytes::from_static(b": heartbeat\n\n")).await.is_err() {
+                if send(&state, &events, heartbeat_event()).await.is_err() {
                     break;
                 }
             }
@@ -131,4 +131,13 @@ async fn send(state: &AppState, events: &mpsc::Sender<Bytes>, event: Bytes) -> R
     }
     state.metrics.sent(Transport::Sse, len);
     Ok(())
+}
+
+/// A `heartbeat` event: pages see it (an `EventSource` hides comment lines), so a silent
+/// feed can be told from an idle one; it carries no `id`, so the resume point stays put.
+fn heartbeat_event() -> Bytes {
+    Bytes::from(format!(
+        "event: heartbeat\ndata: {{\"server_time\":{}}}\n\n",
+        crate::clock::now_us()
+    ))
 }

@@ -300,14 +300,15 @@ async fn sse(shared: &Shared, url: Url) {
         match events.next().await {
             None => break "the server ended the stream".to_owned(),
             Some(Err(error)) => break format!("SSE: {error}"),
-            // Bytes since the last event: this one, and any heartbeats before it.
+            Some(Ok(event)) if event.event == "heartbeat" => {}
+            // Bytes since the last batch: this one, and any heartbeats before it.
             Some(Ok(event)) => shared.record(&mut chain, &event.data, received.replace(0)),
         }
     };
     shared.recorder.borrow_mut().disconnect(why);
 }
 
-/// Long polling when `phase` is `None`; otherwise polling every interval, first after `phase`.
+/// Long polling when `phase` is `None`; otherwise polling every interval, offset by `phase`.
 async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
     let mut permit = Some(shared.connecting.acquire().await);
     let mut sender = match timeout(CONNECT_TIMEOUT, http_connection(&url)).await {
@@ -317,7 +318,9 @@ async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
     };
     let mut chain = CursorChain::new(None, true);
     let mut ticker = phase.map(|phase| {
-        let mut ticker = interval_at(Instant::now() + phase, shared.interval);
+        // The first poll (connecting) is at once; the rest a whole interval later at the
+        // earliest, spread by `phase`.
+        let mut ticker = interval_at(Instant::now() + shared.interval + phase, shared.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         ticker
     });

@@ -74,8 +74,9 @@ impl TransportKind {
             Self::Polling { interval_ms } => i64::from(interval_ms),
             // The server answers a long poll at the latest after 25 s.
             Self::LongPolling => 25_000,
-            // Ticks flow many times a second; the server's heartbeats are 10 s and 15 s apart.
-            Self::WebSocket => 10_000,
+            // Ticks flow many times a second; when they do not, pongs to the page's pings come
+            // every 5 s on a WebSocket, and the server's heartbeat events every 15 s on SSE.
+            Self::WebSocket => 5_000,
             Self::Sse => 15_000,
         };
         2 * interval_ms * 1000

@@ -9,12 +9,15 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, MessageEvent};
 
-use super::{Emit, FeedEvent, Stop, http::sync_clock, now_us, reconnecting};
+use gloo_timers::future::TimeoutFuture;
+
+use super::{Emit, FeedEvent, Stop, TransportKind, http::sync_clock, now_us, reconnecting};
 
 /// What the source's callbacks hand to the client task.
 enum Signal {
     Open,
     Data(String),
+    Heartbeat,
     Error,
 }
 
@@ -68,23 +71,42 @@ async fn stream(
             }
         })
     };
+    let on_heartbeat = {
+        let signals = signals.clone();
+        Closure::<dyn FnMut()>::new(move || {
+            let _ = signals.unbounded_send(Signal::Heartbeat);
+        })
+    };
     let on_error = Closure::<dyn FnMut()>::new(move || {
         let _ = signals.unbounded_send(Signal::Error);
     });
     source.set_onopen(Some(on_open.as_ref().unchecked_ref()));
     source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     source.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    source
+        .add_event_listener_with_callback("heartbeat", on_heartbeat.as_ref().unchecked_ref())
+        .map_err(|err| format!("cannot listen for heartbeats: {err:?}"))?;
 
     let stopped = stop.wait().fuse();
     pin_mut!(stopped);
+    // No batch and no heartbeat for two heartbeat intervals: the feed is dead even if the
+    // browser still holds the stream open. Reconnect.
+    let silence_ms = (TransportKind::Sse.stall_after_us() / 1000) as u32;
+    let mut silence = TimeoutFuture::new(silence_ms).fuse();
     let outcome = loop {
         futures::select! {
+            () = silence => break Err(format!("silent feed: nothing for {} s", silence_ms / 1000)),
             signal = received.next() => match signal {
                 Some(Signal::Open) => {
                     *attempt = 0;
                     emit(FeedEvent::Connected);
                 }
+                Some(Signal::Heartbeat) => {
+                    silence = TimeoutFuture::new(silence_ms).fuse();
+                    emit(FeedEvent::Heard { at_us: now_us(), bytes: 0 });
+                }
                 Some(Signal::Data(data)) => {
+                    silence = TimeoutFuture::new(silence_ms).fuse();
                     let at_us = now_us();
                     match serde_json::from_str::<Batch>(&data) {
                         Ok(batch) => {
@@ -101,6 +123,6 @@ async fn stream(
     };
     source.close();
     // The callbacks live until here, so the source never calls a dropped closure.
-    drop((on_open, on_message, on_error));
+    drop((on_open, on_message, on_heartbeat, on_error));
     outcome
 }

@@ -8,7 +8,7 @@ use gloo_timers::future::TimeoutFuture;
 use tickscope_shared::clock::ClockSample;
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
 
-use super::{Emit, FeedEvent, Stop, now_us, reconnecting};
+use super::{Emit, FeedEvent, Stop, TransportKind, now_us, reconnecting};
 
 /// Clock pings: a quick burst at the start, so a round trip without queueing is found early,
 /// then one this often to follow drift.
@@ -58,10 +58,18 @@ async fn connection(
     pin_mut!(stopped);
     let mut ping = TimeoutFuture::new(0).fuse();
     let mut pings = 0u32;
+    // Nothing, not even a pong, for two ping intervals: the feed is dead even if the socket
+    // is not closed (a half-open connection). Reconnect.
+    let silence_ms = (TransportKind::WebSocket.stall_after_us() / 1000) as u32;
+    let mut silence = TimeoutFuture::new(silence_ms).fuse();
     loop {
         futures::select! {
+            () = silence => {
+                return Err(format!("silent feed: nothing for {} s", silence_ms / 1000));
+            }
             message = read.next().fuse() => match message {
                 Some(Ok(Message::Text(text))) => {
+                    silence = TimeoutFuture::new(silence_ms).fuse();
                     let at_us = now_us();
                     match serde_json::from_str::<ServerMessage>(&text) {
                         Ok(ServerMessage::Batch(batch)) => {

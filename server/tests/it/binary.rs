@@ -35,6 +35,26 @@ fn help_explains_every_option_with_its_variable() {
         ("--static-dir", "TICKSCOPE_STATIC_DIR"),
         ("--workers", "TICKSCOPE_WORKERS"),
         ("--shutdown-timeout-ms", "TICKSCOPE_SHUTDOWN_TIMEOUT_MS"),
+        ("--seq-base", "TICKSCOPE_SEQ_BASE"),
+        ("--max-connections", "TICKSCOPE_MAX_CONNECTIONS"),
+        (
+            "--max-connections-per-ip",
+            "TICKSCOPE_MAX_CONNECTIONS_PER_IP",
+        ),
+        ("--max-long-polls-per-ip", "TICKSCOPE_MAX_LONG_POLLS_PER_IP"),
+        ("--min-poll-interval-ms", "TICKSCOPE_MIN_POLL_INTERVAL_MS"),
+        ("--allowed-origins", "TICKSCOPE_ALLOWED_ORIGINS"),
+        ("--cors-origins", "TICKSCOPE_CORS_ORIGINS"),
+        ("--max-ws-messages-per-s", "TICKSCOPE_MAX_WS_MESSAGES_PER_S"),
+        (
+            "--request-head-timeout-ms",
+            "TICKSCOPE_REQUEST_HEAD_TIMEOUT_MS",
+        ),
+        ("--conflate-after-ticks", "TICKSCOPE_CONFLATE_AFTER_TICKS"),
+        (
+            "--slow-client-timeout-ms",
+            "TICKSCOPE_SLOW_CLIENT_TIMEOUT_MS",
+        ),
     ] {
         assert!(
             help.contains(flag) && help.contains(variable),

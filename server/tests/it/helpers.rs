@@ -185,11 +185,17 @@ pub async fn next_ws_batch(ws: &mut WsClient) -> Batch {
 }
 
 /// The next batch on an SSE stream, checking its event id is the batch cursor.
+/// Heartbeat events are skipped.
 pub async fn next_sse_batch(events: &mut (impl Stream<Item = Event> + Unpin)) -> Batch {
-    let event = tokio::time::timeout(PATIENCE, events.next())
-        .await
-        .expect("an SSE event in time")
-        .expect("the SSE stream is open");
+    let event = loop {
+        let event = tokio::time::timeout(PATIENCE, events.next())
+            .await
+            .expect("an SSE event in time")
+            .expect("the SSE stream is open");
+        if event.event != "heartbeat" {
+            break event;
+        }
+    };
     let batch: Batch = serde_json::from_str(&event.data).expect("a batch");
     assert_eq!(
         event.id,

@@ -136,7 +136,7 @@ async fn a_silent_websocket_peer_is_dropped() {
 }
 
 #[tokio::test]
-async fn an_idle_sse_stream_gets_comment_heartbeats() {
+async fn an_idle_sse_stream_gets_heartbeat_events() {
     use futures_util::StreamExt;
 
     let server = TestServer::start(|config| {
@@ -149,7 +149,11 @@ async fn an_idle_sse_stream_gets_comment_heartbeats() {
     let found = tokio::time::timeout(PATIENCE, async {
         while let Some(Ok(chunk)) = body.next().await {
             seen.push_str(&String::from_utf8_lossy(&chunk));
-            if seen.matches(": heartbeat\n\n").count() >= 2 {
+            if seen
+                .matches("event: heartbeat\ndata: {\"server_time\":")
+                .count()
+                >= 2
+            {
                 return true;
             }
         }
