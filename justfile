@@ -33,8 +33,8 @@ dev: setup
     trap 'kill $server' EXIT
     trunk serve
 
-# Run every test: unit tests, the server's integration tests, and the app end to end in headless Chromium
-test: (setup "--browser") build-app
+# Run every test: unit tests, the server's integration tests (a real nats-server for scale-out), and the app end to end in headless Chromium
+test: (setup "--browser" "--nats") build-app
     cargo test --workspace
 
 # Formatting and clippy with warnings as errors

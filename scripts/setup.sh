@@ -5,7 +5,8 @@
 #   - trunk 0.21.14 (cargo install; 0.22 needs a newer rustc than this project's),
 #   - wasm-bindgen-cli at exactly the version in Cargo.lock (trunk uses it from PATH),
 #   - just and wasm-opt (npm: rust-just, binaryen 132; Debian's binaryen 108 breaks the app).
-# With --browser it also installs Debian's chromium and chromium-driver for the browser tests.
+# With --browser it also installs Debian's chromium and chromium-driver for the browser tests,
+# and with --nats Debian's nats-server (JetStream) for the scale-out tests and `just cluster`.
 set -euo pipefail
 # shellcheck source=tools.sh
 source "$(dirname "$0")/tools.sh"
@@ -14,10 +15,12 @@ cd "$SCRIPTS_DIR/.."
 TRUNK_VERSION=0.21.14
 
 want_browser=false
+want_nats=false
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=true ;;
-    *) echo "usage: scripts/setup.sh [--browser]" >&2; exit 2 ;;
+    --nats) want_nats=true ;;
+    *) echo "usage: scripts/setup.sh [--browser] [--nats]" >&2; exit 2 ;;
   esac
 done
 
@@ -39,10 +42,17 @@ fi
 
 install_npm_tools
 
+debian_packages=()
 if $want_browser && ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
-  echo "installing chromium and chromium-driver from Debian" >&2
+  debian_packages+=(chromium chromium-driver)
+fi
+if $want_nats && ! command -v nats-server >/dev/null; then
+  debian_packages+=(nats-server)
+fi
+if [ ${#debian_packages[@]} -gt 0 ]; then
+  echo "installing ${debian_packages[*]} from Debian" >&2
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium chromium-driver
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${debian_packages[@]}"
 fi

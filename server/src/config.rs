@@ -5,13 +5,59 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// What one tickscope process does; see the README's "Scale-out" section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// Simulator and edge in one process, over the in-process feed; no broker.
+    All,
+    /// Simulates and publishes the feed to NATS JetStream; serves only /healthz and /metrics.
+    Generator,
+    /// Serves clients from the feed in NATS JetStream.
+    Edge,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Generator => "generator",
+            Role::Edge => "edge",
+        }
+    }
+}
 
 /// tickscope: one simulated stock-ticker feed, served by polling, long polling, WebSocket and
 /// Server-Sent Events, with the browser app on the same port.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "tickscope", version, about, long_about = None)]
 pub struct Config {
+    /// What this process does: `all` (simulator and edge, no broker), `generator` (simulates and
+    /// publishes to NATS) or `edge` (serves clients from NATS).
+    #[arg(long, env = "TICKSCOPE_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+
+    /// The NATS server generators and edges use (JetStream must be on: `nats-server -js`).
+    #[arg(
+        long,
+        env = "TICKSCOPE_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+
+    /// The JetStream stream that carries the ticks, on subjects `ticks.<SYMBOL>`. Its
+    /// retention is `--retention` messages, set by the generator.
+    #[arg(long, env = "TICKSCOPE_NATS_STREAM", default_value = "TICKSCOPE_TICKS",
+          value_parser = parse_stream_name)]
+    pub nats_stream: String,
+
+    /// An edge reports its feed as stale in /healthz and /metrics when neither a tick nor the
+    /// generator's heartbeat has come for this long, in milliseconds.
+    #[arg(long, env = "TICKSCOPE_STALE_AFTER_MS", default_value_t = 3_000,
+          value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub stale_after_ms: u64,
+
     /// Address to listen on.
     #[arg(long, env = "TICKSCOPE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
@@ -203,8 +249,27 @@ impl Config {
         Duration::from_millis(self.ws_client_timeout_ms)
     }
 
+    pub fn stale_after(&self) -> Duration {
+        Duration::from_millis(self.stale_after_ms)
+    }
+
     pub fn sse_heartbeat(&self) -> Duration {
         Duration::from_millis(self.sse_heartbeat_ms)
+    }
+}
+
+fn parse_stream_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "a stream name is 1 to 64 letters, digits, '_' or '-', got {text:?}"
+        ))
     }
 }
 

@@ -53,6 +53,25 @@ pub struct StoredTick {
     pub json: Arc<str>,
 }
 
+/// A tick that already has its seq and JSON, for [`Feed::ingest`].
+#[derive(Debug, Clone)]
+pub struct IngestTick {
+    pub seq: u64,
+    pub ts: i64,
+    pub draft: TickDraft,
+    pub json: Arc<str>,
+}
+
+/// What [`Feed::ingest`] did with a run of ticks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ingested {
+    pub added: u64,
+    /// Ticks at or below the head, skipped.
+    pub repeats: u64,
+    /// Places where seqs jumped: ticks were missing, and the window restarted.
+    pub holes: u64,
+}
+
 /// Ticks for one client, still as pre-encoded JSON. See [`tickscope_shared::wire::Batch`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchSlice {
@@ -151,6 +170,9 @@ struct FeedState {
     retention: usize,
     /// A client further behind than this gets a conflated snapshot instead of the backlog.
     conflate_after: u64,
+    /// A cursor at most this far past the head waits for the feed to reach it instead of
+    /// being a gap: on an edge, a cursor from another edge that is a little ahead.
+    wait_ahead: u64,
     /// Seq of the newest tick; the seq base before the first.
     head: u64,
     latest: Vec<Option<StoredTick>>,
@@ -172,6 +194,7 @@ impl Feed {
             window: VecDeque::new(),
             retention: retention.max(1) as usize,
             conflate_after: u64::MAX,
+            wait_ahead: 0,
             head: seq_base,
             latest: vec![None; symbols],
             candles: vec![VecDeque::new(); symbols],
@@ -192,6 +215,14 @@ impl Feed {
     /// conflated gap, instead of the ticks in between. Unlimited unless set.
     pub fn conflate_after(self, ticks: u64) -> Self {
         self.write().conflate_after = ticks;
+        self
+    }
+
+    /// A cursor up to `ticks` past the head waits for the feed to reach it instead of getting a
+    /// gap. Edges set this: a client moving from an edge that is a little ahead keeps its
+    /// place. Off unless set.
+    pub fn wait_ahead(self, ticks: u64) -> Self {
+        self.write().wait_ahead = ticks;
         self
     }
 
@@ -244,6 +275,70 @@ impl Feed {
         };
         self.inner.ticks_published.inc_by(drafts.len() as u64);
         self.inner.head.send_replace(head);
+    }
+
+    /// Adds ticks that already have their seqs (an edge's feed, from the broker), in seq order,
+    /// and wakes every reader. A tick at or below the head is a repeat and is skipped. A tick
+    /// past `head + 1` means ticks are missing: the window restarts at it, so every cursor
+    /// before the hole resumes as a gap, never across it.
+    pub fn ingest(&self, ticks: &[IngestTick]) -> Ingested {
+        let mut ingested = Ingested::default();
+        let head = {
+            let mut state = self.write();
+            for tick in ticks {
+                if tick.seq <= state.head {
+                    ingested.repeats += 1;
+                    continue;
+                }
+                if tick.seq != state.head + 1 {
+                    // The first tick of a new edge is a jump from nothing, not a hole.
+                    if !state.window.is_empty() {
+                        ingested.holes += 1;
+                    }
+                    state.window.clear();
+                }
+                state.add(
+                    StoredTick {
+                        seq: tick.seq,
+                        symbol_id: tick.draft.symbol_id,
+                        json: tick.json.clone(),
+                    },
+                    &tick.draft,
+                    tick.ts,
+                );
+                ingested.added += 1;
+            }
+            state.head
+        };
+        if ingested.added > 0 {
+            self.inner.ticks_published.inc_by(ingested.added);
+            self.inner.head.send_replace(head);
+        }
+        ingested
+    }
+
+    /// The retained ticks after `since`, at most `max_ticks`: what a generator forwards to the
+    /// broker. `None` when `since` has left the window.
+    pub fn ticks_after(&self, since: u64, max_ticks: usize) -> Option<Vec<StoredTick>> {
+        let state = self.read();
+        let from = match resume_point(since, state.oldest(), state.head) {
+            ResumePoint::Gap => return None,
+            ResumePoint::From(from) => from,
+        };
+        let skip = (from - state.oldest()) as usize;
+        Some(
+            state
+                .window
+                .range(skip.min(state.window.len())..)
+                .take(max_ticks)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Seq of the oldest retained tick; `head + 1` when none is retained.
+    pub fn oldest(&self) -> u64 {
+        self.read().oldest()
     }
 
     /// The ticks after `since` that `filter` passes, at most `max_ticks` of them.
@@ -346,6 +441,9 @@ impl FeedState {
         let Some(since) = since else {
             return BatchSlice::empty(self.head);
         };
+        if since > self.head && since - self.head <= self.wait_ahead {
+            return BatchSlice::empty(since);
+        }
         let from = match resume_point(since, self.oldest(), self.head) {
             ResumePoint::Gap => return self.snapshot_batch(filter, false),
             ResumePoint::From(from) => from,

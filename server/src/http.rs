@@ -1,7 +1,6 @@
 //! The HTTP endpoints: reference data, polling, long polling, clock, health, metrics, and the
 //! built browser app.
 
-use std::path::Path;
 use std::time::Duration;
 
 use actix_web::http::header::{self, ContentType};
@@ -10,17 +9,25 @@ use serde::Serialize;
 use tickscope_shared::wire::{History, ServerTime, SymbolList};
 use tokio::time::{Instant, sleep_until};
 
-use crate::AppState;
 use crate::clock::now_us;
+use crate::cluster::ClusterHealth;
 use crate::encode::{self, Framing};
 use crate::error::ApiError;
 use crate::feed::{CANDLE_HISTORY_S, Subscription};
 use crate::limits::{self, Kind};
 use crate::metrics::Transport;
 use crate::query::{InputError, Params};
+use crate::{AppState, Config, Role};
 
-/// Registers every `/api` route, `/healthz` and `/metrics`.
-pub fn routes(cfg: &mut web::ServiceConfig) {
+/// Registers every `/api` route, `/healthz` and `/metrics`; a generator serves no clients, so
+/// it has only the last two.
+pub fn routes(cfg: &mut web::ServiceConfig, role: Role) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics));
+    if role == Role::Generator {
+        cfg.service(web::scope("/api").default_service(web::to(generator_api)));
+        return;
+    }
     cfg.service(
         web::scope("/api")
             .route("/symbols", web::get().to(symbols))
@@ -32,14 +39,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/ws", web::get().to(crate::ws::handshake))
             .route("/sse", web::get().to(crate::sse::stream))
             .default_service(web::to(api_not_found)),
-    )
-    .route("/healthz", web::get().to(healthz))
-    .route("/metrics", web::get().to(metrics));
+    );
 }
 
-/// Serves the built app from `dir` at `/`, or, when it has not been built, a page that says
-/// how to build it.
-pub fn static_files(cfg: &mut web::ServiceConfig, dir: &Path) {
+/// Serves the built app from `--static-dir` at `/`, or, when it has not been built, a page that
+/// says how to build it. A generator serves no app.
+pub fn static_files(cfg: &mut web::ServiceConfig, config: &Config) {
+    let dir = &config.static_dir;
+    if config.role == Role::Generator {
+        return;
+    }
     if dir.join("index.html").is_file() {
         cfg.service(actix_files::Files::new("/", dir).index_file("index.html"));
     } else {
@@ -54,6 +63,14 @@ async fn app_not_built() -> HttpResponse {
          Run <code>just run</code> (or <code>trunk build --release</code>) and reload. \
          The API is under <a href=\"/api/snapshot\">/api</a>.</p>",
     )
+}
+
+async fn generator_api() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(
+        "this is a generator (--role generator): it publishes to NATS and serves no clients; \
+         connect to an edge"
+            .into(),
+    ))
 }
 
 async fn api_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -177,24 +194,44 @@ async fn long_poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
 
 #[derive(Serialize)]
 struct Health {
+    /// `ok`; on an edge `stale` while the generator is silent; on a generator `disconnected`
+    /// while NATS is away. The process serves on in every case.
     status: &'static str,
     cursor: u64,
     symbols: usize,
     uptime_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<ClusterHealth>,
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    let cluster = state
+        .cluster
+        .as_ref()
+        .map(|status| status.health(&state.feed));
+    let status = match &cluster {
+        Some(health) if health.feed == "stale" => "stale",
+        Some(health) if health.broker == "disconnected" && health.role == "generator" => {
+            "disconnected"
+        }
+        _ => "ok",
+    };
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(Health {
-            status: "ok",
+            status,
             cursor: state.feed.head(),
             symbols: state.universe().len(),
             uptime_s: (now_us() - state.started_us) as f64 / 1e6,
+            cluster,
         })
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(status) = &state.cluster {
+        // Staleness and backlog are read off the clock and the feed: bring them up to date.
+        status.health(&state.feed);
+    }
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.render())

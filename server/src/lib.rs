@@ -9,12 +9,14 @@
 //! - [`http`]: the REST endpoints, polling and long polling; [`ws`]: WebSocket; [`sse`]:
 //!   Server-Sent Events;
 //! - [`query`] and [`error`]: decoding client input and answering its errors;
-//! - [`metrics`]: the Prometheus series.
+//! - [`metrics`]: the Prometheus series;
+//! - [`cluster`]: the generator and edge roles over NATS JetStream.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the tests drive the
 //! same code.
 
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod encode;
 pub mod error;
@@ -42,7 +44,8 @@ use anyhow::{Context, anyhow};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use crate::config::Config;
+use crate::cluster::{Broker, ClusterStatus};
+pub use crate::config::{Config, Role};
 use crate::feed::Feed;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
@@ -55,6 +58,8 @@ pub struct AppState {
     pub feed: Feed,
     pub metrics: Metrics,
     pub limits: Limits,
+    /// The broker side of a generator or an edge; `None` for `--role all`.
+    pub cluster: Option<Arc<ClusterStatus>>,
     /// Cancelled when the server shuts down: WebSocket and SSE loops end, long polls answer.
     pub shutdown: CancellationToken,
     /// Unix microseconds when the server started.
@@ -84,23 +89,22 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate().map_err(|err| anyhow!(err))?;
-    let mut rng = Simulator::seeded_rng(config.seed);
-    let universe = Arc::new(Universe::generate(config.symbols, &mut rng));
-    let metrics = Metrics::new();
-    let feed = Feed::new(
-        universe.clone(),
-        config.retention,
-        config
-            .seq_base
-            .unwrap_or_else(|| clock::now_us().max(0) as u64),
-        metrics.ticks_published.clone(),
-        metrics.frames_encoded.clone(),
-    )
-    .conflate_after(config.conflate_after_ticks);
+    let mut shutdown = std::pin::pin!(shutdown);
     let stop = CancellationToken::new();
-    let simulator = Simulator::new(&universe, config.rate, config.speed, rng);
-    let simulation = tokio::spawn(simulator::run(simulator, feed.clone(), stop.clone()));
-
+    // Getting ready may wait on the broker; a shutdown meanwhile ends it.
+    let ready = tokio::select! {
+        ready = Source::start(&config, &stop) => ready?,
+        () = &mut shutdown => {
+            info!("stopped before serving");
+            return Ok(());
+        }
+    };
+    let Source {
+        feed,
+        metrics,
+        cluster,
+        tasks,
+    } = ready;
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -112,6 +116,7 @@ pub async fn run(
         config,
         feed,
         metrics,
+        cluster,
         shutdown: stop.clone(),
         started_us: clock::now_us(),
     });
@@ -125,8 +130,8 @@ pub async fn run(
                 cors(&state.config.cors_origins),
             ))
             .app_data(state.clone())
-            .configure(http::routes)
-            .configure(|cfg| http::static_files(cfg, &state.config.static_dir))
+            .configure(|cfg| http::routes(cfg, state.config.role))
+            .configure(|cfg| http::static_files(cfg, &state.config))
     })
     .workers(workers)
     // A feed's small writes go out at once, not held back for the peer's ACK (Nagle).
@@ -143,7 +148,7 @@ pub async fn run(
     let mut server = std::pin::pin!(server);
     tokio::select! {
         result = &mut server => result.context("the HTTP server stopped")?,
-        () = shutdown => {
+        () = &mut shutdown => {
             info!("shutting down");
             stop.cancel();
             // `stop` sends its command at once; the server future must be polled to carry it out.
@@ -153,9 +158,115 @@ pub async fn run(
         }
     }
     stop.cancel();
-    simulation.await.context("the simulator task failed")?;
+    for task in tasks {
+        task.await.context("a feed task failed")?;
+    }
     info!("stopped");
     Ok(())
+}
+
+/// Where the served feed comes from, by role, and the tasks that keep it going.
+struct Source {
+    feed: Feed,
+    metrics: Metrics,
+    cluster: Option<Arc<ClusterStatus>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Source {
+    /// `all`: the simulator into the feed. `generator`: the same, forwarded to NATS. `edge`:
+    /// the feed followed from NATS, backfilled before this returns.
+    async fn start(config: &Config, stop: &CancellationToken) -> anyhow::Result<Self> {
+        let mut rng = Simulator::seeded_rng(config.seed);
+        let generated = Universe::generate(config.symbols, &mut rng);
+        let mut metrics = Metrics::new();
+        let seq_base = config
+            .seq_base
+            .unwrap_or_else(|| clock::now_us().max(0) as u64);
+        let new_feed = |universe: Universe, seq_base: u64, metrics: &Metrics| {
+            Feed::new(
+                Arc::new(universe),
+                config.retention,
+                seq_base,
+                metrics.ticks_published.clone(),
+                metrics.frames_encoded.clone(),
+            )
+            .conflate_after(config.conflate_after_ticks)
+        };
+        if config.role == Role::All {
+            let feed = new_feed(generated, seq_base, &metrics);
+            let simulator = Simulator::new(feed.universe(), config.rate, config.speed, rng);
+            let tasks = vec![tokio::spawn(simulator::run(
+                simulator,
+                feed.clone(),
+                stop.clone(),
+            ))];
+            return Ok(Self {
+                feed,
+                metrics,
+                cluster: None,
+                tasks,
+            });
+        }
+        let status = Arc::new(ClusterStatus::new(config, metrics.cluster()));
+        let broker = Broker::connect(config, status.clone()).await?;
+        let mut tasks = Vec::new();
+        let feed = if config.role == Role::Generator {
+            let start = cluster::start_generator(&broker, config, generated, stop).await?;
+            // A seq base given on the command line wins; otherwise go on after the stream.
+            let seq_base = match (config.seq_base, start.last_seq) {
+                (None, Some(last)) => last,
+                _ => seq_base,
+            };
+            let feed = new_feed(start.universe, seq_base, &metrics);
+            let mut simulator = Simulator::new(feed.universe(), config.rate, config.speed, rng);
+            simulator.resume_prices(&start.prices);
+            tasks.push(tokio::spawn(cluster::forward(
+                feed.clone(),
+                broker.clone(),
+                status.clone(),
+                stop.clone(),
+            )));
+            tasks.push(tokio::spawn(cluster::heartbeat(
+                feed.clone(),
+                broker.clone(),
+                stop.clone(),
+            )));
+            tasks.push(tokio::spawn(simulator::run(
+                simulator,
+                feed.clone(),
+                stop.clone(),
+            )));
+            feed
+        } else {
+            let universe = cluster::start_edge(&broker, stop).await?;
+            // Before the first tick the head is 0: every client cursor waits or is a gap.
+            let feed = new_feed(universe, 0, &metrics).wait_ahead(config.retention);
+            let (from, to) = cluster::backfill_range(&broker, config.retention, stop).await?;
+            info!(from, to, "backfilling from the stream");
+            tasks.push(tokio::spawn(cluster::follow(
+                feed.clone(),
+                broker.clone(),
+                status.clone(),
+                from,
+                stop.clone(),
+            )));
+            tasks.push(tokio::spawn(cluster::watch_heartbeat(
+                broker.clone(),
+                status.clone(),
+                stop.clone(),
+            )));
+            cluster::caught_up(&feed, &status, to, stop).await;
+            info!(head = feed.head(), "backfilled; serving");
+            feed
+        };
+        Ok(Self {
+            feed,
+            metrics,
+            cluster: Some(status),
+            tasks,
+        })
+    }
 }
 
 /// CORS for the HTTP API: GET from the configured origins only (`*` for any).

@@ -180,6 +180,53 @@ impl Metrics {
         series.bytes_sent.inc_by(bytes as u64);
     }
 
+    /// Registers the series of a generator or an edge and hands them out.
+    pub fn cluster(&mut self) -> crate::cluster::ClusterMetrics {
+        let cluster = crate::cluster::ClusterMetrics::default();
+        let registry = &mut self.registry;
+        registry.register(
+            "broker_connected",
+            "1 while connected to NATS",
+            cluster.broker_connected.clone(),
+        );
+        registry.register(
+            "broker_disconnects",
+            "Times the NATS connection was lost",
+            cluster.broker_disconnects.clone(),
+        );
+        registry.register(
+            "feed_stale",
+            "1 while the generator has sent neither a tick nor a heartbeat within --stale-after-ms",
+            cluster.feed_stale.clone(),
+        );
+        registry.register(
+            "feed_age_ms",
+            "Milliseconds since the generator last sent a tick or a heartbeat",
+            cluster.feed_age_ms.clone(),
+        );
+        registry.register(
+            "broker_ticks",
+            "Ticks stored in the stream (generator) or taken from it (edge)",
+            cluster.broker_ticks.clone(),
+        );
+        registry.register(
+            "feed_holes",
+            "Places where ticks were missing from the stream (retention exceeded); clients got gap",
+            cluster.feed_holes.clone(),
+        );
+        registry.register(
+            "broker_publish_errors",
+            "Rounds of publishes to the stream that failed and were retried",
+            cluster.publish_errors.clone(),
+        );
+        registry.register(
+            "broker_backlog_ticks",
+            "Ticks made but not yet stored in the stream",
+            cluster.backlog_ticks.clone(),
+        );
+        cluster
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

@@ -75,6 +75,16 @@ impl Simulator {
         }
     }
 
+    /// Goes on from these prices (symbol id, price) instead of the opening ones: a generator
+    /// continuing a feed that is already in the broker.
+    pub fn resume_prices(&mut self, prices: &[(u16, f64)]) {
+        for &(id, price) in prices {
+            if let Some(symbol) = self.prices.get_mut(id as usize) {
+                symbol.price = price.max(0.01);
+            }
+        }
+    }
+
     /// One quote per symbol at its opening price, so a snapshot is complete from the start.
     pub fn opening_quotes(&mut self) -> Vec<TickDraft> {
         (0..self.prices.len())

@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use rand::Rng;
 use tickscope_shared::wire::SymbolInfo;
 
-/// A company of the simulated market and how its price behaves.
-#[derive(Debug, Clone, PartialEq)]
+/// A company of the simulated market and how its price behaves. A generator stores the
+/// listings in NATS so that every edge serves the same market.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Listing {
     pub symbol: String,
     pub name: String,

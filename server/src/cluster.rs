@@ -1,0 +1,679 @@
+//! Scale-out over NATS JetStream: `--role generator` and `--role edge`.
+//!
+//! The generator runs the simulator into its own [`Feed`], exactly as `--role all` does, and
+//! [`forward`]s every tick to one JetStream stream: subject `ticks.<SYMBOL>`, the tick's JSON
+//! (encoded once, at publish) as the payload, and its seq as the message id, so a retry after
+//! a lost acknowledgement is not stored twice. The market's listings go to the key-value bucket
+//! `tickscope`, so every edge serves the same symbols.
+//!
+//! An edge [`follow`]s the stream with an ordered consumer and [`Feed::ingest`]s the ticks with
+//! their seqs unchanged. A cursor therefore means the same on every edge: a client that moves
+//! from edge A to edge B resumes where it was. An edge that starts late or restarts first
+//! backfills the last `--retention` ticks from the stream and only then serves.
+//!
+//! Faults: the client reconnects to NATS by itself; the edge recreates its consumer from the
+//! stream sequence after the last one it took, and the generator resumes from the last tick
+//! the stream holds, out of its own retained window. Ticks are delayed, not lost; a hole
+//! (retention exceeded) reaches clients as `gap`. The generator also sends a heartbeat on
+//! plain NATS every second, so an edge can tell a quiet feed from a dead generator and report
+//! it as stale in `/healthz` and `/metrics`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use async_nats::jetstream::consumer::DeliverPolicy;
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
+use async_nats::jetstream::{self, stream};
+use async_nats::{HeaderMap, header};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tickscope_shared::wire::Tick;
+use tokio::time::sleep;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::clock::now_us;
+use crate::config::{Config, Role};
+use crate::feed::{Feed, IngestTick, StoredTick, TickDraft};
+use crate::symbols::{Listing, Universe};
+
+/// Subjects of the ticks: `ticks.<SYMBOL>`.
+const SUBJECT_PREFIX: &str = "ticks";
+/// How often the generator says it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// Ticks forwarded per round of publishes: each round is pipelined, then its acks awaited.
+const PUBLISH_BATCH: usize = 1000;
+/// How long the stream remembers message ids to drop a retried publish.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
+/// Messages an edge ingests in one go when they arrive together.
+const INGEST_CHUNK: usize = 1024;
+
+/// The broker connection, shared by a generator's or an edge's tasks.
+#[derive(Clone)]
+pub struct Broker {
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    stream: String,
+    heartbeat_subject: String,
+}
+
+/// What the cluster tasks report for `/healthz` and `/metrics`.
+pub struct ClusterStatus {
+    pub role: Role,
+    stale_after_us: i64,
+    connected: AtomicBool,
+    /// When the generator last showed it is alive: a tick or a heartbeat (Unix µs).
+    last_feed_us: AtomicI64,
+    /// Edge: the stream sequence of the last message taken. Generator: of the last stored.
+    stream_seq: AtomicU64,
+    /// Generator: the last tick seq the stream acknowledged.
+    forwarded: AtomicU64,
+    pub metrics: ClusterMetrics,
+}
+
+/// The cluster's Prometheus series; registered by [`crate::metrics::Metrics::cluster`].
+#[derive(Clone, Default)]
+pub struct ClusterMetrics {
+    pub broker_connected: Gauge,
+    pub broker_disconnects: Counter,
+    /// Edge: 1 while neither a tick nor a heartbeat came within `--stale-after-ms`.
+    pub feed_stale: Gauge,
+    pub feed_age_ms: Gauge,
+    /// Ticks through the broker: stored (generator) or taken (edge).
+    pub broker_ticks: Counter,
+    /// Edge: places where the stream skipped ticks (retention exceeded); clients get `gap`.
+    pub feed_holes: Counter,
+    /// Generator: publish rounds that failed and were retried.
+    pub publish_errors: Counter,
+    /// Generator: ticks made but not yet stored in the stream.
+    pub backlog_ticks: Gauge,
+}
+
+/// The health of the cluster side, as `/healthz` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClusterHealth {
+    pub role: &'static str,
+    pub broker: &'static str,
+    /// `live`, or `stale` when the generator has been silent for `--stale-after-ms`.
+    pub feed: &'static str,
+    /// Milliseconds since the generator last showed it is alive.
+    pub feed_age_ms: i64,
+    pub stream_seq: u64,
+    /// Generator: ticks not yet stored in the stream.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backlog_ticks: Option<u64>,
+}
+
+impl ClusterStatus {
+    pub fn new(config: &Config, metrics: ClusterMetrics) -> Self {
+        Self {
+            role: config.role,
+            stale_after_us: config.stale_after_ms as i64 * 1000,
+            connected: AtomicBool::new(false),
+            last_feed_us: AtomicI64::new(now_us()),
+            stream_seq: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            metrics,
+        }
+    }
+
+    /// Reads the state, and brings the gauges up to date with it.
+    pub fn health(&self, feed: &Feed) -> ClusterHealth {
+        let connected = self.connected.load(Ordering::Relaxed);
+        let age_ms = (now_us() - self.last_feed_us.load(Ordering::Relaxed)).max(0) / 1000;
+        let stale = self.role == Role::Edge && age_ms * 1000 > self.stale_after_us;
+        let backlog = (self.role == Role::Generator)
+            .then(|| feed.head() - self.forwarded.load(Ordering::Relaxed).min(feed.head()));
+        self.metrics.feed_stale.set(i64::from(stale));
+        self.metrics.feed_age_ms.set(age_ms);
+        self.metrics.backlog_ticks.set(backlog.unwrap_or(0) as i64);
+        ClusterHealth {
+            role: self.role.as_str(),
+            broker: if connected {
+                "connected"
+            } else {
+                "disconnected"
+            },
+            feed: if stale { "stale" } else { "live" },
+            feed_age_ms: age_ms,
+            stream_seq: self.stream_seq.load(Ordering::Relaxed),
+            backlog_ticks: backlog,
+        }
+    }
+
+    fn set_connected(&self, connected: bool) {
+        let was = self.connected.swap(connected, Ordering::Relaxed);
+        self.metrics.broker_connected.set(i64::from(connected));
+        if was && !connected {
+            self.metrics.broker_disconnects.inc();
+        }
+    }
+
+    fn alive(&self) {
+        self.last_feed_us.store(now_us(), Ordering::Relaxed);
+    }
+}
+
+impl Broker {
+    /// Connects to `--nats-url`, retrying in the background until the server is there; the
+    /// connection's ups and downs go to `status`.
+    pub async fn connect(config: &Config, status: Arc<ClusterStatus>) -> anyhow::Result<Self> {
+        let events = status.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("tickscope-{}", config.role.as_str()))
+            .retry_on_initial_connect()
+            // Loopback or a LAN: come back quickly once the broker is back.
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(250 * attempts.min(8) as u64)
+            })
+            .event_callback(move |event| {
+                let status = events.clone();
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            info!("connected to NATS");
+                            status.set_connected(true);
+                        }
+                        async_nats::Event::Disconnected => {
+                            warn!("disconnected from NATS; reconnecting");
+                            status.set_connected(false);
+                        }
+                        other => info!(event = %other, "NATS"),
+                    }
+                }
+            })
+            .connect(config.nats_url.as_str())
+            .await
+            .with_context(|| format!("connecting to NATS at {}", config.nats_url))?;
+        Ok(Self {
+            jetstream: jetstream::new(client.clone()),
+            heartbeat_subject: format!("tickscope.{}.heartbeat", config.nats_stream),
+            stream: config.nats_stream.clone(),
+            client,
+        })
+    }
+
+    async fn stream(&self) -> anyhow::Result<stream::Stream> {
+        self.jetstream
+            .get_stream(&self.stream)
+            .await
+            .with_context(|| format!("opening the JetStream stream {}", self.stream))
+    }
+
+    /// Creates the stream, or sets its retention to `retention` ticks if it exists.
+    async fn ensure_stream(&self, retention: u64) -> anyhow::Result<()> {
+        self.jetstream
+            .create_or_update_stream(stream::Config {
+                name: self.stream.clone(),
+                subjects: vec![format!("{SUBJECT_PREFIX}.>")],
+                max_messages: retention as i64,
+                discard: stream::DiscardPolicy::Old,
+                storage: stream::StorageType::File,
+                duplicate_window: DUPLICATE_WINDOW,
+                ..Default::default()
+            })
+            .await
+            .with_context(|| format!("creating the JetStream stream {}", self.stream))?;
+        Ok(())
+    }
+
+    /// The stream that keeps the one newest copy of the market's listings. (A plain stream:
+    /// async-nats 0.50's key-value API does not parse nats-server 2.9's answers.)
+    async fn market_stream(&self) -> anyhow::Result<stream::Stream> {
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: format!("{}_MARKET", self.stream),
+                subjects: vec![self.market_subject()],
+                max_messages_per_subject: 1,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .context("opening the stream of the market's listings")
+    }
+
+    fn market_subject(&self) -> String {
+        format!("tickscope.{}.market", self.stream)
+    }
+
+    /// The market the stream's ticks belong to, if a generator has stored one.
+    async fn stored_universe(&self) -> anyhow::Result<Option<Vec<Listing>>> {
+        let stream = self.market_stream().await?;
+        let message = match stream
+            .get_last_raw_message_by_subject(&self.market_subject())
+            .await
+        {
+            Ok(message) => message,
+            Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        let listings = serde_json::from_slice(&message.payload)
+            .context("reading the market stored in NATS")?;
+        Ok(Some(listings))
+    }
+
+    async fn store_universe(&self, listings: &[Listing]) -> anyhow::Result<()> {
+        let json = serde_json::to_vec(listings).expect("listings encode");
+        self.market_stream().await?;
+        self.jetstream
+            .publish(self.market_subject(), json.into())
+            .await?
+            .await?;
+        Ok(())
+    }
+
+    /// The newest tick in the stream, if any, with its stream sequence.
+    async fn last_tick(&self) -> anyhow::Result<Option<(u64, Tick)>> {
+        let mut stream = self.stream().await?;
+        let last = stream.info().await?.state.last_sequence;
+        if last == 0 {
+            return Ok(None);
+        }
+        let message = stream.get_raw_message(last).await?;
+        Ok(Some((last, decode_tick(&message.payload)?)))
+    }
+
+    /// The newest price of `symbol` in the stream, if it has one.
+    async fn last_price(&self, symbol: &str) -> Option<f64> {
+        let stream = self.stream().await.ok()?;
+        let message = stream
+            .get_last_raw_message_by_subject(&format!("{SUBJECT_PREFIX}.{symbol}"))
+            .await
+            .ok()?;
+        decode_tick(&message.payload).ok().map(|tick| tick.price)
+    }
+
+    /// Publishes `ticks` pipelined, then waits for every acknowledgement; returns the stream
+    /// sequence of the last.
+    async fn publish(&self, subjects: &[String], ticks: &[StoredTick]) -> anyhow::Result<u64> {
+        let mut acks = Vec::with_capacity(ticks.len());
+        for tick in ticks {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::NATS_MESSAGE_ID, tick.seq.to_string().as_str());
+            let ack = self
+                .jetstream
+                .publish_with_headers(
+                    subjects[tick.symbol_id as usize].clone(),
+                    headers,
+                    Bytes::copy_from_slice(tick.json.as_bytes()),
+                )
+                .await?;
+            acks.push(ack);
+        }
+        let mut last = 0;
+        for ack in acks {
+            last = ack.await?.sequence;
+        }
+        Ok(last)
+    }
+}
+
+/// Runs `attempt` until it succeeds or `shutdown`, with a growing pause between tries. Used
+/// at start, when the broker may not be up yet.
+async fn retry<T, F>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut attempt: impl FnMut() -> F,
+) -> anyhow::Result<T>
+where
+    F: Future<Output = anyhow::Result<Option<T>>>,
+{
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match attempt().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => info!("{what}: waiting"),
+            Err(err) => warn!("{what}: {err:#}; retrying"),
+        }
+        tokio::select! {
+            () = sleep(pause) => {}
+            () = shutdown.cancelled() => return Err(anyhow!("stopped while {what}")),
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// Where a generator starts: the market, the seq to continue after and the prices to go on
+/// from, as the stream left them.
+pub struct GeneratorStart {
+    pub universe: Universe,
+    /// The seq of the stream's newest tick, if the stream has one.
+    pub last_seq: Option<u64>,
+    /// Per symbol id, its newest price in the stream.
+    pub prices: Vec<(u16, f64)>,
+}
+
+/// Readies the stream and the market for a generator. A stream that already holds ticks
+/// (a restarted generator) is continued: the same market, seqs on from its newest tick, and
+/// prices from its newest quotes, so edges see no gap and no jump.
+pub async fn start_generator(
+    broker: &Broker,
+    config: &Config,
+    generated: Universe,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<GeneratorStart> {
+    retry("creating the stream", shutdown, || async {
+        broker.ensure_stream(config.retention).await.map(Some)
+    })
+    .await?;
+    let stored = retry("reading the market", shutdown, || async {
+        broker.stored_universe().await.map(Some)
+    })
+    .await?;
+    let universe = match stored {
+        Some(listings) => {
+            if listings != generated.listings() {
+                warn!(
+                    stored = listings.len(),
+                    "the stream already carries a market; continuing it instead of this \
+                     run's --symbols and --seed"
+                );
+            }
+            Universe::new(listings)
+        }
+        None => {
+            retry("storing the market", shutdown, || async {
+                broker.store_universe(generated.listings()).await.map(Some)
+            })
+            .await?;
+            generated
+        }
+    };
+    let last = retry("reading the stream's newest tick", shutdown, || async {
+        broker.last_tick().await.map(Some)
+    })
+    .await?;
+    let mut prices = Vec::new();
+    if last.is_some() {
+        for (id, listing) in universe.listings().iter().enumerate() {
+            if let Some(price) = broker.last_price(&listing.symbol).await {
+                prices.push((id as u16, price));
+            }
+        }
+    }
+    if let Some((stream_seq, tick)) = &last {
+        info!(
+            seq = tick.seq,
+            stream_seq, "continuing the feed already in the stream"
+        );
+    }
+    Ok(GeneratorStart {
+        universe,
+        last_seq: last.map(|(_, tick)| tick.seq),
+        prices,
+    })
+}
+
+/// The generator's forwarder: every tick of `feed`, in order, into the stream. When the
+/// broker is away it keeps trying; on its return it asks the stream for its newest tick and
+/// goes on after it, out of the feed's retained window. Ticks that left the window meanwhile
+/// are skipped, and edges see the hole and send `gap`.
+pub async fn forward(
+    feed: Feed,
+    broker: Broker,
+    status: Arc<ClusterStatus>,
+    shutdown: CancellationToken,
+) {
+    let subjects: Vec<String> = feed
+        .universe()
+        .listings()
+        .iter()
+        .map(|listing| format!("{SUBJECT_PREFIX}.{}", listing.symbol))
+        .collect();
+    let mut published = feed.subscribe();
+    let mut cursor = feed.head();
+    status.forwarded.store(cursor, Ordering::Relaxed);
+    let mut pause = Duration::from_millis(100);
+    loop {
+        published.borrow_and_update();
+        let Some(ticks) = feed.ticks_after(cursor, PUBLISH_BATCH) else {
+            let oldest = feed.oldest();
+            warn!(
+                from = cursor + 1,
+                to = oldest - 1,
+                "ticks left the retained window before NATS took them; edges will send a gap"
+            );
+            cursor = oldest - 1;
+            continue;
+        };
+        let Some(last) = ticks.last() else {
+            tokio::select! {
+                changed = published.changed() => if changed.is_err() { return },
+                () = shutdown.cancelled() => return,
+            }
+            continue;
+        };
+        match broker.publish(&subjects, &ticks).await {
+            Ok(stream_seq) => {
+                cursor = last.seq;
+                status.forwarded.store(cursor, Ordering::Relaxed);
+                status.stream_seq.store(stream_seq, Ordering::Relaxed);
+                status.metrics.broker_ticks.inc_by(ticks.len() as u64);
+                pause = Duration::from_millis(100);
+            }
+            Err(err) => {
+                status.metrics.publish_errors.inc();
+                warn!("publishing to NATS: {err:#}; retrying");
+                tokio::select! {
+                    () = sleep(pause) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                pause = (pause * 2).min(Duration::from_secs(2));
+                // Some of the round may have been stored: go on after what the stream holds.
+                if let Ok(Some((_, tick))) = broker.last_tick().await {
+                    cursor = tick.seq;
+                }
+            }
+        }
+    }
+}
+
+/// The generator's heartbeat on plain NATS, so edges can tell a quiet feed from a dead one.
+pub async fn heartbeat(feed: Feed, broker: Broker, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let payload = Bytes::from(feed.head().to_string());
+        if let Err(err) = broker
+            .client
+            .publish(broker.heartbeat_subject.clone(), payload)
+            .await
+        {
+            warn!("sending the heartbeat: {err}");
+        }
+    }
+}
+
+/// Readies an edge: waits for the broker and for a generator to have stored the market.
+pub async fn start_edge(broker: &Broker, shutdown: &CancellationToken) -> anyhow::Result<Universe> {
+    let listings = retry(
+        "reading the market a generator stores in NATS",
+        shutdown,
+        || broker.stored_universe(),
+    )
+    .await?;
+    Ok(Universe::new(listings))
+}
+
+/// Where an edge's first consumer starts, and the stream sequence it must reach before the
+/// edge serves: the last `retention` messages of the stream.
+pub async fn backfill_range(
+    broker: &Broker,
+    retention: u64,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<(u64, u64)> {
+    retry("reading the stream", shutdown, || async {
+        let mut stream = broker.stream().await?;
+        let state = &stream.info().await?.state;
+        let start = state
+            .first_sequence
+            .max((state.last_sequence + 1).saturating_sub(retention))
+            .max(1);
+        Ok(Some((start, state.last_sequence)))
+    })
+    .await
+}
+
+/// The edge's follower: the stream into `feed`, from stream sequence `start` on. A consumer
+/// that fails (the broker restarted, the connection dropped) is made again from the message
+/// after the last one taken.
+pub async fn follow(
+    feed: Feed,
+    broker: Broker,
+    status: Arc<ClusterStatus>,
+    start: u64,
+    shutdown: CancellationToken,
+) {
+    let mut next = start;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match take(&feed, &broker, &status, &mut next, &shutdown).await {
+            Ok(()) => return,
+            Err(err) => warn!("following the stream: {err:#}; resuming at {next}"),
+        }
+        tokio::select! {
+            () = sleep(pause) => {}
+            () = shutdown.cancelled() => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One ordered consumer from `next` until it fails (`Err`) or `shutdown` (`Ok`).
+async fn take(
+    feed: &Feed,
+    broker: &Broker,
+    status: &ClusterStatus,
+    next: &mut u64,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let stream = broker.stream().await?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: *next,
+            },
+            ..Default::default()
+        })
+        .await
+        .context("creating the consumer")?;
+    let mut messages = consumer.messages().await?.ready_chunks(INGEST_CHUNK);
+    let universe = feed.universe().clone();
+    let mut ticks = Vec::with_capacity(INGEST_CHUNK);
+    loop {
+        let chunk = tokio::select! {
+            chunk = messages.next() => chunk,
+            () = shutdown.cancelled() => return Ok(()),
+        };
+        let Some(chunk) = chunk else {
+            return Err(anyhow!("the consumer ended"));
+        };
+        let mut failed = None;
+        for message in chunk {
+            let message = match message {
+                Ok(message) => message,
+                Err(err) => {
+                    failed = Some(anyhow!(err));
+                    break;
+                }
+            };
+            let stream_seq = message
+                .info()
+                .map_err(|err| anyhow!("a message without JetStream info: {err}"))?
+                .stream_sequence;
+            match ingest_tick(&message.payload, &universe) {
+                Ok(tick) => ticks.push(tick),
+                Err(err) => warn!(stream_seq, "skipping a message: {err:#}"),
+            }
+            *next = stream_seq + 1;
+        }
+        if !ticks.is_empty() {
+            let ingested = feed.ingest(&ticks);
+            status.metrics.broker_ticks.inc_by(ticks.len() as u64);
+            status.metrics.feed_holes.inc_by(ingested.holes);
+            status.alive();
+            ticks.clear();
+        }
+        status.stream_seq.store(*next - 1, Ordering::Relaxed);
+        if let Some(err) = failed {
+            return Err(err);
+        }
+    }
+}
+
+/// Keeps the edge's view of the generator's heartbeat; ticks count as one too.
+pub async fn watch_heartbeat(
+    broker: Broker,
+    status: Arc<ClusterStatus>,
+    shutdown: CancellationToken,
+) {
+    let mut beats = match broker
+        .client
+        .subscribe(broker.heartbeat_subject.clone())
+        .await
+    {
+        Ok(beats) => beats,
+        Err(err) => {
+            warn!("subscribing to the generator's heartbeat: {err}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            beat = beats.next() => match beat {
+                Some(_) => status.alive(),
+                None => return,
+            },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Waits until the edge has taken the stream up to `stream_seq`.
+pub async fn caught_up(
+    feed: &Feed,
+    status: &ClusterStatus,
+    stream_seq: u64,
+    shutdown: &CancellationToken,
+) {
+    let mut published = feed.subscribe();
+    while status.stream_seq.load(Ordering::Relaxed) < stream_seq {
+        tokio::select! {
+            changed = published.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+fn decode_tick(payload: &[u8]) -> anyhow::Result<Tick> {
+    serde_json::from_slice(payload).context("a message that is not a tick")
+}
+
+/// A message's tick, ready for [`Feed::ingest`]; its JSON is kept as it came.
+fn ingest_tick(payload: &[u8], universe: &Universe) -> anyhow::Result<IngestTick> {
+    let tick = decode_tick(payload)?;
+    let symbol_id = universe
+        .id(&tick.symbol)
+        .ok_or_else(|| anyhow!("a tick of {:?}, not in the market", tick.symbol))?;
+    let json = std::str::from_utf8(payload).context("a tick that is not UTF-8")?;
+    Ok(IngestTick {
+        seq: tick.seq,
+        ts: tick.ts,
+        draft: TickDraft {
+            symbol_id,
+            price: tick.price,
+            bid: tick.bid,
+            ask: tick.ask,
+            volume: tick.volume,
+        },
+        json: json.into(),
+    })
+}

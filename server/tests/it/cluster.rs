@@ -1,0 +1,230 @@
+//! Scale-out over a real `nats-server`: one generator, two edges, clients on both. A cursor
+//! moves between edges, edges restart, NATS restarts and the generator dies; clients lose
+//! nothing without a `gap`.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tickscope::{Config, Role};
+use tickscope_shared::cursor::CursorChain;
+use tokio::time::{Instant, sleep};
+
+use crate::helpers::{PATIENCE, TestServer, accept, next_sse_batch, next_ws_batch};
+use crate::nats::NatsServer;
+
+fn role(config: &mut Config, role: Role, nats: &NatsServer) {
+    config.role = role;
+    config.nats_url = nats.url();
+    // Seqs as in production, from the clock: a restarted generator must go on after the
+    // stream, not restart at a base of its own.
+    config.seq_base = None;
+    config.rate = 200.0;
+    config.stale_after_ms = 500;
+}
+
+fn generator(nats: &NatsServer) -> TestServer {
+    TestServer::start(|config| role(config, Role::Generator, nats))
+}
+
+fn edge(nats: &NatsServer) -> TestServer {
+    TestServer::start(|config| role(config, Role::Edge, nats))
+}
+
+/// Follows `server` by long polls until `chain` has `ticks` more ticks.
+async fn follow(server: &TestServer, chain: &mut CursorChain, ticks: u64) {
+    let until = chain.ticks() + ticks;
+    while chain.ticks() < until {
+        let cursor = chain.cursor().expect("a chain with a cursor");
+        accept(
+            chain,
+            &server
+                .long_poll(&format!("since={cursor}&timeout_ms=5000"))
+                .await,
+        );
+    }
+}
+
+/// A chain that starts at `server`'s head.
+async fn chain_at_head(server: &TestServer) -> CursorChain {
+    CursorChain::new(Some(server.snapshot().await.cursor), true)
+}
+
+async fn health(server: &TestServer) -> Value {
+    server.get_json("/healthz").await
+}
+
+/// Polls `/healthz` until `done` holds: these states (a broker gone, a generator silent) are
+/// seen from outside only there.
+async fn until_health(server: &TestServer, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let health = health(server).await;
+        if done(&health) {
+            return health;
+        }
+        assert!(Instant::now() < deadline, "waited for {what}; {health}");
+        sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[tokio::test]
+async fn a_cursor_moves_between_edges_without_loss() {
+    let nats = NatsServer::start();
+    let generator = generator(&nats);
+    let (a, b) = (edge(&nats), edge(&nats));
+    let mut chain = chain_at_head(&a).await;
+    for _ in 0..3 {
+        follow(&a, &mut chain, 100).await;
+        // WebSocket on B, from where A left off.
+        let mut ws = b.ws_subscribe(None, chain.cursor()).await;
+        let until = chain.ticks() + 50;
+        while chain.ticks() < until {
+            accept(&mut chain, &next_ws_batch(&mut ws).await);
+        }
+        drop(ws);
+        // SSE on A again, from where B left off.
+        let mut events = a
+            .sse(&format!("since={}", chain.cursor().unwrap()), None)
+            .await;
+        let until = chain.ticks() + 50;
+        while chain.ticks() < until {
+            accept(&mut chain, &next_sse_batch(&mut events).await);
+        }
+        follow(&b, &mut chain, 50).await;
+    }
+    assert_eq!(chain.gaps(), 0, "no gap moving between edges");
+    // Both edges hold the same ticks under the same seqs, byte for byte.
+    let since = chain.cursor().unwrap() - 100;
+    let (on_a, on_b) = (
+        reqwest::get(a.url(&format!("/api/poll?since={since}")))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        reqwest::get(b.url(&format!("/api/poll?since={since}")))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    let prefix = |text: &str| text.split("},{").nth(50).map(str::to_owned);
+    assert_eq!(prefix(&on_a), prefix(&on_b));
+    assert!(prefix(&on_a).is_some(), "100 ticks to compare: {on_a}");
+    for server in [a, b, generator] {
+        server.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_restarted_edge_backfills_and_resumes_cursors() {
+    let nats = NatsServer::start();
+    let generator = generator(&nats);
+    let a = edge(&nats);
+    let mut chain = chain_at_head(&a).await;
+    follow(&a, &mut chain, 50).await;
+    a.shut_down().await.unwrap();
+    // While A is down, the feed goes on: B, started later, sees the ticks A missed.
+    let b = edge(&nats);
+    b.wait_for_head(chain.cursor().unwrap() + 300).await;
+    let a = edge(&nats);
+    follow(&a, &mut chain, 500).await;
+    assert_eq!(
+        chain.gaps(),
+        0,
+        "the restarted edge backfilled what it missed"
+    );
+    let candles: Value = a.get_json("/api/history?symbol=ACME&seconds=60").await;
+    assert!(
+        !candles["candles"].as_array().unwrap().is_empty(),
+        "candles rebuilt from the stream: {candles}"
+    );
+    for server in [a, b, generator] {
+        server.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_nats_restart_delays_ticks_and_loses_none() {
+    let mut nats = NatsServer::start();
+    let generator = generator(&nats);
+    let (a, b) = (edge(&nats), edge(&nats));
+    let mut on_a = chain_at_head(&a).await;
+    follow(&a, &mut on_a, 50).await;
+    let mut on_b = on_a.clone();
+    let mut ws = b.ws_subscribe(None, on_b.cursor()).await;
+
+    nats.kill();
+    until_health(&a, "edge A to see NATS go", |h| {
+        h["cluster"]["broker"] == "disconnected"
+    })
+    .await;
+    // The generator goes on making ticks while the broker is away.
+    let backlog = until_health(&generator, "ticks made while NATS is away", |h| {
+        h["cluster"]["backlog_ticks"].as_u64() > Some(100)
+    })
+    .await;
+    let made_during_outage = backlog["cursor"].as_u64().unwrap();
+    nats.restart();
+
+    // Past the outage on both edges, by long polls on A and the open WebSocket on B.
+    while on_a.cursor().unwrap() <= made_during_outage {
+        follow(&a, &mut on_a, 1).await;
+    }
+    while on_b.cursor().unwrap() <= made_during_outage {
+        accept(&mut on_b, &next_ws_batch(&mut ws).await);
+    }
+    assert_eq!((on_a.gaps(), on_b.gaps()), (0, 0), "delayed, never lost");
+    let metrics = a.metrics().await;
+    assert_eq!(metric(&metrics, "tickscope_feed_holes_total"), 0.0);
+    assert!(metric(&metrics, "tickscope_broker_disconnects_total") >= 1.0);
+    until_health(&generator, "the backlog to drain", |h| {
+        h["cluster"]["backlog_ticks"] == 0 && h["status"] == "ok"
+    })
+    .await;
+    for server in [a, b, generator] {
+        server.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_dead_generator_shows_as_stale_and_a_new_one_goes_on() {
+    let nats = NatsServer::start();
+    let generator = generator(&nats);
+    let a = edge(&nats);
+    let mut chain = chain_at_head(&a).await;
+    follow(&a, &mut chain, 50).await;
+    generator.shut_down().await.unwrap();
+
+    let stale = until_health(&a, "the edge to report a stale feed", |h| {
+        h["status"] == "stale"
+    })
+    .await;
+    assert_eq!(stale["cluster"]["feed"], "stale");
+    assert_eq!(stale["cluster"]["broker"], "connected");
+    assert_eq!(metric(&a.metrics().await, "tickscope_feed_stale"), 1.0);
+    // Still serving: the snapshot and what it has.
+    assert_eq!(a.snapshot().await.quotes.len(), 12);
+    let cursor = chain.cursor().unwrap();
+    accept(&mut chain, &a.poll(&format!("since={cursor}")).await);
+
+    let generator = self::generator(&nats);
+    until_health(&a, "the feed to be live again", |h| h["status"] == "ok").await;
+    follow(&a, &mut chain, 200).await;
+    assert_eq!(
+        chain.gaps(),
+        0,
+        "the new generator goes on after the stream"
+    );
+    assert_eq!(metric(&a.metrics().await, "tickscope_feed_stale"), 0.0);
+    for server in [a, generator] {
+        server.shut_down().await.unwrap();
+    }
+}
