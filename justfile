@@ -22,6 +22,23 @@ run *ARGS: setup build-app
 build-app:
     trunk build --release --offline --cargo-profile wasm-release
 
+# Try the scale-out: nats-server (JetStream, :14222), a generator (:8091) and 2 edges with the app (:8080, :8082); Ctrl-C stops all
+cluster: (setup "--nats") build-app
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p tickscope
+    mkdir -p target/cluster
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT
+    nats-server -a 127.0.0.1 -p 14222 -js -sd target/cluster/nats >target/cluster/nats.log 2>&1 & pids+=($!)
+    export TICKSCOPE_NATS_URL=nats://127.0.0.1:14222
+    ./target/release/tickscope --role generator --addr 127.0.0.1:8091 & pids+=($!)
+    ./target/release/tickscope --role edge --addr 127.0.0.1:8080 & pids+=($!)
+    ./target/release/tickscope --role edge --addr 127.0.0.1:8082 & pids+=($!)
+    echo "edges: http://127.0.0.1:8080 and http://127.0.0.1:8082; generator health: http://127.0.0.1:8091/healthz"
+    echo "nats-server log: target/cluster/nats.log. Ctrl-C stops everything."
+    wait -n
+
 # Run the server and `trunk serve` with live reload at http://127.0.0.1:8081, proxying /api to it
 dev: setup
     #!/usr/bin/env bash
@@ -73,13 +90,18 @@ fuzz SECONDS="60":
     done
 
 # Every benchmark: the load matrix (docs/BENCHMARKS.md) and the app's budgets, SECONDS per step
-bench SECONDS="30": (bench-load SECONDS) (bench-app SECONDS)
+bench SECONDS="30": (bench-load SECONDS) (bench-cluster) (bench-app SECONDS)
 
 # tickscope vs Node ws vs Socket.IO at 1k/5k/10k clients and tickscope's transports; writes docs/BENCHMARKS.md
 bench-load SECONDS="30":
     cargo build --release -p tickscope -p tickscope-load
     cargo bench -p tickscope --bench fanout -- --quick --noplot
     bench/matrix.sh {{SECONDS}}
+
+# One edge fed through NATS JetStream against `--role all`: capacity and added latency; writes docs/BENCHMARKS-cluster.md
+bench-cluster SECONDS="20": (setup "--nats")
+    cargo build --release -p tickscope -p tickscope-load
+    bench/cluster.sh {{SECONDS}}
 
 # 2,000 mixed clients for MINUTES (30): the server's memory drift, errors and lost ticks
 soak MINUTES="30":

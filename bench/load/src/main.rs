@@ -43,6 +43,8 @@ enum Command {
     Run(RunArgs),
     /// Write the benchmark page and its chart from saved runs.
     Report(report::ReportArgs),
+    /// Write the scale-out page (an edge over NATS against `--role all`) from saved runs.
+    ClusterReport(report::ClusterReportArgs),
 }
 
 #[derive(Args)]
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run(args),
         Command::Report(args) => report::write(&args),
+        Command::ClusterReport(args) => report::write_cluster(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

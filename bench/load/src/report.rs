@@ -571,3 +571,83 @@ fn chart(runs: &[RunResult], path: &Path) -> anyhow::Result<()> {
     root.present()?;
     Ok(())
 }
+
+/// The labels `bench/cluster.sh` gives its two runs.
+const SINGLE: &str = "tickscope --role all";
+const EDGE: &str = "edge over NATS";
+
+#[derive(Args)]
+pub struct ClusterReportArgs {
+    /// Folder of the two runs saved by `bench/cluster.sh`.
+    #[arg(long)]
+    results: PathBuf,
+    /// The page to write.
+    #[arg(long, default_value = "docs/BENCHMARKS-cluster.md")]
+    out: PathBuf,
+    /// A file describing the machine and how the run was made, copied into the page.
+    #[arg(long)]
+    setup: PathBuf,
+}
+
+/// Writes the scale-out page: one edge fed through NATS against `--role all`, with the goals
+/// (capacity, added p50) computed from the runs.
+pub fn write_cluster(args: &ClusterReportArgs) -> anyhow::Result<()> {
+    let runs = load(&args.results)?;
+    let setup = std::fs::read_to_string(&args.setup)
+        .with_context(|| format!("reading {}", args.setup.display()))?;
+    let single = runs
+        .iter()
+        .find(|run| run.label == SINGLE)
+        .with_context(|| format!("no run labelled {SINGLE:?}"))?;
+    let edge = runs
+        .iter()
+        .find(|run| run.label == EDGE)
+        .with_context(|| format!("no run labelled {EDGE:?}"))?;
+    let mut out = String::from("# Benchmarks: one edge over NATS JetStream\n\n");
+    out.push_str(
+        "This page is written by `just bench-cluster` from the runs it makes; do not edit it \
+         by hand.\n\n",
+    );
+    out.push_str(setup.trim());
+    out.push_str("\n\n## Goals\n\n| goal | measured | met |\n|---|---|---|\n");
+    let capacity = |run: &RunResult| run.capacity.unwrap_or(0);
+    let share = ratio(capacity(edge) as f64, capacity(single) as f64);
+    let _ = writeln!(
+        out,
+        "| an edge holds ≥ 80 % of the clients `--role all` holds (p99 ≤ {} ms, no loss) | \
+         {} against {}: {:.0} % | {} |",
+        single.p99_goal_ms,
+        thousands(capacity(edge) as f64),
+        thousands(capacity(single) as f64),
+        share * 100.0,
+        yes_no(capacity(single) > 0 && share >= 0.8),
+    );
+    for step in &single.steps {
+        let Some(over) = edge.step(step.clients) else {
+            continue;
+        };
+        let added = over.latency_ms.p50 - step.latency_ms.p50;
+        let _ = writeln!(
+            out,
+            "| NATS adds ≤ 2 ms to the p50 at {} clients | p50 {:.2} ms against {:.2} ms: {added:+.2} ms | {} |",
+            thousands(step.clients as f64),
+            over.latency_ms.p50,
+            step.latency_ms.p50,
+            yes_no(added <= 2.0),
+        );
+    }
+    out.push_str("\n## Runs\n\n");
+    out.push_str(&table([single, edge].into_iter()));
+    out.push_str(
+        "\nColumns as on [the main benchmark page](BENCHMARKS.md#columns). Latency is from the \
+         tick's `ts` to receipt: for the edge that is from the generator's publish, through \
+         NATS, to the client. Server CPU is the edge's (or the single process's) alone.\n",
+    );
+    std::fs::write(&args.out, out).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn yes_no(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
+}
