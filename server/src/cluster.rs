@@ -67,7 +67,8 @@ pub struct ClusterStatus {
     pub role: Role,
     stale_after_us: i64,
     connected: AtomicBool,
-    /// When the generator last showed it is alive: a tick or a heartbeat (Unix µs).
+    /// Edge: when the generator last showed it is alive, by a tick or a heartbeat. Generator:
+    /// when it last reached the broker (Unix µs).
     last_feed_us: AtomicI64,
     /// Edge: the stream sequence of the last message taken. Generator: of the last stored.
     stream_seq: AtomicU64,
@@ -450,6 +451,7 @@ pub async fn forward(
         };
         match broker.publish(&subjects, &ticks).await {
             Ok(stream_seq) => {
+                status.alive();
                 cursor = last.seq;
                 status.forwarded.store(cursor, Ordering::Relaxed);
                 status.stream_seq.store(stream_seq, Ordering::Relaxed);
@@ -474,7 +476,12 @@ pub async fn forward(
 }
 
 /// The generator's heartbeat on plain NATS, so edges can tell a quiet feed from a dead one.
-pub async fn heartbeat(feed: Feed, broker: Broker, shutdown: CancellationToken) {
+pub async fn heartbeat(
+    feed: Feed,
+    broker: Broker,
+    status: Arc<ClusterStatus>,
+    shutdown: CancellationToken,
+) {
     let mut every = tokio::time::interval(HEARTBEAT_EVERY);
     loop {
         tokio::select! {
@@ -482,12 +489,14 @@ pub async fn heartbeat(feed: Feed, broker: Broker, shutdown: CancellationToken) 
             () = shutdown.cancelled() => return,
         }
         let payload = Bytes::from(feed.head().to_string());
-        if let Err(err) = broker
+        match broker
             .client
             .publish(broker.heartbeat_subject.clone(), payload)
             .await
         {
-            warn!("sending the heartbeat: {err}");
+            Ok(()) if status.connected.load(Ordering::Relaxed) => status.alive(),
+            Ok(()) => {}
+            Err(err) => warn!("sending the heartbeat: {err}"),
         }
     }
 }

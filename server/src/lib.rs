@@ -230,6 +230,7 @@ impl Source {
             tasks.push(tokio::spawn(cluster::heartbeat(
                 feed.clone(),
                 broker.clone(),
+                status.clone(),
                 stop.clone(),
             )));
             tasks.push(tokio::spawn(simulator::run(

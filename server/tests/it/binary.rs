@@ -55,6 +55,10 @@ fn help_explains_every_option_with_its_variable() {
             "--slow-client-timeout-ms",
             "TICKSCOPE_SLOW_CLIENT_TIMEOUT_MS",
         ),
+        ("--role", "TICKSCOPE_ROLE"),
+        ("--nats-url", "TICKSCOPE_NATS_URL"),
+        ("--nats-stream", "TICKSCOPE_NATS_STREAM"),
+        ("--stale-after-ms", "TICKSCOPE_STALE_AFTER_MS"),
     ] {
         assert!(
             help.contains(flag) && help.contains(variable),

@@ -99,6 +99,11 @@ async fn a_cursor_moves_between_edges_without_loss() {
         follow(&b, &mut chain, 50).await;
     }
     assert_eq!(chain.gaps(), 0, "no gap moving between edges");
+    // The generator serves no clients, and says so.
+    let refused = reqwest::get(generator.url("/api/snapshot")).await.unwrap();
+    assert_eq!(refused.status(), 404);
+    let body: Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("edge"), "{body}");
     // Both edges hold the same ticks under the same seqs, byte for byte.
     let since = chain.cursor().unwrap() - 100;
     let (on_a, on_b) = (
