@@ -11,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use crate::query::Reconnect;
+
 /// The four ways the feed travels.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Transport {
@@ -49,6 +51,22 @@ struct TransportLabel {
     transport: Transport,
 }
 
+impl EncodeLabelValue for Reconnect {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        let text = match self {
+            Reconnect::Silent => "silent",
+            Reconnect::Error => "error",
+        };
+        std::fmt::Write::write_str(encoder, text)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReconnectLabel {
+    transport: Transport,
+    reason: Reconnect,
+}
+
 /// The series of one transport.
 #[derive(Debug, Clone, Default)]
 pub struct TransportMetrics {
@@ -74,6 +92,7 @@ pub struct Metrics {
     /// Batches framed for sending; clients at the same position share one frame.
     pub frames_encoded: Counter,
     transports: [TransportMetrics; 4],
+    reconnects: Family<ReconnectLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -141,6 +160,13 @@ impl Metrics {
             "Payload bytes sent per transport",
             bytes_sent.clone(),
         );
+        let reconnects = Family::<ReconnectLabel, Counter>::default();
+        registry.register(
+            "client_reconnects",
+            "Streams opened again by clients, by the reason they gave: silent (the client heard \
+             nothing for two heartbeat intervals) or error",
+            reconnects.clone(),
+        );
         let transports = Transport::ALL.map(|transport| {
             let label = TransportLabel { transport };
             TransportMetrics {
@@ -159,7 +185,15 @@ impl Metrics {
             long_poll_timeouts,
             frames_encoded,
             transports,
+            reconnects,
         }
+    }
+
+    /// Counts a stream opened again by its client, for `reason`.
+    pub fn reconnected(&self, transport: Transport, reason: Reconnect) {
+        self.reconnects
+            .get_or_create(&ReconnectLabel { transport, reason })
+            .inc();
     }
 
     pub fn transport(&self, transport: Transport) -> &TransportMetrics {

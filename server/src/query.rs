@@ -15,6 +15,15 @@ pub struct Params {
     pairs: Vec<(String, String)>,
 }
 
+/// Why a client opens a stream again; the page says so, and `/metrics` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reconnect {
+    /// The client heard nothing, not even a heartbeat, for two heartbeat intervals.
+    Silent,
+    /// The connection failed or closed.
+    Error,
+}
+
 impl Params {
     pub fn parse(query: &str) -> Result<Self, InputError> {
         let pairs = serde_urlencoded::from_str::<Vec<(String, String)>>(query)
@@ -38,6 +47,20 @@ impl Params {
     pub fn number(&self, name: &str, max: u64) -> Result<Option<u64>, InputError> {
         self.get(name)?
             .map(|text| parse_number(name, text, max))
+            .transpose()
+    }
+
+    /// Why a stream client is connecting again (`reconnect=silent|error`), if it says.
+    pub fn reconnect(&self) -> Result<Option<Reconnect>, InputError> {
+        self.get("reconnect")?
+            .map(|text| match text {
+                "silent" => Ok(Reconnect::Silent),
+                "error" => Ok(Reconnect::Error),
+                other => Err(InputError(format!(
+                    "reconnect must be silent (the feed went quiet) or error (the connection \
+                     failed), got {other:?}"
+                ))),
+            })
             .transpose()
     }
 

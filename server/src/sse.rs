@@ -49,7 +49,11 @@ pub async fn stream(
         None => params.since()?,
     };
     let filter = params.symbols(state.universe(), state.max_symbols())?;
+    let reconnect = params.reconnect()?;
     let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
+    if let Some(reason) = reconnect {
+        state.metrics.reconnected(Transport::Sse, reason);
+    }
     let subscription = Subscription::new(&state.feed, filter, since);
     let (events, mut body) = mpsc::channel::<Bytes>(STREAM_BUFFER);
     actix_web::rt::spawn(connection(state.into_inner(), subscription, events, slot));

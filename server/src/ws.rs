@@ -25,7 +25,7 @@ use crate::feed::Subscription;
 use crate::limits::{self, Kind, Slot};
 use crate::metrics::Transport;
 use crate::origin;
-use crate::query::{InputError, symbol_filter};
+use crate::query::{InputError, Params, symbol_filter};
 
 /// `GET /api/ws`: upgrades the connection and spawns its task.
 pub async fn handshake(
@@ -35,6 +35,7 @@ pub async fn handshake(
 ) -> Result<HttpResponse, ApiError> {
     state.metrics.transport(Transport::WebSocket).requests.inc();
     origin::check(&req, &state.config.allowed_origins)?;
+    let reconnect = Params::parse(req.query_string())?.reconnect()?;
     let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
     let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
         ApiError::BadRequest(format!("this endpoint takes a WebSocket upgrade: {err}"))
@@ -44,6 +45,9 @@ pub async fn handshake(
         .max_frame_size(max_bytes)
         .aggregate_continuations()
         .max_continuation_size(max_bytes);
+    if let Some(reason) = reconnect {
+        state.metrics.reconnected(Transport::WebSocket, reason);
+    }
     actix_web::rt::spawn(connection(state.into_inner(), session, stream, slot));
     Ok(response)
 }

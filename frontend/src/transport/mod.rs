@@ -117,6 +117,25 @@ pub enum FeedEvent {
 /// Receives a client's events.
 pub type Emit = Rc<dyn Fn(FeedEvent)>;
 
+/// Why a stream is opened again, told to the server (`reconnect=`) so `/metrics` counts the
+/// reconnects clients make, silent feeds among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reconnect {
+    /// Nothing came, not even a heartbeat, for two heartbeat intervals.
+    Silent,
+    /// The connection failed or closed.
+    Error,
+}
+
+impl Reconnect {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reconnect::Silent => "silent",
+            Reconnect::Error => "error",
+        }
+    }
+}
+
 /// A running transport client; dropping it stops the client.
 pub struct FeedClient {
     stopped: Rc<Cell<bool>>,

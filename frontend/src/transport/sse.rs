@@ -11,7 +11,9 @@ use web_sys::{EventSource, MessageEvent};
 
 use gloo_timers::future::TimeoutFuture;
 
-use super::{Emit, FeedEvent, Stop, TransportKind, http::sync_clock, now_us, reconnecting};
+use super::{
+    Emit, FeedEvent, Reconnect, Stop, TransportKind, http::sync_clock, now_us, reconnecting,
+};
 
 /// What the source's callbacks hand to the client task.
 enum Signal {
@@ -41,21 +43,32 @@ pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
         }
     });
     let mut cursor = since;
+    let mut reconnect = None;
     reconnecting(&stop, &emit, async |attempt| {
-        stream(&mut cursor, attempt, &stop, &emit).await
+        let result = stream(&mut cursor, &mut reconnect, attempt, &stop, &emit).await;
+        if result.is_err() {
+            reconnect.get_or_insert(Reconnect::Error);
+        }
+        result
     })
     .await;
 }
 
-/// One stream, until it breaks (`Err`) or the client stops (`Ok`).
+/// One stream, until it breaks (`Err`) or the client stops (`Ok`). `reconnect` says why the
+/// last one ended, and gets why this one did.
 async fn stream(
     cursor: &mut u64,
+    reconnect: &mut Option<Reconnect>,
     attempt: &mut u32,
     stop: &Stop,
     emit: &Emit,
 ) -> Result<(), String> {
-    let source = EventSource::new(&format!("/api/sse?since={cursor}"))
-        .map_err(|err| format!("cannot open the event stream: {err:?}"))?;
+    let url = match reconnect.take() {
+        Some(reason) => format!("/api/sse?since={cursor}&reconnect={}", reason.as_str()),
+        None => format!("/api/sse?since={cursor}"),
+    };
+    let source =
+        EventSource::new(&url).map_err(|err| format!("cannot open the event stream: {err:?}"))?;
     let (signals, mut received) = mpsc::unbounded::<Signal>();
     let on_open = {
         let signals = signals.clone();
@@ -95,7 +108,10 @@ async fn stream(
     let mut silence = TimeoutFuture::new(silence_ms).fuse();
     let outcome = loop {
         futures::select! {
-            () = silence => break Err(format!("silent feed: nothing for {} s", silence_ms / 1000)),
+            () = silence => {
+                *reconnect = Some(Reconnect::Silent);
+                break Err(format!("silent feed: nothing for {} s", silence_ms / 1000));
+            }
             signal = received.next() => match signal {
                 Some(Signal::Open) => {
                     *attempt = 0;

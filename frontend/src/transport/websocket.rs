@@ -8,7 +8,7 @@ use gloo_timers::future::TimeoutFuture;
 use tickscope_shared::clock::ClockSample;
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
 
-use super::{Emit, FeedEvent, Stop, TransportKind, now_us, reconnecting};
+use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, reconnecting};
 
 /// Clock pings: a quick burst at the start, so a round trip without queueing is found early,
 /// then one this often to follow drift.
@@ -18,30 +18,41 @@ const PING_BURST_EVERY_MS: u32 = 200;
 
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
     let mut cursor = since;
+    let mut reconnect = None;
     reconnecting(&stop, &emit, async |attempt| {
-        connection(&mut cursor, attempt, &stop, &emit).await
+        let result = connection(&mut cursor, &mut reconnect, attempt, &stop, &emit).await;
+        if result.is_err() {
+            reconnect.get_or_insert(Reconnect::Error);
+        }
+        result
     })
     .await;
 }
 
-fn url() -> String {
+fn url(reconnect: Option<Reconnect>) -> String {
     let location = web_sys::window().expect("a window").location();
     let scheme = match location.protocol().as_deref() {
         Ok("https:") => "wss",
         _ => "ws",
     };
     let host = location.host().unwrap_or_default();
-    format!("{scheme}://{host}/api/ws")
+    match reconnect {
+        Some(reason) => format!("{scheme}://{host}/api/ws?reconnect={}", reason.as_str()),
+        None => format!("{scheme}://{host}/api/ws"),
+    }
 }
 
 /// One connection, until it breaks (`Err` with why) or the client stops (`Ok`).
+/// `reconnect` says why the last one ended, and gets why this one did.
 async fn connection(
     cursor: &mut u64,
+    reconnect: &mut Option<Reconnect>,
     attempt: &mut u32,
     stop: &Stop,
     emit: &Emit,
 ) -> Result<(), String> {
-    let socket = WebSocket::open(&url()).map_err(|err| format!("cannot open WebSocket: {err}"))?;
+    let socket = WebSocket::open(&url(reconnect.take()))
+        .map_err(|err| format!("cannot open WebSocket: {err}"))?;
     let (mut write, mut read) = socket.split();
     let subscribe = ClientMessage::Subscribe {
         symbols: None,
@@ -65,6 +76,7 @@ async fn connection(
     loop {
         futures::select! {
             () = silence => {
+                *reconnect = Some(Reconnect::Silent);
                 return Err(format!("silent feed: nothing for {} s", silence_ms / 1000));
             }
             message = read.next().fuse() => match message {

@@ -87,3 +87,38 @@ async fn polls_from_fresh_connections_lose_nothing() {
     }
     assert_continuous(&chain, "polling");
 }
+
+/// A client that opens a stream again says why (`reconnect=silent|error`); `/metrics` counts
+/// it per transport and reason, and an unknown reason is refused before any stream opens.
+#[tokio::test]
+async fn reconnect_reasons_are_counted_per_transport() {
+    let server = TestServer::start(|_| {});
+    let ws_url = |query: &str| format!("{}?{query}", server.ws_url());
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url("reconnect=silent"))
+        .await
+        .expect("WebSocket handshake");
+    let mut events = server.sse("since=0&reconnect=silent", None).await;
+    let mut again = server.sse("since=0&reconnect=error", None).await;
+    next_sse_batch(&mut events).await;
+    next_sse_batch(&mut again).await;
+    let metrics = server.metrics().await;
+    for series in [
+        r#"tickscope_client_reconnects_total{transport="websocket",reason="silent"} 1"#,
+        r#"tickscope_client_reconnects_total{transport="sse",reason="silent"} 1"#,
+        r#"tickscope_client_reconnects_total{transport="sse",reason="error"} 1"#,
+    ] {
+        assert!(metrics.contains(series), "{series} in\n{metrics}");
+    }
+    let refused = reqwest::get(server.url("/api/sse?reconnect=bored"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("silent"), "{body}");
+    let refused = tokio_tungstenite::connect_async(ws_url("reconnect=bored")).await;
+    assert!(
+        matches!(&refused, Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 400),
+        "{refused:?}"
+    );
+    ws.close(None).await.unwrap();
+}
