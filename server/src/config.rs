@@ -158,7 +158,16 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub request_head_timeout_ms: u64,
 
-    /// How often an idle SSE stream gets a comment line so proxies keep it open, in milliseconds.
+    /// A peer that acknowledges nothing for this long is dead and its connection is closed, in
+    /// milliseconds: TCP_USER_TIMEOUT on every accepted connection, with keepalive probes after
+    /// half of it idle. This is how dead SSE and long-poll peers are found; WebSocket peers are
+    /// also pinged.
+    #[arg(long, env = "TICKSCOPE_DEAD_PEER_TIMEOUT_MS", default_value_t = 20_000,
+          value_parser = clap::value_parser!(u64).range(1_000..=600_000))]
+    pub dead_peer_timeout_ms: u64,
+
+    /// How often an SSE stream gets a heartbeat event, so proxies keep it open and pages can
+    /// tell a quiet feed from a dead one, in milliseconds.
     #[arg(long, env = "TICKSCOPE_SSE_HEARTBEAT_MS", default_value_t = 15_000,
           value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub sse_heartbeat_ms: u64,

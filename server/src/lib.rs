@@ -111,6 +111,7 @@ pub async fn run(
     };
     let shutdown_timeout_s = config.shutdown_timeout_ms.div_ceil(1000);
     let request_head_timeout_ms = config.request_head_timeout_ms;
+    let dead_peer_timeout = Duration::from_millis(config.dead_peer_timeout_ms);
     let state = web::Data::new(AppState {
         limits: Limits::new(&config),
         config,
@@ -136,6 +137,7 @@ pub async fn run(
     .workers(workers)
     // A feed's small writes go out at once, not held back for the peer's ACK (Nagle).
     .tcp_nodelay(true)
+    .on_connect(move |connection, _| find_dead_peers(connection, dead_peer_timeout))
     .client_request_timeout(Duration::from_millis(request_head_timeout_ms))
     .disable_signals()
     .shutdown_timeout(shutdown_timeout_s)
@@ -267,6 +269,30 @@ impl Source {
             cluster: Some(status),
             tasks,
         })
+    }
+}
+
+/// Makes the kernel close a connection whose peer acknowledges nothing for `timeout`: sent
+/// data unacknowledged that long (TCP_USER_TIMEOUT), or an idle connection whose keepalive
+/// probes, from half of `timeout` on, go unanswered. A vanished SSE or long-poll client (a
+/// laptop closed, a network gone) is then dropped like one that closed, instead of after the
+/// kernel's 15 minutes of retransmissions.
+fn find_dead_peers(connection: &dyn std::any::Any, timeout: Duration) {
+    let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+        return;
+    };
+    let socket = socket2::SockRef::from(stream);
+    // The kernel counts keepalive times in whole seconds, at least 1.
+    let second = Duration::from_secs(1);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time((timeout / 2).max(second))
+        .with_interval((timeout / 8).max(second))
+        .with_retries(4);
+    let set = socket
+        .set_tcp_user_timeout(Some(timeout))
+        .and_then(|()| socket.set_tcp_keepalive(&keepalive));
+    if let Err(err) = set {
+        tracing::warn!("setting dead-peer detection on a connection: {err}");
     }
 }
 

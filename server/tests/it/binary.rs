@@ -56,6 +56,7 @@ fn help_explains_every_option_with_its_variable() {
             "TICKSCOPE_SLOW_CLIENT_TIMEOUT_MS",
         ),
         ("--role", "TICKSCOPE_ROLE"),
+        ("--dead-peer-timeout-ms", "TICKSCOPE_DEAD_PEER_TIMEOUT_MS"),
         ("--nats-url", "TICKSCOPE_NATS_URL"),
         ("--nats-stream", "TICKSCOPE_NATS_STREAM"),
         ("--stale-after-ms", "TICKSCOPE_STALE_AFTER_MS"),

@@ -6,6 +6,7 @@ mod binary;
 mod browser;
 mod chromedriver;
 mod cluster;
+mod dead_peer;
 mod helpers;
 mod limits;
 mod long_poll;
