@@ -93,6 +93,8 @@ pub struct Metrics {
     pub frames_encoded: Counter,
     transports: [TransportMetrics; 4],
     reconnects: Family<ReconnectLabel, Counter>,
+    heap_allocated: Gauge,
+    heap_free: Gauge,
 }
 
 impl Default for Metrics {
@@ -160,6 +162,18 @@ impl Metrics {
             "Payload bytes sent per transport",
             bytes_sent.clone(),
         );
+        let heap_allocated = Gauge::default();
+        let heap_free = Gauge::default();
+        registry.register(
+            "heap_allocated_bytes",
+            "Bytes the allocator has handed out and not had back (glibc mallinfo2; 0 elsewhere)",
+            heap_allocated.clone(),
+        );
+        registry.register(
+            "heap_free_bytes",
+            "Bytes the allocator holds free in its arenas, counted in RSS but not in use",
+            heap_free.clone(),
+        );
         let reconnects = Family::<ReconnectLabel, Counter>::default();
         registry.register(
             "client_reconnects",
@@ -186,6 +200,8 @@ impl Metrics {
             frames_encoded,
             transports,
             reconnects,
+            heap_allocated,
+            heap_free,
         }
     }
 
@@ -263,10 +279,37 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(heap) = heap() {
+            self.heap_allocated.set(heap.allocated as i64);
+            self.heap_free.set(heap.free as i64);
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// What the allocator holds, for telling a leak (allocated grows) from fragmentation (free
+/// grows) in a soak.
+struct Heap {
+    allocated: usize,
+    free: usize,
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap() -> Option<Heap> {
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct of counters; glibc
+    // computes it under its arena locks.
+    let info = unsafe { libc::mallinfo2() };
+    Some(Heap {
+        allocated: info.uordblks + info.hblkhd,
+        free: info.fordblks,
+    })
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap() -> Option<Heap> {
+    None
 }
 
 /// Holds one count in a clients gauge; dropping it gives the count back.
@@ -298,6 +341,13 @@ mod tests {
             text.contains(r#"tickscope_clients{transport="websocket"} 1"#),
             "{text}"
         );
+        let allocated = text
+            .lines()
+            .find_map(|line| line.strip_prefix("tickscope_heap_allocated_bytes "))
+            .and_then(|value| value.parse::<u64>().ok());
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
+            assert!(allocated > Some(0), "the heap in use shows: {text}");
+        }
         drop(guard);
         assert!(
             metrics
