@@ -187,3 +187,115 @@ async fn the_app_streams_switches_transports_without_loss_and_compares() {
     assert_eq!(errors, json!([]), "console errors");
     browser.close().await.unwrap();
 }
+
+/// The server process frozen (SIGSTOP) keeps its sockets open and sends nothing: a dead feed
+/// behind a live connection. The page notices the silence, reconnects saying why, and goes on
+/// from its cursor once the server runs again (SIGCONT); the server counts the reconnect.
+#[tokio::test]
+async fn the_app_reconnects_from_a_silent_feed_and_says_so() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .unwrap()
+        .port();
+    let dist = dist_dir();
+    let server = Server::spawn(&[
+        "--addr",
+        &format!("127.0.0.1:{port}"),
+        "--static-dir",
+        dist.to_str().unwrap(),
+        "--seed",
+        "7",
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    server.wait_healthy(&base).await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    browser
+        .goto(&format!("{base}/"))
+        .await
+        .expect("loading the app");
+    click(&browser, "[data-testid=transport-websocket]").await;
+    let live = wait_text(&browser, "[data-testid=chain]", "WebSocket ticks", |t| {
+        chain_ticks(t) > 20
+    })
+    .await;
+
+    server.signal("-STOP");
+    wait_text(
+        &browser,
+        "[data-testid=state]",
+        "the silence noticed",
+        |t| t.starts_with("reconnecting"),
+    )
+    .await;
+    server.signal("-CONT");
+    let chain = wait_text(
+        &browser,
+        "[data-testid=chain]",
+        "ticks after the reconnect",
+        |t| chain_ticks(t) > chain_ticks(&live) + 50,
+    )
+    .await;
+    assert!(
+        chain.contains("0 gaps · 0 breaks"),
+        "resumed from its cursor: {chain}"
+    );
+    assert_ne!(text(&browser, "[data-testid=reconnects]").await, "0");
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"tickscope_client_reconnects_total{transport="websocket",reason="silent"} 1"#
+        ),
+        "the server counted the silent-feed reconnect:\n{metrics}"
+    );
+    browser.close().await.unwrap();
+}
+
+/// The `tickscope` binary as its own process, so the test can freeze it.
+struct Server(std::process::Child);
+
+impl Server {
+    fn spawn(args: &[&str]) -> Self {
+        Self(
+            std::process::Command::new(env!("CARGO_BIN_EXE_tickscope"))
+                .args(args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("starting tickscope"),
+        )
+    }
+
+    /// Waits for `/healthz`: the process binds before it serves.
+    async fn wait_healthy(&self, base: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while reqwest::get(format!("{base}/healthz")).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "tickscope did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.0.id().to_string()])
+            .status()
+            .expect("running kill");
+        assert!(status.success(), "kill {signal}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
