@@ -716,6 +716,67 @@ mod tests {
         assert!(json.contains(r#""gap":true,"conflated":true"#), "{json}");
     }
 
+    fn ingested(seq: u64, symbol_id: u16) -> IngestTick {
+        let draft = draft(symbol_id, 1.0);
+        IngestTick {
+            seq,
+            ts: 1,
+            json: format!(r#"{{"seq":{seq}}}"#).into(),
+            draft,
+        }
+    }
+
+    #[test]
+    fn ingest_keeps_seqs_skips_repeats_and_restarts_the_window_at_a_hole() {
+        let feed = feed(100);
+        // The first ticks of a new edge start wherever the stream is: no hole.
+        let first = feed.ingest(&[ingested(500, 0), ingested(501, 1), ingested(502, 2)]);
+        assert_eq!(
+            first,
+            Ingested {
+                added: 3,
+                repeats: 0,
+                holes: 0
+            }
+        );
+        assert_eq!(feed.head(), 502);
+        assert!(!feed.batch_since(Some(499), &SymbolFilter::All, 100).gap);
+        // A repeat (a retried publish) is skipped; a jump is a hole.
+        let next = feed.ingest(&[ingested(502, 2), ingested(503, 0), ingested(510, 1)]);
+        assert_eq!(
+            next,
+            Ingested {
+                added: 2,
+                repeats: 1,
+                holes: 1
+            }
+        );
+        // Cursors before the hole are a gap, never a resume across it.
+        for since in [499, 503, 508] {
+            assert!(feed.batch_since(Some(since), &SymbolFilter::All, 100).gap);
+        }
+        let after = feed.batch_since(Some(509), &SymbolFilter::All, 100);
+        assert_eq!(
+            (after.gap, after.cursor, after.ticks.len()),
+            (false, 510, 1)
+        );
+    }
+
+    #[test]
+    fn a_cursor_a_little_ahead_waits_where_the_feed_allows_it() {
+        let edge = feed(100).wait_ahead(10);
+        edge.ingest(&[ingested(500, 0)]);
+        let ahead = edge.batch_since(Some(505), &SymbolFilter::All, 100);
+        assert_eq!(
+            (ahead.gap, ahead.cursor, ahead.ticks.len()),
+            (false, 505, 0)
+        );
+        assert!(edge.batch_since(Some(511), &SymbolFilter::All, 100).gap);
+        let single = feed(100);
+        single.publish(&[draft(0, 1.0)]);
+        assert!(single.batch_since(Some(2), &SymbolFilter::All, 100).gap);
+    }
+
     #[test]
     fn a_cursor_outside_the_window_is_a_gap_with_the_latest_quotes() {
         let feed = feed(5);

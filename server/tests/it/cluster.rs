@@ -233,3 +233,33 @@ async fn a_dead_generator_shows_as_stale_and_a_new_one_goes_on() {
         server.shut_down().await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_nats_outage_longer_than_the_window_is_a_gap_never_a_silent_loss() {
+    let mut nats = NatsServer::start();
+    // A window of 1 s of ticks, on the generator and in the stream.
+    let small = |config: &mut Config, as_role: Role| {
+        role(config, as_role, &nats);
+        config.retention = 200;
+    };
+    let generator = TestServer::start(|config| small(config, Role::Generator));
+    let a = TestServer::start(|config| small(config, Role::Edge));
+    let mut chain = chain_at_head(&a).await;
+    follow(&a, &mut chain, 50).await;
+
+    nats.kill();
+    until_health(&generator, "more ticks made than the window holds", |h| {
+        h["cluster"]["backlog_ticks"].as_u64() > Some(400)
+    })
+    .await;
+    nats.restart();
+    let made_during_outage = health(&generator).await["cursor"].as_u64().unwrap();
+    while chain.cursor().unwrap() <= made_during_outage {
+        follow(&a, &mut chain, 1).await;
+    }
+    assert_eq!(chain.gaps(), 1, "the lost stretch arrives as one gap");
+    assert!(metric(&a.metrics().await, "tickscope_feed_holes_total") >= 1.0);
+    for server in [a, generator] {
+        server.shut_down().await.unwrap();
+    }
+}
