@@ -51,7 +51,7 @@ dev: setup
     trunk serve
 
 # Run every test: unit tests, the server's integration tests (a real nats-server for scale-out), and the app end to end in headless Chromium
-test: (setup "--browser" "--nats") build-app
+test: (setup "--browser" "--nats" "--net") build-app
     cargo test --workspace
 
 # Formatting and clippy with warnings as errors

@@ -6,7 +6,8 @@
 #   - wasm-bindgen-cli at exactly the version in Cargo.lock (trunk uses it from PATH),
 #   - just and wasm-opt (npm: rust-just, binaryen 132; Debian's binaryen 108 breaks the app).
 # With --browser it also installs Debian's chromium and chromium-driver for the browser tests,
-# and with --nats Debian's nats-server (JetStream) for the scale-out tests and `just cluster`.
+# with --nats Debian's nats-server (JetStream) for the scale-out tests and `just cluster`, and
+# with --net iproute2 and curl for the dead-peer test (a client in a network namespace).
 set -euo pipefail
 # shellcheck source=tools.sh
 source "$(dirname "$0")/tools.sh"
@@ -16,11 +17,13 @@ TRUNK_VERSION=0.21.14
 
 want_browser=false
 want_nats=false
+want_net=false
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=true ;;
     --nats) want_nats=true ;;
-    *) echo "usage: scripts/setup.sh [--browser] [--nats]" >&2; exit 2 ;;
+    --net) want_net=true ;;
+    *) echo "usage: scripts/setup.sh [--browser] [--nats] [--net]" >&2; exit 2 ;;
   esac
 done
 
@@ -48,6 +51,12 @@ if $want_browser && ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]
 fi
 if $want_nats && ! command -v nats-server >/dev/null; then
   debian_packages+=(nats-server)
+fi
+if $want_net && ! command -v ip >/dev/null; then
+  debian_packages+=(iproute2)
+fi
+if $want_net && ! command -v curl >/dev/null; then
+  debian_packages+=(curl)
 fi
 if [ ${#debian_packages[@]} -gt 0 ]; then
   echo "installing ${debian_packages[*]} from Debian" >&2

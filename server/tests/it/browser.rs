@@ -220,7 +220,7 @@ async fn the_app_reconnects_from_a_silent_feed_and_says_so() {
     })
     .await;
 
-    server.signal("-STOP");
+    server.signal(libc::SIGSTOP);
     wait_text(
         &browser,
         "[data-testid=state]",
@@ -228,7 +228,7 @@ async fn the_app_reconnects_from_a_silent_feed_and_says_so() {
         |t| t.starts_with("reconnecting"),
     )
     .await;
-    server.signal("-CONT");
+    server.signal(libc::SIGCONT);
     let chain = wait_text(
         &browser,
         "[data-testid=chain]",
@@ -283,18 +283,17 @@ impl Server {
         }
     }
 
-    fn signal(&self, signal: &str) {
-        let status = std::process::Command::new("kill")
-            .args([signal, &self.0.id().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill {signal}");
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.0.id()).expect("a pid fits pid_t");
+        // SAFETY: kill takes plain integers; the pid is our own child, not yet reaped.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill({pid}, {signal})");
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.signal("-CONT");
+        self.signal(libc::SIGCONT);
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
