@@ -91,14 +91,23 @@ pub async fn run(
     config.validate().map_err(|err| anyhow!(err))?;
     let mut shutdown = std::pin::pin!(shutdown);
     let stop = CancellationToken::new();
-    // Getting ready may wait on the broker; a shutdown meanwhile ends it.
+    // Getting ready may wait on the broker (and an edge on its backfill). Meanwhile every
+    // request gets 503 "starting", so probes see a live process; a shutdown ends the wait.
+    let starting = (config.role != Role::All)
+        .then(|| starting_server(&listener, config.role))
+        .transpose()?;
     let ready = tokio::select! {
-        ready = Source::start(&config, &stop) => ready?,
+        ready = Source::start(&config, &stop) => ready,
         () = &mut shutdown => {
             info!("stopped before serving");
             return Ok(());
         }
     };
+    if let Some(starting) = starting {
+        // Gracefully: a request it already took gets its 503, not a reset.
+        starting.stop(true).await;
+    }
+    let ready = ready?;
     let Source {
         feed,
         metrics,
@@ -165,6 +174,42 @@ pub async fn run(
     }
     info!("stopped");
     Ok(())
+}
+
+/// A server on a clone of `listener` that answers everything with 503 "starting" until the
+/// feed is ready; its handle stops it, and the listener goes on to the real server.
+fn starting_server(
+    listener: &TcpListener,
+    role: Role,
+) -> anyhow::Result<actix_web::dev::ServerHandle> {
+    let listener = listener
+        .try_clone()
+        .context("sharing the listener while starting")?;
+    let server = HttpServer::new(move || {
+        App::new().default_service(web::to(move || async move {
+            actix_web::HttpResponse::ServiceUnavailable()
+                .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
+                .json(serde_json::json!({
+                    "status": "starting",
+                    "error": format!(
+                        "starting: this {} is waiting for NATS{}",
+                        role.as_str(),
+                        if role == Role::Edge { " and its backfill" } else { "" }
+                    ),
+                }))
+        }))
+    })
+    .workers(1)
+    // Each answer closes its connection, so none stays with this server when it stops.
+    .keep_alive(actix_web::http::KeepAlive::Disabled)
+    .shutdown_timeout(1)
+    .disable_signals()
+    .listen(listener)
+    .context("serving on the listener while starting")?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(server);
+    Ok(handle)
 }
 
 /// Where the served feed comes from, by role, and the tasks that keep it going.

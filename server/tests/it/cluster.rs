@@ -22,12 +22,35 @@ fn role(config: &mut Config, role: Role, nats: &NatsServer) {
     config.stale_after_ms = 500;
 }
 
-fn generator(nats: &NatsServer) -> TestServer {
-    TestServer::start(|config| role(config, Role::Generator, nats))
+async fn generator(nats: &NatsServer) -> TestServer {
+    ready(TestServer::start(|config| {
+        role(config, Role::Generator, nats)
+    }))
+    .await
 }
 
-fn edge(nats: &NatsServer) -> TestServer {
-    TestServer::start(|config| role(config, Role::Edge, nats))
+async fn edge(nats: &NatsServer) -> TestServer {
+    ready(TestServer::start(|config| role(config, Role::Edge, nats))).await
+}
+
+/// Waits until `server` has left its 503 "starting" phase: connected to NATS and, for an
+/// edge, backfilled. A request caught in the hand-over from the starting server to the real
+/// one may be reset; that counts as still starting.
+async fn ready(server: TestServer) -> TestServer {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let status = reqwest::get(server.url("/healthz"))
+            .await
+            .map(|response| response.status());
+        if status.as_ref().is_ok_and(|status| *status != 503) {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still starting after {PATIENCE:?}: {status:?}"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Follows `server` by long polls until `chain` has `ticks` more ticks.
@@ -76,8 +99,8 @@ fn metric(text: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn a_cursor_moves_between_edges_without_loss() {
     let nats = NatsServer::start();
-    let generator = generator(&nats);
-    let (a, b) = (edge(&nats), edge(&nats));
+    let generator = generator(&nats).await;
+    let (a, b) = (edge(&nats).await, edge(&nats).await);
     let mut chain = chain_at_head(&a).await;
     for _ in 0..3 {
         follow(&a, &mut chain, 100).await;
@@ -131,15 +154,15 @@ async fn a_cursor_moves_between_edges_without_loss() {
 #[tokio::test]
 async fn a_restarted_edge_backfills_and_resumes_cursors() {
     let nats = NatsServer::start();
-    let generator = generator(&nats);
-    let a = edge(&nats);
+    let generator = generator(&nats).await;
+    let a = edge(&nats).await;
     let mut chain = chain_at_head(&a).await;
     follow(&a, &mut chain, 50).await;
     a.shut_down().await.unwrap();
     // While A is down, the feed goes on: B, started later, sees the ticks A missed.
-    let b = edge(&nats);
+    let b = edge(&nats).await;
     b.wait_for_head(chain.cursor().unwrap() + 300).await;
-    let a = edge(&nats);
+    let a = edge(&nats).await;
     follow(&a, &mut chain, 500).await;
     assert_eq!(
         chain.gaps(),
@@ -159,8 +182,8 @@ async fn a_restarted_edge_backfills_and_resumes_cursors() {
 #[tokio::test]
 async fn a_nats_restart_delays_ticks_and_loses_none() {
     let mut nats = NatsServer::start();
-    let generator = generator(&nats);
-    let (a, b) = (edge(&nats), edge(&nats));
+    let generator = generator(&nats).await;
+    let (a, b) = (edge(&nats).await, edge(&nats).await);
     let mut on_a = chain_at_head(&a).await;
     follow(&a, &mut on_a, 50).await;
     let mut on_b = on_a.clone();
@@ -202,8 +225,8 @@ async fn a_nats_restart_delays_ticks_and_loses_none() {
 #[tokio::test]
 async fn a_dead_generator_shows_as_stale_and_a_new_one_goes_on() {
     let nats = NatsServer::start();
-    let generator = generator(&nats);
-    let a = edge(&nats);
+    let generator = generator(&nats).await;
+    let a = edge(&nats).await;
     let mut chain = chain_at_head(&a).await;
     follow(&a, &mut chain, 50).await;
     generator.shut_down().await.unwrap();
@@ -220,7 +243,7 @@ async fn a_dead_generator_shows_as_stale_and_a_new_one_goes_on() {
     let cursor = chain.cursor().unwrap();
     accept(&mut chain, &a.poll(&format!("since={cursor}")).await);
 
-    let generator = self::generator(&nats);
+    let generator = self::generator(&nats).await;
     until_health(&a, "the feed to be live again", |h| h["status"] == "ok").await;
     follow(&a, &mut chain, 200).await;
     assert_eq!(
@@ -242,8 +265,8 @@ async fn a_nats_outage_longer_than_the_window_is_a_gap_never_a_silent_loss() {
         role(config, as_role, &nats);
         config.retention = 200;
     };
-    let generator = TestServer::start(|config| small(config, Role::Generator));
-    let a = TestServer::start(|config| small(config, Role::Edge));
+    let generator = ready(TestServer::start(|config| small(config, Role::Generator))).await;
+    let a = ready(TestServer::start(|config| small(config, Role::Edge))).await;
     let mut chain = chain_at_head(&a).await;
     follow(&a, &mut chain, 50).await;
 
@@ -259,6 +282,29 @@ async fn a_nats_outage_longer_than_the_window_is_a_gap_never_a_silent_loss() {
     }
     assert_eq!(chain.gaps(), 1, "the lost stretch arrives as one gap");
     assert!(metric(&a.metrics().await, "tickscope_feed_holes_total") >= 1.0);
+    for server in [a, generator] {
+        server.shut_down().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_edge_waiting_for_nats_answers_starting_then_serves() {
+    let mut nats = NatsServer::start();
+    nats.kill();
+    let a = TestServer::start(|config| role(config, Role::Edge, &nats));
+    let starting = reqwest::get(a.url("/healthz")).await.unwrap();
+    assert_eq!(starting.status(), 503);
+    assert_eq!(starting.headers()["retry-after"], "1");
+    let body: Value = starting.json().await.unwrap();
+    assert_eq!(body["status"], "starting", "{body}");
+    let feed = reqwest::get(a.url("/api/snapshot")).await.unwrap();
+    assert_eq!(feed.status(), 503);
+
+    nats.restart();
+    let generator = generator(&nats).await;
+    let a = ready(a).await;
+    let mut chain = chain_at_head(&a).await;
+    follow(&a, &mut chain, 50).await;
     for server in [a, generator] {
         server.shut_down().await.unwrap();
     }
