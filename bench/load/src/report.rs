@@ -277,9 +277,7 @@ pub struct ReportArgs {
 }
 
 pub fn write(args: &ReportArgs) -> anyhow::Result<()> {
-    let runs = load(&args.results)?;
-    let setup = std::fs::read_to_string(&args.setup)
-        .with_context(|| format!("reading {}", args.setup.display()))?;
+    let (runs, setup) = inputs(&args.results, &args.setup)?;
     let chart_name = args
         .chart
         .file_name()
@@ -290,6 +288,13 @@ pub fn write(args: &ReportArgs) -> anyhow::Result<()> {
     chart(&runs, &args.chart)?;
     println!("wrote {} and {}", args.out.display(), args.chart.display());
     Ok(())
+}
+
+/// The saved runs in `results` and the text of the `setup` file.
+fn inputs(results: &Path, setup: &Path) -> anyhow::Result<(Vec<RunResult>, String)> {
+    let setup =
+        std::fs::read_to_string(setup).with_context(|| format!("reading {}", setup.display()))?;
+    Ok((load(results)?, setup))
 }
 
 fn load(dir: &Path) -> anyhow::Result<Vec<RunResult>> {
@@ -592,9 +597,7 @@ pub struct ClusterReportArgs {
 /// Writes the scale-out page: one edge fed through NATS against `--role all`, with the goals
 /// (capacity, added p50) computed from the runs.
 pub fn write_cluster(args: &ClusterReportArgs) -> anyhow::Result<()> {
-    let runs = load(&args.results)?;
-    let setup = std::fs::read_to_string(&args.setup)
-        .with_context(|| format!("reading {}", args.setup.display()))?;
+    let (runs, setup) = inputs(&args.results, &args.setup)?;
     let single = runs
         .iter()
         .find(|run| run.label == SINGLE)
