@@ -279,14 +279,19 @@ impl Broker {
         Ok(Some((last, decode_tick(&message.payload)?)))
     }
 
-    /// The newest price of `symbol` in the stream, if it has one.
-    async fn last_price(&self, symbol: &str) -> Option<f64> {
-        let stream = self.stream().await.ok()?;
-        let message = stream
-            .get_last_raw_message_by_subject(&format!("{SUBJECT_PREFIX}.{symbol}"))
-            .await
-            .ok()?;
-        decode_tick(&message.payload).ok().map(|tick| tick.price)
+    /// The newest price of each symbol that has one in the stream, by symbol id.
+    async fn last_prices(&self, universe: &Universe) -> anyhow::Result<Vec<(u16, f64)>> {
+        let stream = self.stream().await?;
+        let mut prices = Vec::new();
+        for (id, listing) in universe.listings().iter().enumerate() {
+            let subject = format!("{SUBJECT_PREFIX}.{}", listing.symbol);
+            match stream.get_last_raw_message_by_subject(&subject).await {
+                Ok(message) => prices.push((id as u16, decode_tick(&message.payload)?.price)),
+                Err(err) if err.kind() == LastRawMessageErrorKind::NoMessageFound => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        Ok(prices)
     }
 
     /// Publishes `ticks` pipelined, then waits for every acknowledgement; returns the stream
@@ -389,14 +394,15 @@ pub async fn start_generator(
         broker.last_tick().await.map(Some)
     })
     .await?;
-    let mut prices = Vec::new();
-    if last.is_some() {
-        for (id, listing) in universe.listings().iter().enumerate() {
-            if let Some(price) = broker.last_price(&listing.symbol).await {
-                prices.push((id as u16, price));
-            }
+    let prices = match last {
+        Some(_) => {
+            retry("reading the newest prices", shutdown, || async {
+                broker.last_prices(&universe).await.map(Some)
+            })
+            .await?
         }
-    }
+        None => Vec::new(),
+    };
     if let Some((stream_seq, tick)) = &last {
         info!(
             seq = tick.seq,

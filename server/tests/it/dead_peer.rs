@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep};
 
-use crate::helpers::{PATIENCE, TestServer};
+use crate::helpers::{PATIENCE, TestServer, metric};
 
 /// A network namespace with a veth pair to the host: the host end is `host_ip`.
 struct Namespace {
@@ -114,14 +114,7 @@ impl Drop for Namespace {
 }
 
 fn sse_clients(metrics: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|line| {
-            line.strip_prefix(r#"tickscope_clients{transport="sse"} "#)?
-                .parse()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no SSE clients gauge in\n{metrics}"))
+    metric(metrics, r#"tickscope_clients{transport="sse"}"#)
 }
 
 #[tokio::test]

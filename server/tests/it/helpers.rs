@@ -205,6 +205,13 @@ pub async fn next_sse_batch(events: &mut (impl Stream<Item = Event> + Unpin)) ->
     batch
 }
 
+/// The value of one series in a `/metrics` text; fails the test when it is missing.
+pub fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
 /// Feeds `batch` to `chain`, failing the test with the batch when the chain breaks.
 pub fn accept(chain: &mut CursorChain, batch: &Batch) {
     if let Err(err) = chain.accept(batch) {

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use tickscope_shared::cursor::CursorChain;
 
-use crate::helpers::{TestServer, accept, next_sse_batch, next_ws_batch};
+use crate::helpers::{TestServer, accept, metric, next_sse_batch, next_ws_batch};
 
 /// Enough ticks to cross many batches at the test rate.
 const WANTED: u64 = 400;
@@ -109,13 +109,6 @@ async fn symbol_filters_deliver_only_those_symbols_in_order() {
             accept(chain, &batch);
         }
     }
-}
-
-/// The value of one series in a `/metrics` text.
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{series} in\n{text}"))
 }
 
 #[tokio::test]
