@@ -7,7 +7,8 @@
 #   - just and wasm-opt (npm: rust-just, binaryen 132; Debian's binaryen 108 breaks the app).
 # With --browser it also installs Debian's chromium and chromium-driver for the browser tests,
 # with --nats Debian's nats-server (JetStream) for the scale-out tests and `just cluster`, and
-# with --net iproute2 and curl for the dead-peer test (a client in a network namespace).
+# with --net iproute2 and curl for the dead-peer tests (clients in a network namespace; the
+# WebSocket one is python3, which every machine has).
 set -euo pipefail
 # shellcheck source=tools.sh
 source "$(dirname "$0")/tools.sh"

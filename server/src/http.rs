@@ -16,6 +16,7 @@ use crate::error::ApiError;
 use crate::feed::{CANDLE_HISTORY_S, Subscription};
 use crate::limits::{self, Kind};
 use crate::metrics::Transport;
+use crate::peer;
 use crate::query::{InputError, Params};
 use crate::{AppState, Config, Role};
 
@@ -167,6 +168,15 @@ async fn long_poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .limits
         .admit(limits::peer(&req).ip(), Kind::LongPoll)?;
     let _client = state.metrics.client(Transport::LongPolling);
+    // Dropped unanswered when the connection goes: counted if the peer vanished.
+    let dead_peer = peer::Watch::new(
+        &req,
+        state
+            .metrics
+            .transport(Transport::LongPolling)
+            .dead_peers
+            .clone(),
+    );
 
     let mut published = state.feed.subscribe();
     let mut subscription = Subscription::new(&state.feed, filter, since);
@@ -188,6 +198,7 @@ async fn long_poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
             () = state.shutdown.cancelled() => break subscription.empty_frame(Framing::Json),
         }
     };
+    dead_peer.answered();
     state.metrics.sent(Transport::LongPolling, frame.text.len());
     Ok(json_body(frame.text.into_bytes()))
 }

@@ -9,7 +9,7 @@
 //! - [`http`]: the REST endpoints, polling and long polling; [`ws`]: WebSocket; [`sse`]:
 //!   Server-Sent Events;
 //! - [`query`] and [`error`]: decoding client input and answering its errors;
-//! - [`metrics`]: the Prometheus series;
+//! - [`metrics`]: the Prometheus series; [`peer`]: finding and counting dead peers;
 //! - [`cluster`]: the generator and edge roles over NATS JetStream.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the tests drive the
@@ -25,6 +25,7 @@ pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod origin;
+pub mod peer;
 pub mod query;
 pub mod simulator;
 pub mod sse;
@@ -146,7 +147,9 @@ pub async fn run(
     .workers(workers)
     // A feed's small writes go out at once, not held back for the peer's ACK (Nagle).
     .tcp_nodelay(true)
-    .on_connect(move |connection, _| find_dead_peers(connection, dead_peer_timeout))
+    .on_connect(move |connection, extensions| {
+        peer::on_connect(connection, extensions, dead_peer_timeout);
+    })
     .client_request_timeout(Duration::from_millis(request_head_timeout_ms))
     .disable_signals()
     .shutdown_timeout(shutdown_timeout_s)
@@ -314,30 +317,6 @@ impl Source {
             cluster: Some(status),
             tasks,
         })
-    }
-}
-
-/// Makes the kernel close a connection whose peer acknowledges nothing for `timeout`: sent
-/// data unacknowledged that long (TCP_USER_TIMEOUT), or an idle connection whose keepalive
-/// probes, from half of `timeout` on, go unanswered. A vanished SSE or long-poll client (a
-/// laptop closed, a network gone) is then dropped like one that closed, instead of after the
-/// kernel's 15 minutes of retransmissions.
-fn find_dead_peers(connection: &dyn std::any::Any, timeout: Duration) {
-    let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else {
-        return;
-    };
-    let socket = socket2::SockRef::from(stream);
-    // The kernel counts keepalive times in whole seconds, at least 1.
-    let second = Duration::from_secs(1);
-    let keepalive = socket2::TcpKeepalive::new()
-        .with_time((timeout / 2).max(second))
-        .with_interval((timeout / 8).max(second))
-        .with_retries(4);
-    let set = socket
-        .set_tcp_user_timeout(Some(timeout))
-        .and_then(|()| socket.set_tcp_keepalive(&keepalive));
-    if let Err(err) = set {
-        tracing::warn!("setting dead-peer detection on a connection: {err}");
     }
 }
 

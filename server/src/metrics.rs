@@ -81,6 +81,8 @@ pub struct TransportMetrics {
     pub slow_dropped: Counter,
     /// Clients dropped for silence: no message and no pong within the client timeout.
     pub silent_dropped: Counter,
+    /// Connections the kernel closed because the peer stopped acknowledging ([`crate::peer`]).
+    pub dead_peers: Counter,
 }
 
 /// Every metric of the server.
@@ -136,6 +138,7 @@ impl Metrics {
         let bytes_sent = Family::<TransportLabel, Counter>::default();
         let slow_dropped = Family::<TransportLabel, Counter>::default();
         let silent_dropped = Family::<TransportLabel, Counter>::default();
+        let dead_peers = Family::<TransportLabel, Counter>::default();
         registry.register(
             "slow_clients_dropped",
             "Clients dropped for taking no data while data waited",
@@ -145,6 +148,13 @@ impl Metrics {
             "silent_clients_dropped",
             "Clients dropped for sending nothing, not even a pong, within the client timeout",
             silent_dropped.clone(),
+        );
+        registry.register(
+            "dead_peers",
+            "Connections the kernel closed because their peer acknowledged nothing for \
+             --dead-peer-timeout-ms (a vanished client: sent data unacknowledged, or keepalive \
+             probes unanswered)",
+            dead_peers.clone(),
         );
         registry.register("requests", "HTTP requests per transport", requests.clone());
         registry.register(
@@ -190,6 +200,7 @@ impl Metrics {
                 bytes_sent: bytes_sent.get_or_create(&label).clone(),
                 slow_dropped: slow_dropped.get_or_create(&label).clone(),
                 silent_dropped: silent_dropped.get_or_create(&label).clone(),
+                dead_peers: dead_peers.get_or_create(&label).clone(),
             }
         });
         Self {

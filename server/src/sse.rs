@@ -24,6 +24,7 @@ use crate::feed::Subscription;
 use crate::limits::{self, Kind, Slot};
 use crate::metrics::Transport;
 use crate::origin;
+use crate::peer;
 use crate::query::{Params, parse_number};
 
 /// Events buffered for a stream before its task waits for the client to read.
@@ -55,17 +56,22 @@ pub async fn stream(
         state.metrics.reconnected(Transport::Sse, reason);
     }
     let subscription = Subscription::new(&state.feed, filter, since);
+    let dead_peer = peer::Watch::new(
+        &req,
+        state.metrics.transport(Transport::Sse).dead_peers.clone(),
+    );
     let (events, mut body) = mpsc::channel::<Bytes>(STREAM_BUFFER);
     actix_web::rt::spawn(connection(state.into_inner(), subscription, events, slot));
     let body = stream::poll_fn(move |cx| {
         body.poll_recv(cx)
             .map(|event| event.map(Ok::<_, Infallible>))
     });
-    Ok(HttpResponse::Ok()
+    let response = HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body))
+        .streaming(body);
+    Ok(peer::watch_body(response, dead_peer))
 }
 
 /// Feeds one stream until the client leaves or the server shuts down.

@@ -25,6 +25,7 @@ use crate::feed::Subscription;
 use crate::limits::{self, Kind, Slot};
 use crate::metrics::Transport;
 use crate::origin;
+use crate::peer;
 use crate::query::{InputError, Params, symbol_filter};
 
 /// `GET /api/ws`: upgrades the connection and spawns its task.
@@ -48,8 +49,16 @@ pub async fn handshake(
     if let Some(reason) = reconnect {
         state.metrics.reconnected(Transport::WebSocket, reason);
     }
+    let dead_peer = peer::Watch::new(
+        &req,
+        state
+            .metrics
+            .transport(Transport::WebSocket)
+            .dead_peers
+            .clone(),
+    );
     actix_web::rt::spawn(connection(state.into_inner(), session, stream, slot));
-    Ok(response)
+    Ok(peer::watch_body(response, dead_peer))
 }
 
 /// Serves one client until it leaves, misbehaves, goes silent, or the server shuts down.

@@ -1,0 +1,150 @@
+//! Dead peers: a client that vanishes without closing (a laptop lid shut, a network gone).
+//!
+//! Every accepted connection gets a TCP user timeout and keepalive probes ([`on_connect`]), so
+//! the kernel closes a connection whose peer acknowledges nothing for `--dead-peer-timeout-ms`
+//! instead of retransmitting for 15 minutes. actix then drops the response body or the
+//! handler's future, as it does when a client leaves, so the stream ends. To tell the two
+//! apart in `/metrics`, a [`Watch`] asks the kernel, while the socket is still open, whether
+//! it gave up on the peer: the connection is closed (no FIN came, so it is not half-closed)
+//! after unanswered retransmissions or keepalive probes.
+
+use std::any::Any;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_web::HttpRequest;
+use actix_web::HttpResponse;
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::dev::Extensions;
+use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+
+/// The connection's socket, kept in its extensions for [`Watch`]. Only its number is kept:
+/// actix owns the socket and closes it after dropping the request's body and handler.
+#[derive(Debug, Clone, Copy)]
+struct Socket(i32);
+
+/// Run for each accepted connection (`HttpServer::on_connect`): makes the kernel close it
+/// when its peer acknowledges nothing for `timeout` (sent data unacknowledged that long, or an
+/// idle connection's keepalive probes, from half of `timeout` on, unanswered), and keeps its
+/// socket for [`Watch`].
+pub fn on_connect(connection: &dyn Any, extensions: &mut Extensions, timeout: Duration) {
+    let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+        return;
+    };
+    let socket = socket2::SockRef::from(stream);
+    // The kernel counts keepalive times in whole seconds, at least 1.
+    let second = Duration::from_secs(1);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time((timeout / 2).max(second))
+        .with_interval((timeout / 8).max(second))
+        .with_retries(4);
+    let set = socket
+        .set_tcp_user_timeout(Some(timeout))
+        .and_then(|()| socket.set_tcp_keepalive(&keepalive));
+    if let Err(err) = set {
+        tracing::warn!("setting dead-peer detection on a connection: {err}");
+    }
+    #[cfg(unix)]
+    extensions.insert(Socket(std::os::fd::AsRawFd::as_raw_fd(stream)));
+    #[cfg(not(unix))]
+    let _ = extensions;
+}
+
+/// Counts a dead peer in `dead` if, when dropped, the kernel has given up on the request's
+/// connection. Held by a stream's response body ([`watch_body`]) or a held request's handler.
+pub struct Watch {
+    socket: Option<Socket>,
+    dead: Counter,
+}
+
+impl Watch {
+    pub fn new(req: &HttpRequest, dead: Counter) -> Self {
+        Self {
+            socket: req.conn_data::<Socket>().copied(),
+            dead,
+        }
+    }
+
+    /// The request was answered: its peer was alive.
+    pub fn answered(mut self) {
+        self.socket = None;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if self.socket.is_some_and(peer_vanished) {
+            self.dead.inc();
+        }
+    }
+}
+
+/// `response` with a body that holds `watch` until the connection lets go of it.
+pub fn watch_body(response: HttpResponse, watch: Watch) -> HttpResponse {
+    response
+        .map_body(|_, body| Watched {
+            body,
+            _watch: watch,
+        })
+        .map_into_boxed_body()
+}
+
+struct Watched {
+    body: BoxBody,
+    // Held for its `Drop`, which runs when the connection lets go of the body.
+    _watch: Watch,
+}
+
+impl MessageBody for Watched {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.body).poll_next(cx)
+    }
+}
+
+/// `TCP_CLOSE` in the kernel's `tcp_states.h`.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TCP_CLOSE: u8 = 7;
+
+/// Whether the kernel closed the connection after retransmissions or keepalive probes went
+/// unanswered. A peer that closed leaves it half-closed (`CLOSE_WAIT`), not closed; one that
+/// reset it while acknowledging everything has no retransmissions or probes outstanding.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn peer_vanished(socket: Socket) -> bool {
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a zeroed `tcp_info` of `len` bytes, which the kernel fills at most;
+    // `socket` is the connection's open socket (actix closes it only after dropping the body
+    // and handler that hold the `Watch`), and the call only reads its state.
+    let read = unsafe {
+        libc::getsockopt(
+            socket.0,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if read != 0 {
+        return false;
+    }
+    // SAFETY: zeroed, then partly or wholly written by the kernel: every bit pattern is a
+    // valid `tcp_info` (plain integers).
+    let info = unsafe { info.assume_init() };
+    info.tcpi_state == TCP_CLOSE && (info.tcpi_retransmits > 0 || info.tcpi_probes > 0)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn peer_vanished(_socket: Socket) -> bool {
+    false
+}
