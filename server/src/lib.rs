@@ -10,6 +10,7 @@
 //!   Server-Sent Events;
 //! - [`query`] and [`error`]: decoding client input and answering its errors;
 //! - [`metrics`]: the Prometheus series; [`peer`]: finding and counting dead peers;
+//! - [`pieces`]: response bodies in pieces, so connections' write buffers stay small;
 //! - [`cluster`]: the generator and edge roles over NATS JetStream.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the tests drive the
@@ -26,6 +27,7 @@ pub mod limits;
 pub mod metrics;
 pub mod origin;
 pub mod peer;
+pub mod pieces;
 pub mod query;
 pub mod simulator;
 pub mod sse;
@@ -136,6 +138,7 @@ pub async fn run(
         .context("reading the listener's address")?;
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(pieces::in_pieces))
             .wrap(Condition::new(
                 !state.config.cors_origins.is_empty(),
                 cors(&state.config.cors_origins),
@@ -147,6 +150,8 @@ pub async fn run(
     .workers(workers)
     // A feed's small writes go out at once, not held back for the peer's ACK (Nagle).
     .tcp_nodelay(true)
+    // With bodies in pieces, a connection's write buffer keeps its first size (`pieces`).
+    .h1_write_buffer_size(pieces::PIECE)
     .on_connect(move |connection, extensions| {
         peer::on_connect(connection, extensions, dead_peer_timeout);
     })

@@ -8,7 +8,7 @@ use fantoccini::{Client, Locator};
 use serde_json::json;
 
 use crate::chromedriver::ChromeDriver;
-use crate::helpers::TestServer;
+use crate::helpers::{PATIENCE, TestServer};
 
 fn dist_dir() -> PathBuf {
     let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
@@ -44,9 +44,13 @@ async fn wait_text(browser: &Client, css: &str, what: &str, ok: impl Fn(&str) ->
     }
 }
 
+/// Clicks `css` once the app has rendered it (the app mounts after its WASM loads, which can
+/// be after the page's load event).
 async fn click(browser: &Client, css: &str) {
     browser
-        .find(Locator::Css(css))
+        .wait()
+        .at_most(PATIENCE)
+        .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|err| panic!("finding {css}: {err}"))
         .click()
