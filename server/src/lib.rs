@@ -34,15 +34,18 @@ pub mod sse;
 pub mod symbols;
 pub mod ws;
 
+use std::cell::OnceCell;
 use std::future::Future;
 use std::net::TcpListener;
-use std::sync::Arc;
-
+use std::rc::Rc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_cors::Cors;
-use actix_web::middleware::Condition;
-use actix_web::{App, HttpServer, web};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{Condition, Next};
+use actix_web::{App, HttpResponse, HttpServer, web};
 use anyhow::{Context, anyhow};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -94,77 +97,50 @@ pub async fn run(
     config.validate().map_err(|err| anyhow!(err))?;
     let mut shutdown = std::pin::pin!(shutdown);
     let stop = CancellationToken::new();
-    // Getting ready may wait on the broker (and an edge on its backfill). Meanwhile every
-    // request gets 503 "starting", so probes see a live process; a shutdown ends the wait.
-    let starting = (config.role != Role::All)
-        .then(|| starting_server(&listener, config.role))
-        .transpose()?;
-    let ready = tokio::select! {
-        ready = Source::start(&config, &stop) => ready,
-        () = &mut shutdown => {
-            info!("stopped before serving");
-            return Ok(());
-        }
-    };
-    if let Some(starting) = starting {
-        // Gracefully: a request it already took gets its 503, not a reset.
-        starting.stop(true).await;
+    let ready = Arc::new(OnceLock::new());
+    let mut tasks = Vec::new();
+    // The simulator is ready at once, before the first request.
+    if config.role == Role::All {
+        tasks = ready_state(&ready, Source::start(&config, &stop).await?, &config, &stop);
     }
-    let ready = ready?;
-    let Source {
-        feed,
-        metrics,
-        cluster,
-        tasks,
-    } = ready;
-    let workers = match config.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    let shutdown_timeout_s = config.shutdown_timeout_ms.div_ceil(1000);
-    let request_head_timeout_ms = config.request_head_timeout_ms;
-    let dead_peer_timeout = Duration::from_millis(config.dead_peer_timeout_ms);
-    let state = web::Data::new(AppState {
-        limits: Limits::new(&config),
-        config,
-        feed,
-        metrics,
-        cluster,
-        shutdown: stop.clone(),
-        started_us: clock::now_us(),
-    });
     let addr = listener
         .local_addr()
         .context("reading the listener's address")?;
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(actix_web::middleware::from_fn(pieces::in_pieces))
-            .wrap(Condition::new(
-                !state.config.cors_origins.is_empty(),
-                cors(&state.config.cors_origins),
-            ))
-            .app_data(state.clone())
-            .configure(|cfg| http::routes(cfg, state.config.role))
-            .configure(|cfg| http::static_files(cfg, &state.config))
-    })
-    .workers(workers)
-    // A feed's small writes go out at once, not held back for the peer's ACK (Nagle).
-    .tcp_nodelay(true)
-    // With bodies in pieces, a connection's write buffer keeps its first size (`pieces`).
-    .h1_write_buffer_size(pieces::PIECE)
-    .on_connect(move |connection, extensions| {
-        peer::on_connect(connection, extensions, dead_peer_timeout);
-    })
-    .client_request_timeout(Duration::from_millis(request_head_timeout_ms))
-    .disable_signals()
-    .shutdown_timeout(shutdown_timeout_s)
-    .listen(listener)
-    .context("serving on the listener")?
-    .run();
-    info!(%addr, workers, "tickscope listening on http://{addr}");
-
+    let server = http_server(listener, &config, ready.clone())?;
     let handle = server.handle();
     let mut server = std::pin::pin!(server);
+    if ready.get().is_none() {
+        // A generator or an edge waits on the broker, and an edge on its backfill; meanwhile
+        // every request gets 503 "starting", so probes see a live process. Nothing hands over
+        // between servers: the same server serves once the state is in place.
+        info!(%addr, "starting: waiting for NATS");
+        let started = tokio::select! {
+            started = Source::start(&config, &stop) => Some(started),
+            result = &mut server => {
+                result.context("the HTTP server stopped")?;
+                return Err(anyhow!("the HTTP server stopped while starting"));
+            }
+            () = &mut shutdown => None,
+        };
+        match started {
+            Some(Ok(source)) => tasks = ready_state(&ready, source, &config, &stop),
+            stopped_or_failed => {
+                stop.cancel();
+                let stopped = handle.stop(true);
+                server.await.context("the HTTP server stopped")?;
+                stopped.await;
+                return match stopped_or_failed {
+                    Some(Err(err)) => Err(err),
+                    _ => {
+                        info!("stopped before serving");
+                        Ok(())
+                    }
+                };
+            }
+        }
+    }
+    info!(%addr, "tickscope listening on http://{addr}");
+
     tokio::select! {
         result = &mut server => result.context("the HTTP server stopped")?,
         () = &mut shutdown => {
@@ -184,40 +160,128 @@ pub async fn run(
     Ok(())
 }
 
-/// A server on a clone of `listener` that answers everything with 503 "starting" until the
-/// feed is ready; its handle stops it, and the listener goes on to the real server.
-fn starting_server(
-    listener: &TcpListener,
-    role: Role,
-) -> anyhow::Result<actix_web::dev::ServerHandle> {
-    let listener = listener
-        .try_clone()
-        .context("sharing the listener while starting")?;
+/// Puts the started feed in place for every worker; returns its tasks.
+fn ready_state(
+    ready: &OnceLock<web::Data<AppState>>,
+    source: Source,
+    config: &Config,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let Source {
+        feed,
+        metrics,
+        cluster,
+        tasks,
+    } = source;
+    let state = web::Data::new(AppState {
+        limits: Limits::new(config),
+        config: config.clone(),
+        feed,
+        metrics,
+        cluster,
+        shutdown: stop.clone(),
+        started_us: clock::now_us(),
+    });
+    if ready.set(state).is_err() {
+        unreachable!("the state is put in place once");
+    }
+    tasks
+}
+
+/// The HTTP server on `listener`, already accepting. Its routes need only the config; the
+/// state they serve comes through [`Gate`] once it is in `ready`.
+fn http_server(
+    listener: TcpListener,
+    config: &Config,
+    ready: Arc<OnceLock<web::Data<AppState>>>,
+) -> anyhow::Result<actix_web::dev::Server> {
+    let workers = match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let dead_peer_timeout = Duration::from_millis(config.dead_peer_timeout_ms);
+    let app_config = config.clone();
     let server = HttpServer::new(move || {
-        App::new().default_service(web::to(move || async move {
-            actix_web::HttpResponse::ServiceUnavailable()
+        let gate = Rc::new(Gate {
+            ready: ready.clone(),
+            data: OnceCell::new(),
+            role: app_config.role,
+        });
+        App::new()
+            .wrap(actix_web::middleware::from_fn(pieces::in_pieces))
+            .wrap(Condition::new(
+                !app_config.cors_origins.is_empty(),
+                cors(&app_config.cors_origins),
+            ))
+            .wrap(actix_web::middleware::from_fn(move |req, next| {
+                Gate::pass(gate.clone(), req, next)
+            }))
+            .configure(|cfg| http::routes(cfg, app_config.role))
+            .configure(|cfg| http::static_files(cfg, &app_config))
+    })
+    .workers(workers)
+    // A feed's small writes go out at once, not held back for the peer's ACK (Nagle).
+    .tcp_nodelay(true)
+    // With bodies in pieces, a connection's write buffer keeps its first size (`pieces`).
+    .h1_write_buffer_size(pieces::PIECE)
+    .on_connect(move |connection, extensions| {
+        peer::on_connect(connection, extensions, dead_peer_timeout);
+    })
+    .client_request_timeout(Duration::from_millis(config.request_head_timeout_ms))
+    .disable_signals()
+    .shutdown_timeout(config.shutdown_timeout_ms.div_ceil(1000))
+    .listen(listener)
+    .context("serving on the listener")?
+    .run();
+    info!(workers, "HTTP server started");
+    Ok(server)
+}
+
+/// Per worker: lets requests through to the routes once the state is ready, with the state
+/// as their app data; until then answers 503 "starting" with `Retry-After`.
+struct Gate {
+    ready: Arc<OnceLock<web::Data<AppState>>>,
+    /// This worker's app data, made once from `ready`.
+    data: OnceCell<Rc<Extensions>>,
+    role: Role,
+}
+
+impl Gate {
+    fn data(&self) -> Option<Rc<Extensions>> {
+        if let Some(data) = self.data.get() {
+            return Some(data.clone());
+        }
+        let state = self.ready.get()?;
+        let data = self.data.get_or_init(|| {
+            let mut data = Extensions::new();
+            data.insert(state.clone());
+            Rc::new(data)
+        });
+        Some(data.clone())
+    }
+
+    async fn pass(
+        gate: Rc<Gate>,
+        mut req: ServiceRequest,
+        next: Next<impl MessageBody + 'static>,
+    ) -> Result<ServiceResponse, actix_web::Error> {
+        let Some(data) = gate.data() else {
+            let waiting = if gate.role == Role::Edge {
+                "NATS and its backfill"
+            } else {
+                "NATS"
+            };
+            let response = HttpResponse::ServiceUnavailable()
                 .insert_header((actix_web::http::header::RETRY_AFTER, "1"))
                 .json(serde_json::json!({
                     "status": "starting",
-                    "error": format!(
-                        "starting: this {} is waiting for NATS{}",
-                        role.as_str(),
-                        if role == Role::Edge { " and its backfill" } else { "" }
-                    ),
-                }))
-        }))
-    })
-    .workers(1)
-    // Each answer closes its connection, so none stays with this server when it stops.
-    .keep_alive(actix_web::http::KeepAlive::Disabled)
-    .shutdown_timeout(1)
-    .disable_signals()
-    .listen(listener)
-    .context("serving on the listener while starting")?
-    .run();
-    let handle = server.handle();
-    actix_web::rt::spawn(server);
-    Ok(handle)
+                    "error": format!("starting: this {} is waiting for {waiting}", gate.role.as_str()),
+                }));
+            return Ok(req.into_response(response));
+        };
+        req.add_data_container(data);
+        Ok(next.call(req).await?.map_into_boxed_body())
+    }
 }
 
 /// Where the served feed comes from, by role, and the tasks that keep it going.

@@ -34,23 +34,43 @@ async fn edge(nats: &NatsServer) -> TestServer {
 }
 
 /// Waits until `server` has left its 503 "starting" phase: connected to NATS and, for an
-/// edge, backfilled. A request caught in the hand-over from the starting server to the real
-/// one may be reset; that counts as still starting.
+/// edge, backfilled. Every request is answered, 503 or not; none fails.
 async fn ready(server: TestServer) -> TestServer {
+    until_served(&server.url("/healthz")).await;
+    server
+}
+
+/// Asks `url` on a new connection each time until the answer is not 503 "starting"; returns
+/// how many 503s came first. Panics on a failed request: a reset or a refused connection.
+async fn until_served(url: &str) -> u32 {
     let deadline = Instant::now() + PATIENCE;
+    let mut starting = 0;
     loop {
-        let status = reqwest::get(server.url("/healthz"))
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap();
+        let status = client
+            .get(url)
+            .send()
             .await
-            .map(|response| response.status());
-        if status.as_ref().is_ok_and(|status| *status != 503) {
-            return server;
+            .unwrap_or_else(|err| panic!("a request while starting failed: {err:?}"))
+            .status();
+        if status != 503 {
+            assert_eq!(status, 200);
+            return starting;
         }
+        starting += 1;
         assert!(
             Instant::now() < deadline,
-            "still starting after {PATIENCE:?}: {status:?}"
+            "still starting after {PATIENCE:?}"
         );
-        sleep(Duration::from_millis(20)).await;
+        sleep(Duration::from_millis(5)).await;
     }
+}
+
+async fn until_served_owned(url: String) -> u32 {
+    until_served(&url).await
 }
 
 /// Follows `server` by long polls until `chain` has `ticks` more ticks.
@@ -294,8 +314,16 @@ async fn an_edge_waiting_for_nats_answers_starting_then_serves() {
     let feed = reqwest::get(a.url("/api/snapshot")).await.unwrap();
     assert_eq!(feed.status(), 503);
 
+    // Clients keep asking while the edge gets ready: each is answered, 503 until it serves.
+    let askers: Vec<_> = ["/healthz", "/api/snapshot", "/healthz", "/api/symbols"]
+        .into_iter()
+        .map(|path| tokio::spawn(until_served_owned(a.url(path))))
+        .collect();
     nats.restart();
     let generator = generator(&nats).await;
+    for asker in askers {
+        assert!(asker.await.unwrap() > 0, "asked while starting");
+    }
     let a = ready(a).await;
     let mut chain = chain_at_head(&a).await;
     follow(&a, &mut chain, 50).await;
