@@ -60,10 +60,11 @@ lint:
     cargo fmt --all --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# Dependency policy with cargo deny: licenses, banned crates, sources (installs cargo-deny once)
+# Dependency policy with cargo deny: licenses, bans, sources; advisories too where GitHub (the RustSec database) is reachable
 deny:
     cargo deny --version 2>/dev/null | grep -q "^cargo-deny 0.20.2$" || cargo install cargo-deny --version 0.20.2 --locked
     cargo deny check bans licenses sources
+    @if timeout 30 git ls-remote https://github.com/rustsec/advisory-db HEAD >/dev/null 2>&1; then cargo deny check advisories; else echo "deny: advisories NOT checked: the RustSec database (github.com/rustsec/advisory-db) is unreachable from here" >&2; fi
 
 # Lint, then every test
 check: lint deny test
