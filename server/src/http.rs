@@ -169,14 +169,7 @@ async fn long_poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpR
         .admit(limits::peer(&req).ip(), Kind::LongPoll)?;
     let _client = state.metrics.client(Transport::LongPolling);
     // Dropped unanswered when the connection goes: counted if the peer vanished.
-    let dead_peer = peer::Watch::new(
-        &req,
-        state
-            .metrics
-            .transport(Transport::LongPolling)
-            .dead_peers
-            .clone(),
-    );
+    let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::LongPolling);
 
     let mut published = state.feed.subscribe();
     let mut subscription = Subscription::new(&state.feed, filter, since);

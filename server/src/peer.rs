@@ -9,16 +9,13 @@
 //! after unanswered retransmissions or keepalive probes.
 
 use std::any::Any;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use actix_web::HttpRequest;
-use actix_web::HttpResponse;
-use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::Extensions;
-use bytes::Bytes;
+use actix_web::{HttpRequest, HttpResponse};
 use prometheus_client::metrics::counter::Counter;
+
+use crate::metrics::{Metrics, Transport};
 
 /// The connection's socket, kept in its extensions for [`Watch`]. Only its number is kept:
 /// actix owns the socket and closes it after dropping the request's body and handler.
@@ -52,19 +49,26 @@ pub fn on_connect(connection: &dyn Any, extensions: &mut Extensions, timeout: Du
     let _ = extensions;
 }
 
-/// Counts a dead peer in `dead` if, when dropped, the kernel has given up on the request's
-/// connection. Held by a stream's response body ([`watch_body`]) or a held request's handler.
+/// Counts a dead peer of its transport if, when dropped, the kernel has given up on the
+/// request's connection. Held by a held request's handler, or by a stream's response body
+/// ([`Watch::attach`]).
 pub struct Watch {
     socket: Option<Socket>,
     dead: Counter,
 }
 
 impl Watch {
-    pub fn new(req: &HttpRequest, dead: Counter) -> Self {
+    pub fn new(req: &HttpRequest, metrics: &Metrics, transport: Transport) -> Self {
         Self {
             socket: req.conn_data::<Socket>().copied(),
-            dead,
+            dead: metrics.transport(transport).dead_peers.clone(),
         }
+    }
+
+    /// Leaves the watch with `response`: [`crate::pieces`] moves it into the response's body,
+    /// which the connection drops when it ends.
+    pub fn attach(self, response: &mut HttpResponse) {
+        response.extensions_mut().insert(self);
     }
 
     /// The request was answered: its peer was alive.
@@ -78,37 +82,6 @@ impl Drop for Watch {
         if self.socket.is_some_and(peer_vanished) {
             self.dead.inc();
         }
-    }
-}
-
-/// `response` with a body that holds `watch` until the connection lets go of it.
-pub fn watch_body(response: HttpResponse, watch: Watch) -> HttpResponse {
-    response
-        .map_body(|_, body| Watched {
-            body,
-            _watch: watch,
-        })
-        .map_into_boxed_body()
-}
-
-struct Watched {
-    body: BoxBody,
-    // Held for its `Drop`, which runs when the connection lets go of the body.
-    _watch: Watch,
-}
-
-impl MessageBody for Watched {
-    type Error = Box<dyn std::error::Error>;
-
-    fn size(&self) -> BodySize {
-        self.body.size()
-    }
-
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        Pin::new(&mut self.body).poll_next(cx)
     }
 }
 

@@ -18,19 +18,20 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use bytes::Bytes;
 
+use crate::peer::Watch;
+
 /// The most a body hands over at once, and the write-buffer fill at which the server flushes.
 pub const PIECE: usize = 4096;
 
-/// Middleware: every response's body goes out in pieces.
+/// Middleware: every response's body goes out in pieces, and takes along the dead-peer
+/// [`Watch`] its handler attached, so the watch ends with the body.
 pub async fn in_pieces(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<Pieces>, Error> {
-    let response = next.call(req).await?;
-    Ok(response.map_body(|_, body| Pieces {
-        body: BoxBody::new(body),
-        rest: Bytes::new(),
-    }))
+    let mut response = next.call(req).await?;
+    let watch = response.response_mut().extensions_mut().remove::<Watch>();
+    Ok(response.map_body(|_, body| Pieces::new(BoxBody::new(body), watch)))
 }
 
 /// A body whose chunks are split into pieces of at most [`PIECE`] bytes.
@@ -38,6 +39,18 @@ pub struct Pieces {
     body: BoxBody,
     /// What is left of the chunk being handed over.
     rest: Bytes,
+    /// Held for its `Drop`, which runs when the connection lets go of the body.
+    _watch: Option<Watch>,
+}
+
+impl Pieces {
+    fn new(body: BoxBody, watch: Option<Watch>) -> Self {
+        Self {
+            body,
+            rest: Bytes::new(),
+            _watch: watch,
+        }
+    }
 }
 
 impl MessageBody for Pieces {
@@ -71,10 +84,7 @@ mod tests {
     #[actix_web::test]
     async fn a_body_comes_whole_in_pieces_of_at_most_a_piece() {
         let text: Bytes = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-        let mut pieces = Pieces {
-            body: BoxBody::new(text.clone()),
-            rest: Bytes::new(),
-        };
+        let mut pieces = Pieces::new(BoxBody::new(text.clone()), None);
         assert_eq!(pieces.size(), BodySize::Sized(10_000));
         let mut lens = Vec::new();
         let mut whole = Vec::new();
@@ -89,10 +99,7 @@ mod tests {
         assert_eq!(lens, [4096, 4096, 1808]);
         assert_eq!(whole, text);
 
-        let small = Pieces {
-            body: BoxBody::new("short"),
-            rest: Bytes::new(),
-        };
+        let small = Pieces::new(BoxBody::new("short"), None);
         let body = to_bytes_limited(small, 100).await.unwrap().unwrap();
         assert_eq!(body, "short");
     }

@@ -56,22 +56,20 @@ pub async fn stream(
         state.metrics.reconnected(Transport::Sse, reason);
     }
     let subscription = Subscription::new(&state.feed, filter, since);
-    let dead_peer = peer::Watch::new(
-        &req,
-        state.metrics.transport(Transport::Sse).dead_peers.clone(),
-    );
+    let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::Sse);
     let (events, mut body) = mpsc::channel::<Bytes>(STREAM_BUFFER);
     actix_web::rt::spawn(connection(state.into_inner(), subscription, events, slot));
     let body = stream::poll_fn(move |cx| {
         body.poll_recv(cx)
             .map(|event| event.map(Ok::<_, Infallible>))
     });
-    let response = HttpResponse::Ok()
+    let mut response = HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
         .streaming(body);
-    Ok(peer::watch_body(response, dead_peer))
+    dead_peer.attach(&mut response);
+    Ok(response)
 }
 
 /// Feeds one stream until the client leaves or the server shuts down.

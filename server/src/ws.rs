@@ -38,7 +38,7 @@ pub async fn handshake(
     origin::check(&req, &state.config.allowed_origins)?;
     let reconnect = Params::parse(req.query_string())?.reconnect()?;
     let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
+    let (mut response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
         ApiError::BadRequest(format!("this endpoint takes a WebSocket upgrade: {err}"))
     })?;
     let max_bytes = state.config.max_ws_message_bytes as usize;
@@ -49,16 +49,10 @@ pub async fn handshake(
     if let Some(reason) = reconnect {
         state.metrics.reconnected(Transport::WebSocket, reason);
     }
-    let dead_peer = peer::Watch::new(
-        &req,
-        state
-            .metrics
-            .transport(Transport::WebSocket)
-            .dead_peers
-            .clone(),
-    );
+    let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::WebSocket);
     actix_web::rt::spawn(connection(state.into_inner(), session, stream, slot));
-    Ok(peer::watch_body(response, dead_peer))
+    dead_peer.attach(&mut response);
+    Ok(response)
 }
 
 /// Serves one client until it leaves, misbehaves, goes silent, or the server shuts down.
