@@ -118,18 +118,10 @@ async fn backlog(http: &reqwest::Client, url: &str, browser: &Client) -> anyhow:
 
 /// CPU seconds (user + system) of every process of this driver's Chromium.
 fn chromium_cpu_s(driver: &ChromeDriver) -> anyhow::Result<f64> {
-    let profile = driver.profile.display().to_string();
     let ticks_per_s = 100.0; // USER_HZ on Linux.
     let mut total = 0.0;
-    for entry in std::fs::read_dir("/proc")? {
-        let path = entry?.path();
-        let Ok(cmdline) = std::fs::read(path.join("cmdline")) else {
-            continue;
-        };
-        if !String::from_utf8_lossy(&cmdline).contains(&profile) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+    for pid in driver.browser_pids() {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
         // Fields after the ")" that closes the command name: utime and stime are 12th and 13th.

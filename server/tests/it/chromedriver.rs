@@ -73,12 +73,40 @@ impl ChromeDriver {
             .await
             .expect("opening a Chromium session")
     }
+
+    /// The pids of this driver's Chromium processes: those started with its profile folder.
+    /// Chromium's helpers rewrite their command line into one space-separated string, so
+    /// arguments are split at spaces as well as at NULs.
+    pub fn browser_pids(&self) -> Vec<libc::pid_t> {
+        let flag = format!("--user-data-dir={}", self.profile.display());
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let pid = entry.file_name().to_str()?.parse().ok()?;
+                let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+                cmdline
+                    .split(|&byte| byte == 0 || byte == b' ')
+                    .any(|arg| arg == flag.as_bytes())
+                    .then_some(pid)
+            })
+            .collect()
+    }
 }
 
 impl Drop for ChromeDriver {
+    /// Kills the driver and its browser. A session closed in order has ended the browser
+    /// already; one left open by a failing test has not, and killing the driver alone would
+    /// leave its Chromium running.
     fn drop(&mut self) {
         let _ = self.process.kill();
         let _ = self.process.wait();
+        for pid in self.browser_pids() {
+            // SAFETY: kill takes plain integers; a pid gone meanwhile only makes it fail.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
