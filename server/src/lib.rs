@@ -248,9 +248,6 @@ struct Gate {
 
 impl Gate {
     fn data(&self) -> Option<Rc<Extensions>> {
-        if let Some(data) = self.data.get() {
-            return Some(data.clone());
-        }
         let state = self.ready.get()?;
         let data = self.data.get_or_init(|| {
             let mut data = Extensions::new();

@@ -31,7 +31,7 @@ pub async fn in_pieces(
 ) -> Result<ServiceResponse<Pieces>, Error> {
     let mut response = next.call(req).await?;
     let watch = response.response_mut().extensions_mut().remove::<Watch>();
-    Ok(response.map_body(|_, body| Pieces::new(BoxBody::new(body), watch)))
+    Ok(response.map_body(|_, body| Pieces::new(body.boxed(), watch)))
 }
 
 /// A body whose chunks are split into pieces of at most [`PIECE`] bytes.
