@@ -6,8 +6,9 @@
 //! - [`feed`]: publishing, the retained window, latest quotes, candles, and [`feed::Subscription`],
 //!   a client's cursor into it;
 //! - [`encode`]: batches written from pre-encoded ticks;
-//! - [`http`]: the REST endpoints, polling and long polling; [`ws`]: WebSocket; [`sse`]:
-//!   Server-Sent Events;
+//! - [`http`]: the REST endpoints, polling and long polling; [`ws`]: WebSocket, with
+//!   [`frame_guard`] (frames refused at their header) and [`hang_up`] (closed connections
+//!   ended); [`sse`]: Server-Sent Events;
 //! - [`query`] and [`error`]: decoding client input and answering its errors;
 //! - [`metrics`]: the Prometheus series; [`peer`]: finding and counting dead peers;
 //! - [`pieces`]: response bodies in pieces, so connections' write buffers stay small;
@@ -22,6 +23,8 @@ pub mod config;
 pub mod encode;
 pub mod error;
 pub mod feed;
+pub mod frame_guard;
+pub mod hang_up;
 pub mod http;
 pub mod limits;
 pub mod metrics;

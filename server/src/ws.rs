@@ -4,15 +4,21 @@
 //! client's messages, the feed's publish signal, the heartbeat and shutdown, which breaks with
 //! the close reason to send. Bad input closes only that connection, with a code and a reason:
 //! 1003 for binary messages, 1007 for text that is not UTF-8, 1008 for a message that is not a
-//! valid request, 1009 for one over the size limit; 1001 when the server shuts down.
+//! valid request, 1009 for one over the size limit (refused at the header that declares it,
+//! [`crate::frame_guard`]), 1002 for a broken frame; 1001 when the server shuts down. A
+//! connection the server closes is shut down a short grace later ([`crate::hang_up`]).
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::body::MessageBody;
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use actix_ws::{
     AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
 };
+use futures_util::Stream;
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
 use tokio::time::{Instant, interval_at};
 use tracing::debug;
@@ -22,6 +28,8 @@ use crate::clock::now_us;
 use crate::encode::Framing;
 use crate::error::ApiError;
 use crate::feed::Subscription;
+use crate::frame_guard::{FrameGuard, Refusal};
+use crate::hang_up::{Arm, HangUp};
 use crate::limits::{self, Kind, Slot};
 use crate::metrics::Transport;
 use crate::origin;
@@ -38,10 +46,17 @@ pub async fn handshake(
     origin::check(&req, &state.config.allowed_origins)?;
     let reconnect = Params::parse(req.query_string())?.reconnect()?;
     let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
-    let (mut response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
+    let max_bytes = state.config.max_ws_message_bytes;
+    // Frames declaring more than the limit are refused at their header, before actix buffers
+    // them (see `frame_guard`).
+    let guarded: Pin<Box<dyn Stream<Item = _>>> = Box::pin(FrameGuard::new(body, max_bytes));
+    let body = web::Payload::from_request(&req, &mut Payload::Stream { payload: guarded })
+        .await
+        .expect("web::Payload takes any payload: its extractor cannot fail");
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
         ApiError::BadRequest(format!("this endpoint takes a WebSocket upgrade: {err}"))
     })?;
-    let max_bytes = state.config.max_ws_message_bytes as usize;
+    let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
     let stream = stream
         .max_frame_size(max_bytes)
         .aggregate_continuations()
@@ -49,8 +64,18 @@ pub async fn handshake(
     if let Some(reason) = reconnect {
         state.metrics.reconnected(Transport::WebSocket, reason);
     }
+    let hang_up = Arm::default();
+    let socket = peer::Socket::of(&req);
+    let mut response =
+        response.map_body(|_, body| HangUp::new(body, hang_up.clone(), socket).boxed());
     let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::WebSocket);
-    actix_web::rt::spawn(connection(state.into_inner(), session, stream, slot));
+    actix_web::rt::spawn(connection(
+        state.into_inner(),
+        session,
+        stream,
+        slot,
+        hang_up,
+    ));
     dead_peer.attach(&mut response);
     Ok(response)
 }
@@ -61,6 +86,7 @@ async fn connection(
     mut session: Session,
     mut stream: AggregatedMessageStream,
     _slot: Slot,
+    hang_up: Arm,
 ) {
     let _client = state.metrics.client(Transport::WebSocket);
     let mut published = state.feed.subscribe();
@@ -69,6 +95,7 @@ async fn connection(
     let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     let mut last_heard = Instant::now();
     let mut budget = MessageBudget::new(state.config.max_ws_messages_per_s);
+    let mut client_closed = false;
     // Made once: registering with the token on every turn of the loop costs a lock.
     let shutdown = state.shutdown.clone();
     let mut shutting_down = std::pin::pin!(shutdown.cancelled());
@@ -136,6 +163,7 @@ async fn connection(
                     Ok(AggregatedMessage::Pong(_)) => {}
                     Ok(AggregatedMessage::Close(their_reason)) => {
                         debug!(?their_reason, "websocket client closed");
+                        client_closed = true;
                         break Some(reason(CloseCode::Normal, "bye"));
                     }
                     Err(err) => break Some(protocol_close(&state, &err)),
@@ -164,6 +192,11 @@ async fn connection(
             }
         }
     };
+    // A close the client started is ended by the client; any other by the server, which
+    // keeps the client's stream unread meanwhile.
+    if !client_closed {
+        hang_up.arm(stream);
+    }
     if let Some(close) = close {
         // A slow client may not take even the close frame; it is dropped either way.
         let _ = tokio::time::timeout(Duration::from_secs(1), session.close(Some(close))).await;
@@ -243,9 +276,16 @@ pub fn decode(text: &str) -> Result<ClientMessage, InputError> {
 
 fn protocol_close(state: &AppState, err: &ProtocolError) -> CloseReason {
     let max = state.config.max_ws_message_bytes;
+    if let Some(refusal) = Refusal::of(err) {
+        let code = match refusal {
+            Refusal::MessageTooLarge { .. } => CloseCode::Size,
+            Refusal::ControlTooLong { .. } => CloseCode::Protocol,
+        };
+        return reason(code, &refusal.to_string());
+    }
     match err {
         ProtocolError::Overflow => reason(CloseCode::Size, &format!("message over {max} bytes")),
-        ProtocolError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+        ProtocolError::Io(io) if is_utf8_error(io) => {
             reason(CloseCode::Invalid, "text message is not valid UTF-8")
         }
         ProtocolError::Io(io) if io.to_string().contains("continuation size") => {
@@ -253,6 +293,13 @@ fn protocol_close(state: &AppState, err: &ProtocolError) -> CloseReason {
         }
         other => reason(CloseCode::Protocol, &format!("protocol error: {other}")),
     }
+}
+
+/// Whether actix-ws ended the stream on a text message that is not UTF-8, and not on another
+/// `InvalidData`, such as a frame with reserved bits set. It words the error as
+/// `str::Utf8Error` does ("invalid utf-8 sequence ...", "incomplete utf-8 byte sequence ...").
+fn is_utf8_error(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::InvalidData && err.to_string().contains("utf-8")
 }
 
 /// A close reason; the text is cut to fit the 123 bytes a close frame allows.

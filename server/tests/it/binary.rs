@@ -1,11 +1,9 @@
 //! The `tickscope` binary itself: its help, its refusal of bad flags, and a graceful stop on
 //! SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 
-use crate::helpers::PATIENCE;
+use crate::helpers::ServerProcess;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_tickscope");
 
@@ -84,47 +82,17 @@ fn bad_flags_are_refused_with_a_reason() {
 
 #[tokio::test]
 async fn sigterm_stops_the_server_gracefully() {
-    let mut child = Command::new(BINARY)
-        .args(["--addr", "127.0.0.1:0", "--static-dir", "/nonexistent"])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The log goes to stderr; a thread hands its lines over, so no wait here can hang.
-    let (lines_tx, lines) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let next_line = |lines: &mpsc::Receiver<String>| lines.recv_timeout(PATIENCE).ok();
-    // The log says where it listens.
-    let addr = std::iter::from_fn(|| next_line(&lines))
-        .find_map(|line| {
-            let rest = line.split("listening on http://").nth(1)?;
-            Some(
-                rest.chars()
-                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
-                    .collect::<String>(),
-            )
-        })
-        .expect("a listening line in the log");
-    let health = reqwest::get(format!("http://{addr}/healthz"))
-        .await
-        .unwrap();
+    let mut server = ServerProcess::start(&[]);
+    let health = reqwest::get(server.url("/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
 
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &server.child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    let stopped = std::iter::from_fn(|| next_line(&lines)).any(|line| line.contains("stopped"));
+    let stopped = std::iter::from_fn(|| server.next_line()).any(|line| line.contains("stopped"));
     assert!(stopped, "the log ends with 'stopped'");
-    let status = child.wait().unwrap();
+    let status = server.child.wait().unwrap();
     assert!(status.success(), "exit status {status}");
 }

@@ -120,17 +120,7 @@ impl TestServer {
 
     /// Opens a WebSocket and sends `subscribe`.
     pub async fn ws_subscribe(&self, symbols: Option<&[&str]>, since: Option<u64>) -> WsClient {
-        let (mut ws, _) = connect_async(self.ws_url())
-            .await
-            .expect("WebSocket handshake");
-        let subscribe = ClientMessage::Subscribe {
-            symbols: symbols.map(|list| list.iter().map(|s| s.to_string()).collect()),
-            since,
-        };
-        ws.send(Message::text(serde_json::to_string(&subscribe).unwrap()))
-            .await
-            .expect("sending subscribe");
-        ws
+        ws_subscribe_at(&self.ws_url(), symbols, since).await
     }
 
     /// Opens an SSE stream; `last_event_id` goes in the header as a reconnecting browser sends it.
@@ -165,6 +155,19 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Opens a WebSocket at `url` and sends `subscribe`.
+pub async fn ws_subscribe_at(url: &str, symbols: Option<&[&str]>, since: Option<u64>) -> WsClient {
+    let (mut ws, _) = connect_async(url).await.expect("WebSocket handshake");
+    let subscribe = ClientMessage::Subscribe {
+        symbols: symbols.map(|list| list.iter().map(|s| s.to_string()).collect()),
+        since,
+    };
+    ws.send(Message::text(serde_json::to_string(&subscribe).unwrap()))
+        .await
+        .expect("sending subscribe");
+    ws
 }
 
 /// The next batch on a WebSocket, skipping pongs and control frames.
@@ -220,5 +223,88 @@ pub fn accept(chain: &mut CursorChain, batch: &Batch) {
             batch.cursor,
             batch.ticks.iter().map(|t| t.seq).collect::<Vec<_>>()
         );
+    }
+}
+
+/// The `tickscope` binary as a child process, for what an in-process server cannot show: its
+/// own memory, its signals. Its log (stderr) is handed over a line at a time by a thread, so
+/// no wait on it can hang. Killed when dropped.
+pub struct ServerProcess {
+    pub child: std::process::Child,
+    /// Where it listens, as its log says.
+    pub addr: SocketAddr,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ServerProcess {
+    /// Starts the binary on a free loopback port with `args` added, and waits for it to
+    /// listen.
+    pub fn start(args: &[&str]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tickscope"))
+            .args(["--addr", "127.0.0.1:0", "--static-dir", "/nonexistent"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting the tickscope binary");
+        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().expect("stderr is piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut process = Self {
+            child,
+            addr: "127.0.0.1:0".parse().expect("a socket address"),
+            lines,
+        };
+        process.addr = std::iter::from_fn(|| process.next_line())
+            .find_map(|line| {
+                let rest = line.split("listening on http://").nth(1)?;
+                rest.chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                    .collect::<String>()
+                    .parse()
+                    .ok()
+            })
+            .expect("a listening line in the log");
+        process
+    }
+
+    /// The next line of its log, or `None` after [`PATIENCE`] without one.
+    pub fn next_line(&self) -> Option<String> {
+        self.lines.recv_timeout(PATIENCE).ok()
+    }
+
+    /// Its resident memory, in bytes (`VmRSS` in `/proc/<pid>/status`).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("reading the server's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmRSS line in kB");
+        kib * 1024
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/api/ws", self.addr)
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -7,6 +7,7 @@ mod browser;
 mod chromedriver;
 mod cluster;
 mod dead_peer;
+mod frame_limit;
 mod helpers;
 mod limits;
 mod long_poll;
