@@ -41,10 +41,8 @@ fuzz_target!(|data: &[u8]| {
         consumed = end;
         let length = payload.map_or(0, |payload| payload.len() as u64);
         let expected = match opcode {
-            OpCode::Ping | OpCode::Pong | OpCode::Close => {
-                (length > MAX_CONTROL_PAYLOAD_BYTES)
-                    .then_some(Refusal::ControlTooLong { declared: length })
-            }
+            OpCode::Ping | OpCode::Pong | OpCode::Close => (length > MAX_CONTROL_PAYLOAD_BYTES)
+                .then_some(Refusal::ControlTooLong { declared: length }),
             _ => {
                 let total = if opcode == OpCode::Continue {
                     message + length
