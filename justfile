@@ -69,7 +69,7 @@ deny:
 # Lint, then every test
 check: lint deny test
 
-# Fuzz every decoder of client input (WebSocket messages, query strings) for SECONDS each
+# Fuzz every decoder of client input (WebSocket messages and frame headers, query strings) for SECONDS each
 fuzz SECONDS="60":
     #!/usr/bin/env bash
     set -euo pipefail
