@@ -12,7 +12,7 @@
 //! armed: the client closes.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, ready};
@@ -28,32 +28,25 @@ use crate::peer::Socket;
 /// connection is shut down.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Held by the connection's task, which arms it when the server closes.
+/// Held by the connection's task, which arms it when the server closes. Armed, it keeps the
+/// client's message stream unread until the hang-up: while that is alive and unread, actix
+/// stops reading the socket once 32 KiB wait (TCP then holds the client back), where a
+/// dropped one would have actix read and discard all the client sends.
 #[derive(Clone, Default)]
-pub struct Arm(Rc<Armed>);
-
-#[derive(Default)]
-struct Armed {
-    armed: Cell<bool>,
-    /// The client's message stream, kept unread until the hang-up: while it is alive and
-    /// unread, actix stops reading the socket once 32 KiB wait (TCP then holds the client
-    /// back), where a dropped one would have actix read and discard all the client sends.
-    client: RefCell<Option<Box<dyn Any>>>,
-}
+pub struct Arm(Rc<RefCell<Option<Box<dyn Any>>>>);
 
 impl Arm {
     /// Arms the hang-up, keeping the client's stream (unread) until then.
     pub fn arm(&self, client: impl Any) {
-        self.0.armed.set(true);
-        *self.0.client.borrow_mut() = Some(Box::new(client));
+        *self.0.borrow_mut() = Some(Box::new(client));
     }
 
     fn is_armed(&self) -> bool {
-        self.0.armed.get()
+        self.0.borrow().is_some()
     }
 
     fn release_client(&self) {
-        self.0.client.borrow_mut().take();
+        self.0.borrow_mut().take();
     }
 }
 

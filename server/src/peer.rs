@@ -29,9 +29,9 @@ impl Socket {
         req.conn_data::<Socket>().copied()
     }
 
-    /// Shuts the connection down both ways: the peer gets a FIN and actix reads the end of
-    /// the stream, so it drops the connection. Only while the request's body or handler is
-    /// alive (see [`Socket`]), or the number may name another connection's socket by now.
+    /// Shuts the connection down both ways: the peer gets a FIN, and actix's next write to it
+    /// fails. Only while the request's body or handler is alive (see [`Socket`]), or the
+    /// number may name another connection's socket by now.
     #[cfg(unix)]
     pub fn shut_down(self) {
         // SAFETY: the caller holds the request's body or handler, so actix has not closed the
