@@ -12,6 +12,7 @@
 //! - [`query`] and [`error`]: decoding client input and answering its errors;
 //! - [`metrics`]: the Prometheus series; [`peer`]: finding and counting dead peers;
 //! - [`pieces`]: response bodies in pieces, so connections' write buffers stay small;
+//! - [`wire`]: every byte on each connection, both ways, charged to its transport and meter;
 //! - [`cluster`]: the generator and edge roles over NATS JetStream.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the tests drive the
@@ -35,6 +36,7 @@ pub mod query;
 pub mod simulator;
 pub mod sse;
 pub mod symbols;
+pub mod wire;
 pub mod ws;
 
 use std::cell::OnceCell;
@@ -48,7 +50,7 @@ use actix_cors::Cors;
 use actix_web::body::MessageBody;
 use actix_web::dev::{Extensions, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Condition, Next};
-use actix_web::{App, HttpResponse, HttpServer, web};
+use actix_web::{App, HttpResponse, web};
 use anyhow::{Context, anyhow};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -60,6 +62,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::simulator::Simulator;
 use crate::symbols::Universe;
+use crate::wire::{Metered, Wire};
 
 /// What every handler shares.
 pub struct AppState {
@@ -67,6 +70,8 @@ pub struct AppState {
     pub feed: Feed,
     pub metrics: Metrics,
     pub limits: Limits,
+    /// Wire bytes per transport and the pages' meters.
+    pub wire: Arc<Wire>,
     /// The broker side of a generator or an edge; `None` for `--role all`.
     pub cluster: Option<Arc<ClusterStatus>>,
     /// Cancelled when the server shuts down: WebSocket and SSE loops end, long polls answer.
@@ -101,15 +106,17 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     let stop = CancellationToken::new();
     let ready = Arc::new(OnceLock::new());
+    let wire = Wire::new();
     let mut tasks = Vec::new();
     // The simulator is ready at once, before the first request.
     if config.role == Role::All {
-        tasks = ready_state(&ready, Source::start(&config, &stop).await?, &config, &stop);
+        let source = Source::start(&config, &stop, &wire).await?;
+        tasks = ready_state(&ready, source, &config, &stop, &wire);
     }
     let addr = listener
         .local_addr()
         .context("reading the listener's address")?;
-    let server = http_server(listener, &config, ready.clone())?;
+    let server = http_server(listener, &config, ready.clone(), wire.clone())?;
     let handle = server.handle();
     let mut server = std::pin::pin!(server);
     if ready.get().is_none() {
@@ -118,7 +125,7 @@ pub async fn run(
         // between servers: the same server serves once the state is in place.
         info!(%addr, "starting: waiting for NATS");
         let started = tokio::select! {
-            started = Source::start(&config, &stop) => Some(started),
+            started = Source::start(&config, &stop, &wire) => Some(started),
             result = &mut server => {
                 result.context("the HTTP server stopped")?;
                 return Err(anyhow!("the HTTP server stopped while starting"));
@@ -126,7 +133,7 @@ pub async fn run(
             () = &mut shutdown => None,
         };
         match started {
-            Some(Ok(source)) => tasks = ready_state(&ready, source, &config, &stop),
+            Some(Ok(source)) => tasks = ready_state(&ready, source, &config, &stop, &wire),
             stopped_or_failed => {
                 stop.cancel();
                 let stopped = handle.stop(true);
@@ -169,6 +176,7 @@ fn ready_state(
     source: Source,
     config: &Config,
     stop: &CancellationToken,
+    wire: &Arc<Wire>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let Source {
         feed,
@@ -178,6 +186,7 @@ fn ready_state(
     } = source;
     let state = web::Data::new(AppState {
         limits: Limits::new(config),
+        wire: wire.clone(),
         config: config.clone(),
         feed,
         metrics,
@@ -193,51 +202,115 @@ fn ready_state(
 
 /// The HTTP server on `listener`, already accepting. Its routes need only the config; the
 /// state they serve comes through [`Gate`] once it is in `ready`.
+///
+/// This is what `actix_web::HttpServer` builds, with one difference: each accepted socket is
+/// wrapped in [`Metered`], which counts every byte on it for [`wire`]; `HttpServer` hands
+/// actix-http the bare `TcpStream`.
 fn http_server(
     listener: TcpListener,
     config: &Config,
     ready: Arc<OnceLock<web::Data<AppState>>>,
+    wire: Arc<Wire>,
 ) -> anyhow::Result<actix_web::dev::Server> {
     let workers = match config.workers {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
     let dead_peer_timeout = Duration::from_millis(config.dead_peer_timeout_ms);
+    let request_head_timeout = Duration::from_millis(config.request_head_timeout_ms);
+    let addr = listener
+        .local_addr()
+        .context("reading the listener's address")?;
     let app_config = config.clone();
-    let server = HttpServer::new(move || {
-        let gate = Rc::new(Gate {
-            ready: ready.clone(),
-            data: OnceCell::new(),
-            role: app_config.role,
-        });
-        App::new()
-            .wrap(actix_web::middleware::from_fn(pieces::in_pieces))
-            .wrap(Condition::new(
-                !app_config.cors_origins.is_empty(),
-                cors(&app_config.cors_origins),
-            ))
-            .wrap(actix_web::middleware::from_fn(move |req, next| {
-                Gate::pass(gate.clone(), req, next)
-            }))
-            .configure(|cfg| http::routes(cfg, app_config.role))
-            .configure(|cfg| http::static_files(cfg, &app_config))
-    })
-    .workers(workers)
-    // A feed's small writes go out at once, not held back for the peer's ACK (Nagle).
-    .tcp_nodelay(true)
-    // With bodies in pieces, a connection's write buffer keeps its first size (`pieces`).
-    .h1_write_buffer_size(pieces::PIECE)
-    .on_connect(move |connection, extensions| {
-        peer::on_connect(connection, extensions, dead_peer_timeout);
-    })
-    .client_request_timeout(Duration::from_millis(config.request_head_timeout_ms))
-    .disable_signals()
-    .shutdown_timeout(config.shutdown_timeout_ms.div_ceil(1000))
-    .listen(listener)
-    .context("serving on the listener")?
-    .run();
+    let builder = actix_server::Server::build();
+    let graceful = builder.graceful_shutdown_signal();
+    let server = builder
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout_ms.div_ceil(1000))
+        .listen("tickscope", listener, move || {
+            let app = app(&app_config, ready.clone(), wire.clone());
+            let graceful = graceful.clone();
+            let http = actix_http::HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let graceful = graceful.clone();
+                    async move { graceful.notified().await }
+                })
+                .client_request_timeout(request_head_timeout)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .h1_allow_half_closed(true)
+                // With bodies in pieces, a connection's write buffer keeps its first size
+                // (`pieces`).
+                .h1_write_buffer_size(pieces::PIECE)
+                .local_addr(addr)
+                .on_connect_ext(|io: &Metered<actix_web::rt::net::TcpStream>, extensions| {
+                    extensions.insert(io.connection().clone());
+                    peer::on_connect(io.get_ref(), extensions);
+                })
+                .finish(actix_service::map_config(app, move |()| {
+                    // What `HttpServer` passes: this address as the host a request without a
+                    // Host header is taken to name.
+                    actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
+                }));
+            let wire = wire.clone();
+            use actix_service::ServiceFactoryExt;
+            actix_service::fn_service(move |io: actix_web::rt::net::TcpStream| {
+                let peer_addr = io.peer_addr().ok();
+                // A feed's small writes go out at once, not held back for the peer's ACK
+                // (Nagle).
+                if let Err(err) = io.set_nodelay(true) {
+                    tracing::debug!("setting TCP_NODELAY: {err}");
+                }
+                peer::detect_dead(&io, dead_peer_timeout);
+                let io = Metered::new(io, wire.connection());
+                std::future::ready(Ok::<_, actix_http::error::DispatchError>((
+                    io,
+                    actix_http::Protocol::Http1,
+                    peer_addr,
+                )))
+            })
+            .and_then(http)
+        })
+        .context("serving on the listener")?
+        .run();
     info!(workers, "HTTP server started");
     Ok(server)
+}
+
+/// The app one worker serves.
+fn app(
+    config: &Config,
+    ready: Arc<OnceLock<web::Data<AppState>>>,
+    wire: Arc<Wire>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody + use<>>,
+        Error = actix_web::Error,
+        InitError = (),
+    > + use<>,
+> {
+    let gate = Rc::new(Gate {
+        ready,
+        data: OnceCell::new(),
+        role: config.role,
+    });
+    App::new()
+        .wrap(actix_web::middleware::from_fn(pieces::in_pieces))
+        .wrap(Condition::new(
+            !config.cors_origins.is_empty(),
+            cors(&config.cors_origins),
+        ))
+        .wrap(actix_web::middleware::from_fn(move |req, next| {
+            Gate::pass(gate.clone(), req, next)
+        }))
+        // Outermost: every request is charged its bytes, a 503 while starting too.
+        .wrap(actix_web::middleware::from_fn(move |req, next| {
+            wire::attribute(wire.clone(), req, next)
+        }))
+        .configure(|cfg| http::routes(cfg, config.role))
+        .configure(|cfg| http::static_files(cfg, config))
 }
 
 /// Per worker: lets requests through to the routes once the state is ready, with the state
@@ -295,10 +368,11 @@ struct Source {
 impl Source {
     /// `all`: the simulator into the feed. `generator`: the same, forwarded to NATS. `edge`:
     /// the feed followed from NATS, backfilled before this returns.
-    async fn start(config: &Config, stop: &CancellationToken) -> anyhow::Result<Self> {
+    async fn start(config: &Config, stop: &CancellationToken, wire: &Wire) -> anyhow::Result<Self> {
         let mut rng = Simulator::seeded_rng(config.seed);
         let generated = Universe::generate(config.symbols, &mut rng);
         let mut metrics = Metrics::new();
+        metrics.register_wire(wire);
         let seq_base = config
             .seq_base
             .unwrap_or_else(|| clock::now_us().max(0) as u64);

@@ -1,8 +1,9 @@
 //! Prometheus metrics, served as text at `/metrics`.
 //!
 //! Handles to every per-transport series are made once at start, so the hot path only
-//! touches atomics. Bytes are payload bytes (HTTP bodies, WebSocket message payloads, SSE
-//! event text), without HTTP headers or WebSocket framing.
+//! touches atomics. `bytes_sent` counts payload bytes (HTTP bodies, WebSocket message
+//! payloads, SSE event text), without HTTP headers or WebSocket framing; `wire_bytes` counts
+//! everything on the wire, both ways ([`crate::wire`]).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -239,6 +240,11 @@ impl Metrics {
         let series = self.transport(transport);
         series.messages_sent.inc();
         series.bytes_sent.inc_by(bytes as u64);
+    }
+
+    /// Registers the wire-byte totals ([`crate::wire`]).
+    pub fn register_wire(&mut self, wire: &crate::wire::Wire) {
+        wire.register(&mut self.registry);
     }
 
     /// Registers the series of a generator or an edge and hands them out.

@@ -8,10 +8,10 @@
 //! it gave up on the peer: the connection is closed (no FIN came, so it is not half-closed)
 //! after unanswered retransmissions or keepalive probes.
 
-use std::any::Any;
 use std::time::Duration;
 
 use actix_web::dev::Extensions;
+use actix_web::rt::net::TcpStream;
 use actix_web::{HttpRequest, HttpResponse};
 use prometheus_client::metrics::counter::Counter;
 
@@ -46,14 +46,10 @@ impl Socket {
     pub fn shut_down(self) {}
 }
 
-/// Run for each accepted connection (`HttpServer::on_connect`): makes the kernel close it
-/// when its peer acknowledges nothing for `timeout` (sent data unacknowledged that long, or an
-/// idle connection's keepalive probes, from half of `timeout` on, unanswered), and keeps its
-/// socket for [`Watch`].
-pub fn on_connect(connection: &dyn Any, extensions: &mut Extensions, timeout: Duration) {
-    let Some(stream) = connection.downcast_ref::<actix_web::rt::net::TcpStream>() else {
-        return;
-    };
+/// Run for each accepted connection: makes the kernel close it when its peer acknowledges
+/// nothing for `timeout` (sent data unacknowledged that long, or an idle connection's
+/// keepalive probes, from half of `timeout` on, unanswered).
+pub fn detect_dead(stream: &TcpStream, timeout: Duration) {
     let socket = socket2::SockRef::from(stream);
     // The kernel counts keepalive times in whole seconds, at least 1.
     let second = Duration::from_secs(1);
@@ -67,6 +63,11 @@ pub fn on_connect(connection: &dyn Any, extensions: &mut Extensions, timeout: Du
     if let Err(err) = set {
         tracing::warn!("setting dead-peer detection on a connection: {err}");
     }
+}
+
+/// Run for each accepted connection (`on_connect_ext`): keeps its socket for [`Watch`] and
+/// the hang-up.
+pub fn on_connect(stream: &TcpStream, extensions: &mut Extensions) {
     #[cfg(unix)]
     extensions.insert(Socket(std::os::fd::AsRawFd::as_raw_fd(stream)));
     #[cfg(not(unix))]

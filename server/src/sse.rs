@@ -3,7 +3,8 @@
 //! Each event is a batch with `id: <cursor>`, so a browser's `EventSource` that reconnects
 //! sends `Last-Event-ID` and resumes where it stopped; the header wins over `since` in the URL,
 //! which the browser repeats unchanged. `heartbeat` events keep an idle stream alive through
-//! proxies and tell the page the feed is alive. Each stream is one task running [`connection`], which writes into a small channel
+//! proxies and tell the page the feed is alive; on a metered stream (`meter=`), `wire` events
+//! every second carry the page's wire costs ([`crate::wire`]). Each stream is one task running [`connection`], which writes into a small channel
 //! the response body reads from; when the client goes away the channel closes and the task
 //! ends.
 
@@ -26,6 +27,7 @@ use crate::metrics::Transport;
 use crate::origin;
 use crate::peer;
 use crate::query::{Params, parse_number};
+use crate::wire::{self, Meter};
 
 /// Events buffered for a stream before its task waits for the client to read.
 const STREAM_BUFFER: usize = 16;
@@ -57,8 +59,15 @@ pub async fn stream(
     }
     let subscription = Subscription::new(&state.feed, filter, since);
     let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::Sse);
+    let meter = wire::Connection::of(&req).and_then(|connection| connection.meter());
     let (events, mut body) = mpsc::channel::<Bytes>(STREAM_BUFFER);
-    actix_web::rt::spawn(connection(state.into_inner(), subscription, events, slot));
+    actix_web::rt::spawn(connection(
+        state.into_inner(),
+        subscription,
+        events,
+        slot,
+        meter,
+    ));
     let body = stream::poll_fn(move |cx| {
         body.poll_recv(cx)
             .map(|event| event.map(Ok::<_, Infallible>))
@@ -78,11 +87,13 @@ async fn connection(
     mut subscription: Subscription,
     events: mpsc::Sender<Bytes>,
     _slot: Slot,
+    meter: Option<Arc<Meter>>,
 ) {
     let _client = state.metrics.client(Transport::Sse);
     let mut published = state.feed.subscribe();
     let every = state.config.sse_heartbeat();
     let mut heartbeat = interval_at(Instant::now() + every, every);
+    let mut report = interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY);
     let retry = Bytes::from(format!("retry: {RECONNECT_MS}\n\n"));
     if send(&state, &events, retry).await.is_err() {
         return;
@@ -102,6 +113,12 @@ async fn connection(
             changed = published.changed() => if changed.is_err() { break },
             _ = heartbeat.tick() => {
                 if send(&state, &events, heartbeat_event()).await.is_err() {
+                    break;
+                }
+            }
+            _ = report.tick(), if meter.is_some() => {
+                let Some(meter) = &meter else { continue };
+                if send(&state, &events, wire_event(meter)).await.is_err() {
                     break;
                 }
             }
@@ -139,6 +156,12 @@ async fn send(state: &AppState, events: &mpsc::Sender<Bytes>, event: Bytes) -> R
     }
     state.metrics.sent(Transport::Sse, len);
     Ok(())
+}
+
+/// A `wire` event: the stream's meter, for the page's cost figures. No `id` either.
+fn wire_event(meter: &Meter) -> Bytes {
+    let report = serde_json::to_string(&meter.report()).expect("a report always encodes");
+    Bytes::from(format!("event: wire\ndata: {report}\n\n"))
 }
 
 /// A `heartbeat` event: pages see it (an `EventSource` hides comment lines), so a silent

@@ -35,6 +35,7 @@ use crate::metrics::Transport;
 use crate::origin;
 use crate::peer;
 use crate::query::{InputError, Params, symbol_filter};
+use crate::wire::{self, Meter};
 
 /// `GET /api/ws`: upgrades the connection and spawns its task.
 pub async fn handshake(
@@ -64,6 +65,12 @@ pub async fn handshake(
     if let Some(reason) = reconnect {
         state.metrics.reconnected(Transport::WebSocket, reason);
     }
+    // Upgraded: what the client sends from now on is this connection's, as it comes.
+    let wire = wire::Connection::of(&req);
+    if let Some(wire) = &wire {
+        wire.stream();
+    }
+    let meter = wire.and_then(|wire| wire.meter());
     let hang_up = Arm::default();
     let socket = peer::Socket::of(&req);
     let mut response =
@@ -75,6 +82,7 @@ pub async fn handshake(
         stream,
         slot,
         hang_up,
+        meter,
     ));
     dead_peer.attach(&mut response);
     Ok(response)
@@ -87,8 +95,10 @@ async fn connection(
     mut stream: AggregatedMessageStream,
     _slot: Slot,
     hang_up: Arm,
+    meter: Option<Arc<Meter>>,
 ) {
     let _client = state.metrics.client(Transport::WebSocket);
+    let mut report = interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY);
     let mut published = state.feed.subscribe();
     let mut subscription: Option<Subscription> = None;
     let heartbeat_every = state.config.ws_heartbeat();
@@ -178,6 +188,15 @@ async fn connection(
                     Ok(()) => {}
                     Err(Stop::Gone) => break None,
                     Err(Stop::TooSlow) => break Some(reason(CloseCode::Policy, "too slow")),
+                }
+            }
+            _ = report.tick(), if meter.is_some() => {
+                let Some(meter) = &meter else { continue };
+                let text = serde_json::to_string(&ServerMessage::Wire(meter.report()))
+                    .expect("a report always encodes");
+                state.metrics.sent(Transport::WebSocket, text.len());
+                if session.text(text).await.is_err() {
+                    break None;
                 }
             }
             _ = heartbeat.tick() => {

@@ -122,6 +122,53 @@ pub enum ServerMessage {
         /// Unix microseconds when the server answered.
         server_time: i64,
     },
+    /// The page's meter, sent every second on a metered stream (`meter=` in its URL).
+    Wire(WireReport),
+}
+
+/// What a meter (one page's transport, named by `meter=` on each of its requests) has cost on
+/// the wire so far: TCP payload bytes both ways, counted by the server where they cross the
+/// connection, and the HTTP requests made. `at` is the server's clock (Unix µs) when it was
+/// read; bytes the server wrote after that (such as the answer carrying this report) come in
+/// the next one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireReport {
+    /// Bytes from the client to the server.
+    pub up: u64,
+    /// Bytes from the server to the client.
+    pub down: u64,
+    pub requests: u64,
+    pub at: i64,
+}
+
+impl WireReport {
+    /// The response header HTTP answers carry a meter's report in.
+    pub const HEADER: &'static str = "tickscope-wire";
+
+    /// The header's value: `up=1;down=2;requests=3;at=4`.
+    pub fn to_header(&self) -> String {
+        format!(
+            "up={};down={};requests={};at={}",
+            self.up, self.down, self.requests, self.at
+        )
+    }
+
+    /// Reads [`WireReport::to_header`]'s form back; `None` if any field is missing or bad.
+    pub fn from_header(value: &str) -> Option<Self> {
+        let mut report = WireReport::default();
+        let mut seen = 0u8;
+        for field in value.split(';') {
+            let (name, number) = field.trim().split_once('=')?;
+            match name {
+                "up" => (report.up, seen) = (number.parse().ok()?, seen | 1),
+                "down" => (report.down, seen) = (number.parse().ok()?, seen | 2),
+                "requests" => (report.requests, seen) = (number.parse().ok()?, seen | 4),
+                "at" => (report.at, seen) = (number.parse().ok()?, seen | 8),
+                _ => {}
+            }
+        }
+        (seen == 15).then_some(report)
+    }
 }
 
 #[cfg(test)]
@@ -139,6 +186,28 @@ mod tests {
         assert_eq!(
             json,
             r#"{"type":"batch","cursor":7,"gap":false,"ticks":[]}"#
+        );
+    }
+
+    #[test]
+    fn wire_reports_round_trip_through_their_header() {
+        let report = WireReport {
+            up: 1,
+            down: 22,
+            requests: 333,
+            at: 1_700_000_000_000_000,
+        };
+        assert_eq!(
+            report.to_header(),
+            "up=1;down=22;requests=333;at=1700000000000000"
+        );
+        assert_eq!(WireReport::from_header(&report.to_header()), Some(report));
+        assert_eq!(WireReport::from_header("up=1;down=2;requests=3"), None);
+        assert_eq!(WireReport::from_header("up=x;down=2;requests=3;at=4"), None);
+        let json = serde_json::to_string(&ServerMessage::Wire(report)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"wire","up":1,"down":22,"requests":333,"at":1700000000000000}"#
         );
     }
 

@@ -181,7 +181,7 @@ pub async fn next_ws_batch(ws: &mut WsClient) -> Batch {
         if let Message::Text(text) = message {
             match serde_json::from_str::<ServerMessage>(&text).expect("a server message") {
                 ServerMessage::Batch(batch) => return batch,
-                ServerMessage::Pong { .. } => continue,
+                ServerMessage::Pong { .. } | ServerMessage::Wire(_) => continue,
             }
         }
     }

@@ -18,3 +18,4 @@ mod resume;
 mod shutdown;
 mod slow;
 mod transports;
+mod wire;

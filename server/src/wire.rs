@@ -1,0 +1,634 @@
+//! Wire bytes: every byte each transport puts on the wire, both ways, counted where it crosses
+//! the connection.
+//!
+//! Every accepted connection is wrapped in [`Metered`], which counts each byte the kernel
+//! hands the server and each byte the server hands the kernel: the TCP payload, the same
+//! bytes a packet capture of the port shows (request and response heads, chunked and SSE
+//! framing, WebSocket frame headers and the client's masks, the upgrade handshake). Nothing
+//! is estimated.
+//!
+//! The bytes are charged to what the request they belong to is for ([`attribute`], a
+//! middleware that sees every request first): its transport, by route (`/api/time` by its
+//! `transport=` parameter, so a transport's clock exchanges are its own cost), or `other`
+//! (the app, reference data, `/metrics`); and, when the request names one with `meter=`, a
+//! [`Meter`], which is how a page learns what its own transport cost. HTTP/1.1 carries one
+//! request at a time, so on a connection:
+//! - bytes the server writes belong to the request being answered, the last one to arrive;
+//! - bytes it reads belong to the next request, whose head they are, except on an upgraded
+//!   WebSocket, where everything the client sends belongs to that connection
+//!   ([`Connection::stream`]).
+//!
+//! The totals are `tickscope_wire_bytes_total{transport, direction}` in `/metrics`. A meter's
+//! totals go back to its page in a `tickscope-wire` header on each HTTP answer and in a
+//! report every second on a WebSocket or SSE stream.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, ResponseError};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use tickscope_shared::wire::WireReport;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::clock::now_us;
+use crate::error::ApiError;
+use crate::metrics::Transport;
+
+/// Meters kept at most, in all and per client address: a page uses one per transport it
+/// runs, so these only bound what a client that makes up names can make the server hold.
+pub const MAX_METERS: usize = 65_536;
+pub const MAX_METERS_PER_IP: usize = 256;
+/// A meter no connection holds is forgotten after this long without a request.
+const METER_IDLE: Duration = Duration::from_secs(60);
+/// How often a metered WebSocket or SSE stream reports its meter.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// What bytes are charged to: a transport, or everything else the server serves.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Account {
+    Transport(Transport),
+    Other,
+}
+
+impl Account {
+    pub const ALL: [Account; 5] = [
+        Account::Transport(Transport::Polling),
+        Account::Transport(Transport::LongPolling),
+        Account::Transport(Transport::WebSocket),
+        Account::Transport(Transport::Sse),
+        Account::Other,
+    ];
+
+    fn index(self) -> usize {
+        match self {
+            Account::Transport(transport) => transport as usize,
+            Account::Other => 4,
+        }
+    }
+
+    /// The account of a request for `path`, before its parameters are read.
+    fn of_path(path: &str) -> Option<Account> {
+        Some(Account::Transport(match path {
+            "/api/poll" => Transport::Polling,
+            "/api/long-poll" => Transport::LongPolling,
+            "/api/ws" => Transport::WebSocket,
+            "/api/sse" => Transport::Sse,
+            _ => return None,
+        }))
+    }
+}
+
+impl EncodeLabelValue for Account {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        match self {
+            Account::Transport(transport) => transport.encode(encoder),
+            Account::Other => std::fmt::Write::write_str(encoder, "other"),
+        }
+    }
+}
+
+/// Which way bytes went.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Direction {
+    /// Server to client.
+    Down,
+    /// Client to server.
+    Up,
+}
+
+impl EncodeLabelValue for Direction {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        let text = match self {
+            Direction::Down => "down",
+            Direction::Up => "up",
+        };
+        std::fmt::Write::write_str(encoder, text)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WireLabel {
+    transport: Account,
+    direction: Direction,
+}
+
+/// One page transport's running cost, named by the page (`meter=`).
+#[derive(Debug, Default)]
+pub struct Meter {
+    up: AtomicU64,
+    down: AtomicU64,
+    requests: AtomicU64,
+    /// Seconds since the server started when a request last named it.
+    used_s: AtomicU64,
+}
+
+impl Meter {
+    /// The totals so far, read now.
+    pub fn report(&self) -> WireReport {
+        WireReport {
+            up: self.up.load(Ordering::Relaxed),
+            down: self.down.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            at: now_us(),
+        }
+    }
+}
+
+/// The meters pages named, bounded in all and per address.
+#[derive(Default)]
+struct Meters {
+    by_name: HashMap<(IpAddr, u64), Arc<Meter>>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// The server's wire accounts: the totals per transport and direction, and the meters.
+pub struct Wire {
+    totals: Family<WireLabel, Counter>,
+    /// `[account][direction]`, the handles to `totals` made once.
+    counters: [[Counter; 2]; 5],
+    meters: Mutex<Meters>,
+    started: Instant,
+}
+
+impl Wire {
+    pub fn new() -> Arc<Self> {
+        let totals = Family::<WireLabel, Counter>::default();
+        let counters = Account::ALL.map(|account| {
+            [Direction::Down, Direction::Up].map(|direction| {
+                totals
+                    .get_or_create(&WireLabel {
+                        transport: account,
+                        direction,
+                    })
+                    .clone()
+            })
+        });
+        Arc::new(Self {
+            totals,
+            counters,
+            meters: Mutex::new(Meters::default()),
+            started: Instant::now(),
+        })
+    }
+
+    /// Registers `tickscope_wire_bytes_total`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "wire_bytes",
+            "TCP payload bytes on the server's connections, per transport (other: the app, \
+             reference data, metrics) and direction (down: to the client)",
+            self.totals.clone(),
+        );
+    }
+
+    /// The bytes charged to `account` going `direction` so far.
+    pub fn total(&self, account: Account, direction: Direction) -> u64 {
+        self.counters[account.index()][direction as usize].get()
+    }
+
+    /// Starts the accounts of a connection just accepted.
+    pub fn connection(self: &Arc<Self>) -> Rc<Connection> {
+        Rc::new(Connection {
+            wire: self.clone(),
+            pending_up: Cell::new(0),
+            streaming: Cell::new(false),
+            charge: RefCell::new(Charge {
+                account: Account::Other,
+                meter: None,
+            }),
+        })
+    }
+
+    /// The meter `name` of the client at `ip`, made if new; `None` when the client or the
+    /// server holds as many as it may.
+    fn meter(&self, ip: IpAddr, name: u64) -> Option<Arc<Meter>> {
+        let now_s = self.started.elapsed().as_secs();
+        let mut meters = self
+            .meters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let meter = match meters.by_name.get(&(ip, name)) {
+            Some(meter) => meter.clone(),
+            None => {
+                let held = meters.per_ip.get(&ip).copied().unwrap_or(0);
+                if held >= MAX_METERS_PER_IP || meters.by_name.len() >= MAX_METERS {
+                    meters.forget_idle(now_s);
+                    let held = meters.per_ip.get(&ip).copied().unwrap_or(0);
+                    if held >= MAX_METERS_PER_IP || meters.by_name.len() >= MAX_METERS {
+                        return None;
+                    }
+                }
+                let meter = Arc::new(Meter::default());
+                meters.by_name.insert((ip, name), meter.clone());
+                *meters.per_ip.entry(ip).or_insert(0) += 1;
+                meter
+            }
+        };
+        meter.used_s.store(now_s, Ordering::Relaxed);
+        Some(meter)
+    }
+
+    /// The meters kept now.
+    pub fn meters(&self) -> usize {
+        let meters = self
+            .meters
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        meters.by_name.len()
+    }
+}
+
+impl Meters {
+    /// Drops the meters no connection holds that no request has named for [`METER_IDLE`].
+    fn forget_idle(&mut self, now_s: u64) {
+        let idle_s = METER_IDLE.as_secs();
+        let per_ip = &mut self.per_ip;
+        self.by_name.retain(|(ip, _), meter| {
+            let keep = Arc::strong_count(meter) > 1
+                || now_s.saturating_sub(meter.used_s.load(Ordering::Relaxed)) < idle_s;
+            if !keep && let Some(held) = per_ip.get_mut(ip) {
+                *held -= 1;
+                if *held == 0 {
+                    per_ip.remove(ip);
+                }
+            }
+            keep
+        });
+    }
+}
+
+/// What a connection's bytes are charged to now.
+#[derive(Clone)]
+struct Charge {
+    account: Account,
+    meter: Option<Arc<Meter>>,
+}
+
+/// One connection's accounts, shared by its [`Metered`] socket and its requests (through the
+/// connection's data, [`Connection::of`]). Lives on the connection's worker thread.
+pub struct Connection {
+    wire: Arc<Wire>,
+    /// Bytes read that belong to the next request (its head), charged when it begins.
+    pending_up: Cell<u64>,
+    /// Upgraded: what the client sends is charged as it comes.
+    streaming: Cell<bool>,
+    charge: RefCell<Charge>,
+}
+
+impl Connection {
+    /// The accounts of `req`'s connection.
+    pub fn of(req: &HttpRequest) -> Option<Rc<Connection>> {
+        req.conn_data::<Rc<Connection>>().cloned()
+    }
+
+    fn add(&self, direction: Direction, bytes: u64) {
+        let charge = self.charge.borrow();
+        self.wire.counters[charge.account.index()][direction as usize].inc_by(bytes);
+        if let Some(meter) = &charge.meter {
+            let total = match direction {
+                Direction::Down => &meter.down,
+                Direction::Up => &meter.up,
+            };
+            total.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn received(&self, bytes: u64) {
+        if self.streaming.get() {
+            self.add(Direction::Up, bytes);
+        } else {
+            self.pending_up.set(self.pending_up.get() + bytes);
+        }
+    }
+
+    fn sent(&self, bytes: u64) {
+        self.add(Direction::Down, bytes);
+    }
+
+    /// A request begins: it is charged what was read since the last one (its head), and what
+    /// the server writes from now on.
+    fn begin(&self, charge: Charge) {
+        *self.charge.borrow_mut() = charge;
+        self.streaming.set(false);
+        self.settle();
+    }
+
+    /// Charges the bytes read and not yet charged to the current request.
+    fn settle(&self) {
+        let pending = self.pending_up.replace(0);
+        if pending > 0 {
+            self.add(Direction::Up, pending);
+        }
+    }
+
+    /// The connection was upgraded (WebSocket): everything the client sends from now on is
+    /// charged to the current request as it comes.
+    pub fn stream(&self) {
+        self.settle();
+        self.streaming.set(true);
+    }
+
+    /// The meter the current request named, if any.
+    pub fn meter(&self) -> Option<Arc<Meter>> {
+        self.charge.borrow().meter.clone()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Read and never followed by a request (a client that left mid-head): the last
+        // request's, the nearest thing it belongs to.
+        self.settle();
+    }
+}
+
+/// A connection's socket, counting every byte that crosses it.
+pub struct Metered<T> {
+    io: T,
+    connection: Rc<Connection>,
+}
+
+impl<T> Metered<T> {
+    pub fn new(io: T, connection: Rc<Connection>) -> Self {
+        Self { io, connection }
+    }
+
+    pub fn connection(&self) -> &Rc<Connection> {
+        &self.connection
+    }
+
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.connection.received(read as u64);
+        }
+        result
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write(cx, buf);
+        if let Poll::Ready(Ok(written)) = result {
+            self.connection.sent(written as u64);
+        }
+        result
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(written)) = result {
+            self.connection.sent(written as u64);
+        }
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// The longest meter name: 16 hex digits, a 64-bit number.
+const MAX_METER_DIGITS: usize = 16;
+
+/// Middleware, outermost: charges each request's bytes to its transport and meter (see the
+/// module comment), and gives a metered request's answer its meter's report in the
+/// `tickscope-wire` header. A bad `meter=` or `transport=` is answered 400.
+pub async fn attribute(
+    wire: Arc<Wire>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse, actix_web::Error> {
+    let Some(connection) = req.conn_data::<Rc<Connection>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
+    let charge = match charge(&wire, &req) {
+        Ok(charge) => charge,
+        Err(err) => {
+            connection.begin(Charge {
+                account: Account::of_path(req.path()).unwrap_or(Account::Other),
+                meter: None,
+            });
+            let response = err.error_response();
+            return Ok(req.into_response(response));
+        }
+    };
+    let meter = charge.meter.clone();
+    connection.begin(charge);
+    let mut response = next.call(req).await?.map_into_boxed_body();
+    if let Some(meter) = meter {
+        let value = HeaderValue::from_str(&meter.report().to_header())
+            .expect("a report's header is ASCII digits and punctuation");
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static(WireReport::HEADER), value);
+    }
+    Ok(response)
+}
+
+/// What `req` is charged to, from its path and its `meter=` and `transport=` parameters.
+fn charge(wire: &Wire, req: &ServiceRequest) -> Result<Charge, ApiError> {
+    let mut meter_name = None;
+    let mut transport = None;
+    for pair in req.query_string().split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "meter" => meter_name = Some(parse_meter(value)?),
+            "transport" => transport = Some(parse_transport(value)?),
+            _ => {}
+        }
+    }
+    let account = match Account::of_path(req.path()) {
+        Some(account) => account,
+        // A clock exchange is the cost of the transport it is for.
+        None if req.path() == "/api/time" => transport.map_or(Account::Other, Account::Transport),
+        None => Account::Other,
+    };
+    let meter = match (meter_name, req.peer_addr()) {
+        (Some(name), Some(peer)) => wire.meter(peer.ip(), name),
+        _ => None,
+    };
+    if let Some(meter) = &meter {
+        meter.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(Charge { account, meter })
+}
+
+fn parse_meter(value: &str) -> Result<u64, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "meter must be 1 to {MAX_METER_DIGITS} hex digits naming the page's meter, \
+             not {value:?}"
+        ))
+    };
+    if value.is_empty()
+        || value.len() > MAX_METER_DIGITS
+        || !value.bytes().all(|byte| byte.is_ascii_hexdigit())
+    {
+        return Err(bad());
+    }
+    u64::from_str_radix(value, 16).map_err(|_| bad())
+}
+
+fn parse_transport(value: &str) -> Result<Transport, ApiError> {
+    Transport::ALL
+        .into_iter()
+        .find(|transport| transport.as_str() == value)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "transport must be one of polling, long_polling, websocket, sse, not {:?}",
+                value.chars().take(32).collect::<String>()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connection() -> (Arc<Wire>, Rc<Connection>) {
+        let wire = Wire::new();
+        let connection = wire.connection();
+        (wire, connection)
+    }
+
+    fn charge(account: Account, meter: Option<&Arc<Meter>>) -> Charge {
+        Charge {
+            account,
+            meter: meter.cloned(),
+        }
+    }
+
+    const POLL: Account = Account::Transport(Transport::Polling);
+    const WS: Account = Account::Transport(Transport::WebSocket);
+
+    #[test]
+    fn a_request_is_charged_its_head_and_its_answer() {
+        let (wire, connection) = connection();
+        let meter = Arc::new(Meter::default());
+        connection.received(300);
+        connection.begin(charge(POLL, Some(&meter)));
+        connection.sent(500);
+        // The next request's head arrives before the next request begins.
+        connection.received(310);
+        assert_eq!(wire.total(POLL, Direction::Up), 300);
+        connection.begin(charge(Account::Other, None));
+        connection.sent(1000);
+        assert_eq!(wire.total(POLL, Direction::Up), 300);
+        assert_eq!(wire.total(POLL, Direction::Down), 500);
+        assert_eq!(wire.total(Account::Other, Direction::Up), 310);
+        assert_eq!(wire.total(Account::Other, Direction::Down), 1000);
+        let report = meter.report();
+        assert_eq!((report.up, report.down), (300, 500));
+    }
+
+    #[test]
+    fn an_upgraded_connection_charges_what_comes_as_it_comes() {
+        let (wire, connection) = connection();
+        connection.received(400);
+        connection.begin(charge(WS, None));
+        connection.stream();
+        connection.sent(129);
+        connection.received(60);
+        assert_eq!(wire.total(WS, Direction::Up), 460);
+        assert_eq!(wire.total(WS, Direction::Down), 129);
+    }
+
+    #[test]
+    fn bytes_left_unclaimed_go_to_the_last_request() {
+        let (wire, connection) = connection();
+        connection.begin(charge(POLL, None));
+        connection.received(7);
+        drop(connection);
+        assert_eq!(wire.total(POLL, Direction::Up), 7);
+    }
+
+    #[test]
+    fn meters_are_bounded_per_address_and_forgotten_when_idle() {
+        let wire = Wire::new();
+        let ip: IpAddr = "127.0.0.9".parse().unwrap();
+        let other: IpAddr = "127.0.0.10".parse().unwrap();
+        let held: Vec<_> = (0..MAX_METERS_PER_IP as u64)
+            .map(|name| wire.meter(ip, name).expect("under the limit"))
+            .collect();
+        assert!(
+            wire.meter(ip, 1 << 40).is_none(),
+            "over the per-address limit"
+        );
+        assert!(
+            wire.meter(ip, 3).is_some(),
+            "a meter it has is still its own"
+        );
+        assert!(
+            wire.meter(other, 1).is_some(),
+            "another address is not harmed"
+        );
+        drop(held);
+        // Not yet idle for long enough: still refused.
+        assert!(wire.meter(ip, 1 << 40).is_none());
+        // Idle now (the clock moved on): forgotten, and the new one made.
+        let mut meters = wire.meters.lock().unwrap();
+        meters.forget_idle(METER_IDLE.as_secs() + 1);
+        drop(meters);
+        assert!(wire.meter(ip, 1 << 40).is_some());
+        assert_eq!(
+            wire.meters(),
+            1,
+            "every idle meter forgotten, the new one kept"
+        );
+    }
+
+    #[test]
+    fn meter_and_transport_parameters_are_checked() {
+        assert_eq!(parse_meter("00ff").ok(), Some(255));
+        assert_eq!(parse_meter("ffffffffffffffff").ok(), Some(u64::MAX));
+        for bad in ["", "x", "1ffffffffffffffff", "-1", "+1"] {
+            assert!(parse_meter(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_transport("sse").ok(), Some(Transport::Sse));
+        assert!(parse_transport("carrier-pigeon").is_err());
+    }
+}
