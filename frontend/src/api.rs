@@ -4,22 +4,33 @@
 
 use gloo_net::http::Request;
 use serde::de::DeserializeOwned;
-use tickscope_shared::wire::{Batch, History, ServerTime, Snapshot, SymbolList};
+use tickscope_shared::wire::{Batch, History, ServerTime, Snapshot, SymbolList, WireReport};
 
 /// A failure a person can read: what was asked and what went wrong.
 pub type ApiResult<T> = Result<T, String>;
 
-/// GETs `url` and decodes its JSON, returning the body's size too.
+/// A feed answer: its value, the body's size, and the meter's report if the request named one.
+pub struct Answer<T> {
+    pub value: T,
+    pub bytes: usize,
+    pub wire: Option<WireReport>,
+}
+
+/// GETs `url` and decodes its JSON, with the body's size and the meter's report.
 async fn get_json<T: DeserializeOwned>(
     url: &str,
     abort: Option<&web_sys::AbortSignal>,
-) -> ApiResult<(T, usize)> {
+) -> ApiResult<Answer<T>> {
     let response = Request::get(url)
         .abort_signal(abort)
         .send()
         .await
         .map_err(|err| format!("{url}: {err}"))?;
     let status = response.status();
+    let wire = response
+        .headers()
+        .get(WireReport::HEADER)
+        .and_then(|value| WireReport::from_header(&value));
     let body = response
         .text()
         .await
@@ -28,15 +39,19 @@ async fn get_json<T: DeserializeOwned>(
         return Err(format!("{url}: HTTP {status}: {body}"));
     }
     let value = serde_json::from_str(&body).map_err(|err| format!("{url}: {err}"))?;
-    Ok((value, body.len()))
+    Ok(Answer {
+        value,
+        bytes: body.len(),
+        wire,
+    })
 }
 
 pub async fn symbols() -> ApiResult<SymbolList> {
-    Ok(get_json("/api/symbols", None).await?.0)
+    Ok(get_json("/api/symbols", None).await?.value)
 }
 
 pub async fn snapshot() -> ApiResult<Snapshot> {
-    Ok(get_json("/api/snapshot", None).await?.0)
+    Ok(get_json("/api/snapshot", None).await?.value)
 }
 
 pub async fn history(symbol: &str, seconds: u32) -> ApiResult<History> {
@@ -45,17 +60,42 @@ pub async fn history(symbol: &str, seconds: u32) -> ApiResult<History> {
         None,
     )
     .await?
-    .0)
+    .value)
 }
 
-pub async fn time(abort: &web_sys::AbortSignal) -> ApiResult<ServerTime> {
-    Ok(get_json("/api/time", Some(abort)).await?.0)
+/// A clock exchange for `transport` (its wire name), charged to it and to `meter`.
+pub async fn time(
+    transport: &str,
+    meter: &str,
+    abort: &web_sys::AbortSignal,
+) -> ApiResult<Answer<ServerTime>> {
+    get_json(
+        &format!("/api/time?transport={transport}&meter={meter}"),
+        Some(abort),
+    )
+    .await
 }
 
-pub async fn poll(since: u64, abort: &web_sys::AbortSignal) -> ApiResult<(Batch, usize)> {
-    get_json(&format!("/api/poll?since={since}"), Some(abort)).await
+pub async fn poll(
+    since: u64,
+    meter: &str,
+    abort: &web_sys::AbortSignal,
+) -> ApiResult<Answer<Batch>> {
+    get_json(
+        &format!("/api/poll?since={since}&meter={meter}"),
+        Some(abort),
+    )
+    .await
 }
 
-pub async fn long_poll(since: u64, abort: &web_sys::AbortSignal) -> ApiResult<(Batch, usize)> {
-    get_json(&format!("/api/long-poll?since={since}"), Some(abort)).await
+pub async fn long_poll(
+    since: u64,
+    meter: &str,
+    abort: &web_sys::AbortSignal,
+) -> ApiResult<Answer<Batch>> {
+    get_json(
+        &format!("/api/long-poll?since={since}&meter={meter}"),
+        Some(abort),
+    )
+    .await
 }

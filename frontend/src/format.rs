@@ -12,6 +12,36 @@ pub fn lag_ms(us: i64) -> String {
     }
 }
 
+/// A lag that may be smaller than the clock offset's error bound: below it, the lag is only
+/// known to be within the bound ("< 0.30 ms"), never shown as a negative number.
+pub fn lag_within(us: i64, error_us: Option<i64>) -> String {
+    match error_us {
+        Some(error) if us < error => format!("< {}", lag_ms(error.max(1))),
+        _ => lag_ms(us),
+    }
+}
+
+/// A byte count with a binary unit.
+pub fn bytes(bytes: f64) -> String {
+    if bytes < 1024.0 {
+        format!("{bytes:.0} B")
+    } else if bytes < 1024.0 * 1024.0 {
+        format!("{:.1} KiB", bytes / 1024.0)
+    } else {
+        format!("{:.1} MiB", bytes / 1024.0 / 1024.0)
+    }
+}
+
+/// Bytes per delivered tick, or a dash while no tick came.
+pub fn bytes_per_tick(bytes: Option<f64>) -> String {
+    bytes.map_or_else(|| "-".to_owned(), |bytes| format!("{bytes:.0} B"))
+}
+
+/// Requests per delivered tick, or a dash.
+pub fn per_tick(count: Option<f64>) -> String {
+    count.map_or_else(|| "-".to_owned(), |count| format!("{count:.2}"))
+}
+
 /// Bytes per second with a binary unit.
 pub fn bytes_per_s(bytes: f64) -> String {
     if bytes < 1024.0 {
@@ -53,6 +83,19 @@ pub fn clock_label(unix_s: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lag_below_the_offset_error_reads_as_within_it() {
+        assert_eq!(lag_within(-1_540, Some(300)), "< 0.30 ms");
+        assert_eq!(lag_within(120, Some(300)), "< 0.30 ms");
+        assert_eq!(lag_within(300, Some(300)), "0.30 ms");
+        assert_eq!(lag_within(-5, None), "-0.01 ms");
+        assert_eq!(lag_within(-5, Some(0)), "< 0.00 ms");
+        assert_eq!(bytes(640.0), "640 B");
+        assert_eq!(bytes(8_800.0), "8.6 KiB");
+        assert_eq!(bytes_per_tick(Some(62.4)), "62 B");
+        assert_eq!(per_tick(None), "-");
+    }
 
     #[test]
     fn lags_read_in_sensible_units() {

@@ -240,7 +240,7 @@ impl Session {
                     // No clock sample yet: a lag on an unknown offset would be wrong, so none.
                     None => Vec::new(),
                 };
-                channel.stats.batch(at_us, &lags, bytes);
+                channel.stats.batch(at_us, batch.ticks.len(), &lags, bytes);
                 Self::accept(channel, &mut self.market, &mut self.notice, &batch, now_us);
             }
             FeedEvent::Request { at_us } => channel.stats.request(at_us),
@@ -250,6 +250,7 @@ impl Session {
                 timed_out,
             } => channel.stats.answer(at_us, empty, timed_out),
             FeedEvent::Clock(sample) => channel.clock.add(sample),
+            FeedEvent::Wire(report) => channel.stats.wire(now_us, report),
             FeedEvent::Heard { at_us, bytes } => {
                 channel.stats.bytes(at_us, bytes);
                 channel.stats.heard(at_us);

@@ -1,10 +1,13 @@
 //! What the lag panel shows for one transport, over a rolling 30-second window: lag
-//! percentiles, updates, requests and bytes per second, and the shares of empty answers.
+//! percentiles, updates, requests and bytes per second, the shares of empty answers, and what
+//! the transport costs on the wire (the server's count of its meter, [`WireReport`]), per
+//! second and per delivered tick.
 //! Plain Rust over timestamps the caller passes, so it is tested without a browser.
 
 use std::collections::VecDeque;
 
 use tickscope_shared::lag::{LagSummary, LagWindow};
+use tickscope_shared::wire::WireReport;
 
 /// The window every figure is taken over.
 pub const WINDOW_US: i64 = 30_000_000;
@@ -85,6 +88,30 @@ pub struct StatsView {
     pub reconnects: u64,
     pub state: ConnState,
     pub ticks: u64,
+    /// What the transport put on the wire, once the server has reported it.
+    pub wire: Option<WireView>,
+}
+
+/// A transport's wire cost over the window: TCP payload bytes both ways (heads, framing,
+/// handshakes, clock exchanges), counted by the server, and its HTTP requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WireView {
+    pub down_per_s: f64,
+    pub up_per_s: f64,
+    /// `None` while no tick was delivered in the window.
+    pub down_per_tick: Option<f64>,
+    pub up_per_tick: Option<f64>,
+    pub requests_per_tick: Option<f64>,
+    /// The latest report: the totals since the transport started.
+    pub total: WireReport,
+}
+
+/// One wire report as the page got it: when, what, and how many ticks had come by then.
+#[derive(Debug, Clone, Copy)]
+struct WireSample {
+    at_us: i64,
+    report: WireReport,
+    ticks: u64,
 }
 
 /// The running figures of one transport.
@@ -100,6 +127,10 @@ pub struct TransportStats {
     timeouts: Rolling,
     reconnects: u64,
     total_ticks: u64,
+    /// Every tick delivered, with or without a lag (none before the clock is measured).
+    delivered: u64,
+    /// The wire reports of the window, and the last one before it as the baseline.
+    wire: VecDeque<WireSample>,
     state: ConnState,
     last_heard_us: i64,
     /// Silence after which a live connection counts as stalled.
@@ -121,6 +152,13 @@ impl TransportStats {
             timeouts: Rolling::default(),
             reconnects: 0,
             total_ticks: 0,
+            delivered: 0,
+            // Nothing was spent before the transport started.
+            wire: VecDeque::from([WireSample {
+                at_us: now_us,
+                report: WireReport::default(),
+                ticks: 0,
+            }]),
             state: ConnState::Connecting,
             last_heard_us: now_us,
             stall_after_us,
@@ -128,8 +166,10 @@ impl TransportStats {
         }
     }
 
-    /// A batch arrived at `at_us` with the lags of its ticks (server clock corrected).
-    pub fn batch(&mut self, at_us: i64, lags_us: &[i64], bytes: usize) {
+    /// A batch of `ticks` arrived at `at_us` with the lags of its ticks (server clock
+    /// corrected; none before the clock is measured).
+    pub fn batch(&mut self, at_us: i64, ticks: usize, lags_us: &[i64], bytes: usize) {
+        self.delivered += ticks as u64;
         for &lag in lags_us {
             self.lag.record(at_us, lag);
         }
@@ -141,6 +181,23 @@ impl TransportStats {
         self.total_ticks += lags_us.len() as u64;
         self.bytes.add(at_us, bytes as u64);
         self.heard(at_us);
+    }
+
+    /// The server reported the transport's wire totals.
+    pub fn wire(&mut self, at_us: i64, report: WireReport) {
+        if self
+            .wire
+            .back()
+            .is_some_and(|last| last.report.at >= report.at && report.at != 0)
+        {
+            // An older report that came late (answers on several connections).
+            return;
+        }
+        self.wire.push_back(WireSample {
+            at_us,
+            report,
+            ticks: self.delivered,
+        });
     }
 
     /// An HTTP request went out.
@@ -203,6 +260,11 @@ impl TransportStats {
         let share = |part: &Rolling| {
             (self.answers.sum() > 0).then(|| part.sum() as f64 / self.answers.sum() as f64)
         };
+        // Keep one report from before the window as the baseline.
+        while self.wire.len() > 2 && now_us - self.wire[1].at_us > WINDOW_US {
+            self.wire.pop_front();
+        }
+        let wire = self.wire_view();
         let state = match self.state {
             ConnState::Live if now_us - self.last_heard_us > self.stall_after_us => {
                 ConnState::Stalled
@@ -219,7 +281,30 @@ impl TransportStats {
             reconnects: self.reconnects,
             state,
             ticks: self.total_ticks,
+            wire,
         }
+    }
+
+    /// The cost between the window's baseline and the latest report.
+    fn wire_view(&self) -> Option<WireView> {
+        let (first, last) = (self.wire.front()?, self.wire.back()?);
+        if self.wire.len() < 2 {
+            return None;
+        }
+        let span_s = ((last.at_us - first.at_us).max(1)) as f64 / 1e6;
+        let down = last.report.down.saturating_sub(first.report.down) as f64;
+        let up = last.report.up.saturating_sub(first.report.up) as f64;
+        let requests = last.report.requests.saturating_sub(first.report.requests) as f64;
+        let ticks = last.ticks.saturating_sub(first.ticks);
+        let per_tick = |amount: f64| (ticks > 0).then(|| amount / ticks as f64);
+        Some(WireView {
+            down_per_s: down / span_s,
+            up_per_s: up / span_s,
+            down_per_tick: per_tick(down),
+            up_per_tick: per_tick(up),
+            requests_per_tick: per_tick(requests),
+            total: last.report,
+        })
     }
 }
 
@@ -234,7 +319,7 @@ mod tests {
         let mut stats = TransportStats::new(0, 5 * S);
         for second in 0..10 {
             stats.request(second * S);
-            stats.batch(second * S + 1, &[1_000, 3_000], 200);
+            stats.batch(second * S + 1, 2, &[1_000, 3_000], 200);
             stats.answer(second * S + 1, false, false);
         }
         let view = stats.view(10 * S);
@@ -253,11 +338,48 @@ mod tests {
     #[test]
     fn old_samples_leave_the_window() {
         let mut stats = TransportStats::new(0, 5 * S);
-        stats.batch(0, &[9_000], 100);
-        stats.batch(40 * S, &[1_000], 100);
+        stats.batch(0, 1, &[9_000], 100);
+        stats.batch(40 * S, 1, &[1_000], 100);
         let view = stats.view(40 * S);
         assert_eq!(view.lag.unwrap().max_us, 1_000);
         assert!((view.updates_per_s - 1.0 / 30.0).abs() < 1e-9);
+    }
+
+    fn report(at_s: i64, up: u64, down: u64, requests: u64) -> WireReport {
+        WireReport {
+            up,
+            down,
+            requests,
+            at: at_s * S,
+        }
+    }
+
+    #[test]
+    fn wire_costs_are_per_second_and_per_delivered_tick() {
+        let mut stats = TransportStats::new(0, 5 * S);
+        assert_eq!(stats.view(0).wire, None, "nothing reported yet");
+        for second in 1..=10u64 {
+            // Ten ticks a second, before the clock is known: they count as delivered.
+            stats.batch(second as i64 * S, 10, &[], 500);
+            stats.wire(
+                second as i64 * S,
+                report(second as i64, 700 * second, 1_000 * second, 2 * second),
+            );
+        }
+        let wire = stats.view(10 * S).wire.expect("reported");
+        assert!((wire.down_per_s - 1_000.0).abs() < 1e-9, "{wire:?}");
+        assert!((wire.up_per_s - 700.0).abs() < 1e-9);
+        assert_eq!(wire.down_per_tick, Some(100.0));
+        assert_eq!(wire.up_per_tick, Some(70.0));
+        assert_eq!(wire.requests_per_tick, Some(0.2));
+        assert_eq!(wire.total, report(10, 7_000, 10_000, 20));
+
+        // A late report older than the last is ignored; the window moves on.
+        stats.wire(11 * S, report(9, 1, 1, 1));
+        stats.wire(50 * S, report(50, 7_000, 14_000, 20));
+        let wire = stats.view(50 * S).wire.expect("reported");
+        assert_eq!(wire.down_per_tick, None, "no tick since the baseline");
+        assert!((wire.down_per_s - 4_000.0 / 40.0).abs() < 1e-9, "{wire:?}");
     }
 
     #[test]

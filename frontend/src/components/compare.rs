@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 
 use super::app::SessionStore;
-use super::lag_panel::{Figures, figures, lag_cell};
+use super::lag_panel::{Figures, figures, lag_cell, wire_cell};
 use super::theme::{BACKGROUND, dark_mesh};
 use crate::format;
 use crate::stats::PLOT_US;
@@ -101,13 +101,16 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
     };
     view! {
         <section class="compare" data-testid="compare">
-            <h2>"All transports, same feed: lag of each batch over the last minute"</h2>
-            <canvas class="lag-plot" node_ref=canvas width=WIDTH height=HEIGHT></canvas>
+            <h2>"All transports, same feed: lag of each batch over the last minute, and what each delivered tick costs on the wire"</h2>
+            <div class="compare-top">
+                <canvas class="lag-plot" node_ref=canvas width=WIDTH height=HEIGHT></canvas>
+                <Costs rows=rows />
+            </div>
             <table class="compare-table">
                 <thead>
                     <tr>
                         <th>"Transport"</th><th>"State"</th><th>"Lag now"</th><th>"p50"</th><th>"p95"</th><th>"max"</th>
-                        <th>"Updates"</th><th>"Requests"</th><th>"Received"</th><th>"Empty"</th><th>"Timeouts"</th><th>"Reconnects"</th><th>"Breaks"</th>
+                        <th>"Updates"</th><th>"Requests"</th><th>"Wire down"</th><th>"Wire up"</th><th>"Empty"</th><th>"Timeouts"</th><th>"Reconnects"</th><th>"Breaks"</th>
                     </tr>
                 </thead>
                 <tbody>
@@ -121,7 +124,8 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
                             <td>{cell(&f, &|f| lag_cell(f, |l| l.max_us))}</td>
                             <td>{cell(&f, &|f| format::rate(f.view.updates_per_s))}</td>
                             <td>{cell(&f, &|f| format::rate(f.view.requests_per_s))}</td>
-                            <td>{cell(&f, &|f| format::bytes_per_s(f.view.bytes_per_s))}</td>
+                            <td>{cell(&f, &|f| wire_cell(f, |w| format::bytes_per_s(w.down_per_s)))}</td>
+                            <td>{cell(&f, &|f| wire_cell(f, |w| format::bytes_per_s(w.up_per_s)))}</td>
                             <td>{cell(&f, &|f| format::share(f.view.empty_share))}</td>
                             <td>{cell(&f, &|f| format::share(f.view.timeout_share))}</td>
                             <td>{cell(&f, &|f| f.view.reconnects.to_string())}</td>
@@ -131,5 +135,50 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
                 </tbody>
             </table>
         </section>
+    }
+}
+
+/// The cost view: per transport, bytes on the wire per delivered tick, down and up, as bars
+/// on one scale, with requests per tick: polling's empty answers, long polling's request per
+/// batch and push's near-zero upstream read at a glance.
+#[component]
+fn Costs(rows: Memo<Vec<(TransportKind, Option<Figures>)>>) -> impl IntoView {
+    let bars = move || {
+        let rows = rows.get();
+        let per_tick = |f: &Option<Figures>| {
+            let wire = f.as_ref()?.view.wire.as_ref()?;
+            Some((
+                wire.down_per_tick?,
+                wire.up_per_tick?,
+                wire.requests_per_tick?,
+            ))
+        };
+        let widest = rows
+            .iter()
+            .filter_map(|(_, f)| per_tick(f))
+            .map(|(down, up, _)| down.max(up))
+            .fold(1.0, f64::max);
+        let width = |bytes: f64| format!("width: {:.1}%", bytes / widest * 100.0);
+        rows.into_iter()
+            .map(|(kind, f)| {
+                let (down, up, requests) = per_tick(&f).unwrap_or_default();
+                view! {
+                    <div class="cost" data-testid=format!("cost-{}", kind.id())>
+                        <div class="cost-name"><span class=format!("swatch {}", kind.id())></span>{kind.label()}</div>
+                        <div class="cost-bar down" style=width(down)></div>
+                        <div class="cost-figure">{format!("{} down", format::bytes_per_tick(Some(down)))}</div>
+                        <div class="cost-bar up" style=width(up)></div>
+                        <div class="cost-figure">{format!("{} up · {} requests", format::bytes_per_tick(Some(up)), format::per_tick(Some(requests)))}</div>
+                    </div>
+                }
+            })
+            .collect_view()
+    };
+    view! {
+        <div class="costs" data-testid="costs">
+            <h3>"On the wire per delivered tick"</h3>
+            {bars}
+            <p class="fine">"TCP payload bytes of each transport's connections, both ways, counted by the server: heads, framing, handshakes and clock exchanges included. Over the last 30 s."</p>
+        </div>
     }
 }

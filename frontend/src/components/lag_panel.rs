@@ -5,8 +5,9 @@ use leptos::prelude::*;
 
 use super::app::SessionStore;
 use crate::format;
-use crate::stats::StatsView;
+use crate::stats::{StatsView, WireView};
 use crate::transport::{TransportKind, now_us};
+use tickscope_shared::wire::WireReport;
 
 /// One transport's figures, ready to show.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,12 +42,26 @@ pub fn figures(session: SessionStore, kind: TransportKind) -> Option<Figures> {
         .flatten()
 }
 
+/// A lag figure; one below the clock offset's error bound reads as within it.
 pub fn lag_cell(figures: &Figures, pick: fn(&tickscope_shared::lag::LagSummary) -> i64) -> String {
+    figures.view.lag.as_ref().map_or_else(
+        || "-".into(),
+        |lag| format::lag_within(pick(lag), figures.offset_error_us),
+    )
+}
+
+/// A wire figure, or a dash until the server has reported.
+pub fn wire_cell(figures: &Figures, show: fn(&WireView) -> String) -> String {
+    figures.view.wire.as_ref().map_or_else(|| "-".into(), show)
+}
+
+/// A field of the latest wire report, for the page's `data-wire-*` attributes (what the
+/// packet-capture test reads).
+fn wire_total(figures: &Option<Figures>, pick: fn(&WireReport) -> i64) -> String {
     figures
-        .view
-        .lag
         .as_ref()
-        .map_or_else(|| "-".into(), |lag| format::lag_ms(pick(lag)))
+        .and_then(|f| f.view.wire.as_ref())
+        .map_or_else(String::new, |wire| pick(&wire.total).to_string())
 }
 
 #[component]
@@ -59,7 +74,11 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
         move || figures.with(|x| x.as_ref().map(f).unwrap_or_default())
     };
     view! {
-        <section class="panel" data-testid="lag-panel">
+        <section class="panel" data-testid="lag-panel"
+            data-wire-up=move || figures.with(|f| wire_total(f, |w| w.up as i64))
+            data-wire-down=move || figures.with(|f| wire_total(f, |w| w.down as i64))
+            data-wire-requests=move || figures.with(|f| wire_total(f, |w| w.requests as i64))
+            data-wire-at=move || figures.with(|f| wire_total(f, |w| w.at))>
             <h2>{kind.label()} " " <span class="state" data-testid="state">{show(|f| f.view.state.label())}</span></h2>
             <div class="figures">
                 <div><span>"lag now"</span><strong data-testid="lag-current">{show(|f| lag_cell(f, |l| l.current_us))}</strong></div>
@@ -68,7 +87,12 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
                 <div><span>"max"</span><strong data-testid="lag-max">{show(|f| lag_cell(f, |l| l.max_us))}</strong></div>
                 <div><span>"updates"</span><strong data-testid="updates">{show(|f| format::rate(f.view.updates_per_s))}</strong></div>
                 <div><span>"HTTP requests"</span><strong data-testid="requests">{show(|f| format::rate(f.view.requests_per_s))}</strong></div>
-                <div><span>"received"</span><strong data-testid="bytes">{show(|f| format::bytes_per_s(f.view.bytes_per_s))}</strong></div>
+                <div><span>"on the wire, down"</span><strong data-testid="wire-down">{show(|f| wire_cell(f, |w| format::bytes_per_s(w.down_per_s)))}</strong></div>
+                <div><span>"on the wire, up"</span><strong data-testid="wire-up">{show(|f| wire_cell(f, |w| format::bytes_per_s(w.up_per_s)))}</strong></div>
+                <div><span>"down per tick"</span><strong data-testid="wire-down-per-tick">{show(|f| wire_cell(f, |w| format::bytes_per_tick(w.down_per_tick)))}</strong></div>
+                <div><span>"up per tick"</span><strong data-testid="wire-up-per-tick">{show(|f| wire_cell(f, |w| format::bytes_per_tick(w.up_per_tick)))}</strong></div>
+                <div><span>"requests per tick"</span><strong data-testid="requests-per-tick">{show(|f| wire_cell(f, |w| format::per_tick(w.requests_per_tick)))}</strong></div>
+                <div><span>"payload received"</span><strong data-testid="bytes">{show(|f| format::bytes_per_s(f.view.bytes_per_s))}</strong></div>
                 <div><span>"empty answers"</span><strong data-testid="empty">{show(|f| format::share(f.view.empty_share))}</strong></div>
                 <div><span>"long-poll timeouts"</span><strong data-testid="timeouts">{show(|f| format::share(f.view.timeout_share))}</strong></div>
                 <div><span>"reconnects"</span><strong data-testid="reconnects">{show(|f| f.view.reconnects.to_string())}</strong></div>
@@ -79,6 +103,8 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
                     (Some(offset), Some(error)) => format!("{:+.2} ms, within ±{:.2} ms", offset as f64 / 1000.0, error as f64 / 1000.0),
                     _ => "not yet measured".into(),
                 })}</span>
+                "). On the wire: every TCP payload byte of this transport's connections, both ways (request and response heads, framing, handshakes, clock exchanges), counted by the server ("
+                <span data-testid="wire-total">{show(|f| wire_cell(f, |w| format!("{} down, {} up, {} requests so far", format::bytes(w.total.down as f64), format::bytes(w.total.up as f64), w.total.requests)))}</span>
                 "). Chain: " <span data-testid="chain">{show(|f| f.chain.clone())}</span>
                 {move || figures.with(|f| f.as_ref().and_then(|f| f.error.clone()).map(|e| format!(". Last error: {e}")))}
             </p>

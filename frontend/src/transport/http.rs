@@ -4,20 +4,27 @@
 use futures::FutureExt;
 use tickscope_shared::clock::ClockSample;
 
-use super::{Emit, FeedEvent, Stop, back_off, now_us};
+use super::{Emit, FeedEvent, Stop, TransportKind, back_off, now_us};
 use crate::api;
 
 /// Clock exchanges at the start of a session and then one per this many requests.
 const CLOCK_EVERY: u32 = 20;
 
 /// Polls every `interval_ms` (measured from one request's start to the next's).
-pub(super) async fn poll(interval_ms: u32, since: u64, stop: Stop, emit: Emit) {
+pub(super) async fn poll(
+    kind: TransportKind,
+    interval_ms: u32,
+    since: u64,
+    stop: Stop,
+    emit: Emit,
+) {
     let mut cursor = since;
     let mut attempt = 0;
     let mut requests = 0u32;
     while !stop.is_set() {
         let started_us = now_us();
         if !ask(
+            kind,
             Ask::Poll,
             &mut cursor,
             &mut attempt,
@@ -39,12 +46,13 @@ pub(super) async fn poll(interval_ms: u32, since: u64, stop: Stop, emit: Emit) {
 }
 
 /// Long polls back to back: the next request leaves as soon as the last is answered.
-pub(super) async fn long_poll(since: u64, stop: Stop, emit: Emit) {
+pub(super) async fn long_poll(kind: TransportKind, since: u64, stop: Stop, emit: Emit) {
     let mut cursor = since;
     let mut attempt = 0;
     let mut requests = 0u32;
     while !stop.is_set() {
         if !ask(
+            kind,
             Ask::LongPoll,
             &mut cursor,
             &mut attempt,
@@ -68,6 +76,7 @@ enum Ask {
 /// One request from `cursor`, reported to the app, with the clock measured again every
 /// [`CLOCK_EVERY`] requests; a failure waits out the backoff. `false` once stopped.
 async fn ask(
+    kind: TransportKind,
     ask: Ask,
     cursor: &mut u64,
     attempt: &mut u32,
@@ -76,16 +85,20 @@ async fn ask(
     emit: &Emit,
 ) -> bool {
     if requests.is_multiple_of(CLOCK_EVERY) {
-        sync_clock(stop, emit).await;
+        sync_clock(kind, stop, emit).await;
     }
     *requests += 1;
     emit(FeedEvent::Request { at_us: now_us() });
     let answer = match ask {
-        Ask::Poll => api::poll(*cursor, &stop.signal).await,
-        Ask::LongPoll => api::long_poll(*cursor, &stop.signal).await,
+        Ask::Poll => api::poll(*cursor, &stop.meter, &stop.signal).await,
+        Ask::LongPoll => api::long_poll(*cursor, &stop.meter, &stop.signal).await,
     };
     match answer {
-        Ok((batch, bytes)) => {
+        Ok(api::Answer {
+            value: batch,
+            bytes,
+            wire,
+        }) => {
             *attempt = 0;
             let at_us = now_us();
             *cursor = batch.cursor;
@@ -102,6 +115,9 @@ async fn ask(
                 bytes,
                 at_us,
             });
+            if let Some(report) = wire {
+                emit(FeedEvent::Wire(report));
+            }
             true
         }
         Err(err) => {
@@ -111,17 +127,21 @@ async fn ask(
     }
 }
 
-/// A few `/api/time` exchanges; the app keeps the one with the shortest round trip.
-pub(super) async fn sync_clock(stop: &Stop, emit: &Emit) {
+/// A few `/api/time` exchanges, charged to `kind`; the app keeps the one with the shortest
+/// round trip.
+pub(super) async fn sync_clock(kind: TransportKind, stop: &Stop, emit: &Emit) {
     for _ in 0..3 {
         let sent_us = now_us();
-        let Ok(time) = api::time(&stop.signal).await else {
+        let Ok(answer) = api::time(kind.wire_name(), &stop.meter, &stop.signal).await else {
             return;
         };
         emit(FeedEvent::Clock(ClockSample {
             sent_us,
-            server_us: time.server_time,
+            server_us: answer.value.server_time,
             received_us: now_us(),
         }));
+        if let Some(report) = answer.wire {
+            emit(FeedEvent::Wire(report));
+        }
     }
 }

@@ -14,7 +14,7 @@ use futures::channel::oneshot;
 use futures::future::Shared;
 
 use tickscope_shared::clock::ClockSample;
-use tickscope_shared::wire::Batch;
+use tickscope_shared::wire::{Batch, WireReport};
 
 use crate::backoff;
 
@@ -55,6 +55,16 @@ impl TransportKind {
             Self::LongPolling => "Long polling".into(),
             Self::WebSocket => "WebSocket".into(),
             Self::Sse => "SSE".into(),
+        }
+    }
+
+    /// The server's name for the transport (`transport=` on a clock exchange).
+    pub fn wire_name(self) -> &'static str {
+        match self {
+            Self::Polling { .. } => "polling",
+            Self::LongPolling => "long_polling",
+            Self::WebSocket => "websocket",
+            Self::Sse => "sse",
         }
     }
 
@@ -102,6 +112,8 @@ pub enum FeedEvent {
     },
     /// A clock exchange for this transport's offset.
     Clock(ClockSample),
+    /// The server's count of what this transport has put on the wire so far.
+    Wire(WireReport),
     /// Something other than data came (a pong): the connection is alive.
     Heard { at_us: i64, bytes: usize },
     /// The connection is up (WebSocket open, SSE stream open, or a poll answered).
@@ -163,13 +175,14 @@ impl FeedClient {
             stopped: stopped.clone(),
             signal: abort.signal(),
             dropped: stop_rx.shared(),
+            meter: new_meter().into(),
         };
         leptos::task::spawn_local(async move {
             match kind {
                 TransportKind::Polling { interval_ms } => {
-                    http::poll(interval_ms, since, stop, emit).await
+                    http::poll(kind, interval_ms, since, stop, emit).await
                 }
-                TransportKind::LongPolling => http::long_poll(since, stop, emit).await,
+                TransportKind::LongPolling => http::long_poll(kind, since, stop, emit).await,
                 TransportKind::WebSocket => websocket::run(since, stop, emit).await,
                 TransportKind::Sse => sse::run(since, stop, emit).await,
             }
@@ -196,6 +209,15 @@ pub(crate) struct Stop {
     /// Aborts the client's in-flight HTTP request.
     pub(crate) signal: web_sys::AbortSignal,
     dropped: Shared<oneshot::Receiver<()>>,
+    /// The name of this client's meter on the server (`meter=` on each of its requests), so
+    /// the server counts what it costs on the wire.
+    pub(crate) meter: Rc<str>,
+}
+
+/// A new meter name: 64 random bits in hex.
+fn new_meter() -> String {
+    let half = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    format!("{:016x}", half() << 32 | half())
 }
 
 impl Stop {

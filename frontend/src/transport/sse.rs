@@ -4,7 +4,7 @@
 
 use futures::channel::mpsc;
 use futures::{FutureExt, StreamExt, pin_mut};
-use tickscope_shared::wire::Batch;
+use tickscope_shared::wire::{Batch, WireReport};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{EventSource, MessageEvent};
@@ -20,6 +20,7 @@ enum Signal {
     Open,
     Data(String),
     Heartbeat,
+    Wire(String),
     Error,
 }
 
@@ -33,7 +34,7 @@ pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
         let (stop, emit) = (stop.clone(), emit.clone());
         async move {
             while !stop.is_set() {
-                sync_clock(&stop, &emit).await;
+                sync_clock(TransportKind::Sse, &stop, &emit).await;
                 let wait = gloo_timers::future::TimeoutFuture::new(CLOCK_EVERY_MS);
                 futures::select! {
                     () = wait.fuse() => {}
@@ -63,9 +64,13 @@ async fn stream(
     stop: &Stop,
     emit: &Emit,
 ) -> Result<(), String> {
+    let meter = &stop.meter;
     let url = match reconnect.take() {
-        Some(reason) => format!("/api/sse?since={cursor}&reconnect={}", reason.as_str()),
-        None => format!("/api/sse?since={cursor}"),
+        Some(reason) => format!(
+            "/api/sse?since={cursor}&meter={meter}&reconnect={}",
+            reason.as_str()
+        ),
+        None => format!("/api/sse?since={cursor}&meter={meter}"),
     };
     let source =
         EventSource::new(&url).map_err(|err| format!("cannot open the event stream: {err:?}"))?;
@@ -90,6 +95,14 @@ async fn stream(
             let _ = signals.unbounded_send(Signal::Heartbeat);
         })
     };
+    let on_wire = {
+        let signals = signals.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            if let Some(data) = event.data().as_string() {
+                let _ = signals.unbounded_send(Signal::Wire(data));
+            }
+        })
+    };
     let on_error = Closure::<dyn FnMut()>::new(move || {
         let _ = signals.unbounded_send(Signal::Error);
     });
@@ -99,6 +112,9 @@ async fn stream(
     source
         .add_event_listener_with_callback("heartbeat", on_heartbeat.as_ref().unchecked_ref())
         .map_err(|err| format!("cannot listen for heartbeats: {err:?}"))?;
+    source
+        .add_event_listener_with_callback("wire", on_wire.as_ref().unchecked_ref())
+        .map_err(|err| format!("cannot listen for wire reports: {err:?}"))?;
 
     let stopped = stop.wait().fuse();
     pin_mut!(stopped);
@@ -121,6 +137,11 @@ async fn stream(
                     silence = TimeoutFuture::new(silence_ms).fuse();
                     emit(FeedEvent::Heard { at_us: now_us(), bytes: 0 });
                 }
+                Some(Signal::Wire(data)) => {
+                    if let Ok(report) = serde_json::from_str::<WireReport>(&data) {
+                        emit(FeedEvent::Wire(report));
+                    }
+                }
                 Some(Signal::Data(data)) => {
                     silence = TimeoutFuture::new(silence_ms).fuse();
                     let at_us = now_us();
@@ -139,6 +160,6 @@ async fn stream(
     };
     source.close();
     // The callbacks live until here, so the source never calls a dropped closure.
-    drop((on_open, on_message, on_heartbeat, on_error));
+    drop((on_open, on_message, on_heartbeat, on_wire, on_error));
     outcome
 }

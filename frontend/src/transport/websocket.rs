@@ -29,7 +29,7 @@ pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
     .await;
 }
 
-fn url(reconnect: Option<Reconnect>) -> String {
+fn url(meter: &str, reconnect: Option<Reconnect>) -> String {
     let location = web_sys::window().expect("a window").location();
     let scheme = match location.protocol().as_deref() {
         Ok("https:") => "wss",
@@ -37,8 +37,11 @@ fn url(reconnect: Option<Reconnect>) -> String {
     };
     let host = location.host().unwrap_or_default();
     match reconnect {
-        Some(reason) => format!("{scheme}://{host}/api/ws?reconnect={}", reason.as_str()),
-        None => format!("{scheme}://{host}/api/ws"),
+        Some(reason) => format!(
+            "{scheme}://{host}/api/ws?meter={meter}&reconnect={}",
+            reason.as_str()
+        ),
+        None => format!("{scheme}://{host}/api/ws?meter={meter}"),
     }
 }
 
@@ -51,7 +54,7 @@ async fn connection(
     stop: &Stop,
     emit: &Emit,
 ) -> Result<(), String> {
-    let socket = WebSocket::open(&url(reconnect.take()))
+    let socket = WebSocket::open(&url(&stop.meter, reconnect.take()))
         .map_err(|err| format!("cannot open WebSocket: {err}"))?;
     let (mut write, mut read) = socket.split();
     let subscribe = ClientMessage::Subscribe {
@@ -94,6 +97,10 @@ async fn connection(
                                 server_us: server_time,
                                 received_us: at_us,
                             }));
+                            emit(FeedEvent::Heard { at_us, bytes: text.len() });
+                        }
+                        Ok(ServerMessage::Wire(report)) => {
+                            emit(FeedEvent::Wire(report));
                             emit(FeedEvent::Heard { at_us, bytes: text.len() });
                         }
                         Err(err) => return Err(format!("unreadable message: {err}")),
