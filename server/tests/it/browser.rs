@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use serde_json::json;
 
-use crate::chromedriver::ChromeDriver;
+use crate::chromedriver::{ChromeDriver, console_errors};
 use crate::helpers::{PATIENCE, TestServer};
 
 fn dist_dir() -> PathBuf {
@@ -79,15 +78,6 @@ async fn the_app_streams_switches_transports_without_loss_and_compares() {
         .goto(&server.url("/"))
         .await
         .expect("loading the app");
-    // Record console errors from here on (a panic in the app logs one).
-    browser
-        .execute(
-            "window.__errors = []; const e = console.error; \
-             console.error = (...a) => { window.__errors.push(a.join(' ')); e(...a); };",
-            vec![],
-        )
-        .await
-        .unwrap();
 
     // Prices are painted and then move.
     let first = wait_text(
@@ -184,11 +174,10 @@ async fn the_app_streams_switches_transports_without_loss_and_compares() {
         .unwrap();
     }
 
-    let errors = browser
-        .execute("return window.__errors;", vec![])
-        .await
-        .unwrap();
-    assert_eq!(errors, json!([]), "console errors");
+    // From the first byte of the page on: no console error (a panic in the app logs one),
+    // no resource that failed to load (such as a missing favicon).
+    let errors = console_errors(&browser).await;
+    assert!(errors.is_empty(), "the browser logged errors: {errors:#?}");
     browser.close().await.unwrap();
 }
 

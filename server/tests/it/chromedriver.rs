@@ -53,6 +53,8 @@ impl ChromeDriver {
     /// A new headless Chromium session with the flags this closed network needs.
     pub async fn browser(&self) -> Client {
         let capabilities = json!({
+            // The browser's log from the first request on: console messages and failed loads.
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 "args": [
@@ -109,4 +111,40 @@ impl Drop for ChromeDriver {
         }
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// chromedriver's browser log (`POST /session/{id}/se/log`), which W3C WebDriver lacks.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// The errors the browser logged since the last call (from the session's first navigation
+/// on): console errors, and resources that failed to load, such as a 404.
+pub async fn console_errors(browser: &Client) -> Vec<String> {
+    let log = browser
+        .issue_cmd(BrowserLog)
+        .await
+        .expect("reading the browser's log");
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["level"] == "SEVERE")
+        .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
