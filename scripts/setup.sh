@@ -8,7 +8,8 @@
 # With --browser it also installs Debian's chromium and chromium-driver for the browser tests,
 # with --nats Debian's nats-server (JetStream) for the scale-out tests and `just cluster`, and
 # with --net iproute2 and curl for the dead-peer tests (clients in a network namespace; the
-# WebSocket one is python3, which every machine has).
+# WebSocket one is python3, which every machine has), tcpdump for the packet-capture test of
+# the wire figures, and faketime (libfaketime) for the clock-skew test.
 set -euo pipefail
 # shellcheck source=tools.sh
 source "$(dirname "$0")/tools.sh"
@@ -58,6 +59,12 @@ if $want_net && ! command -v ip >/dev/null; then
 fi
 if $want_net && ! command -v curl >/dev/null; then
   debian_packages+=(curl)
+fi
+if $want_net && ! command -v tcpdump >/dev/null; then
+  debian_packages+=(tcpdump)
+fi
+if $want_net && ! [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
+  debian_packages+=(faketime)
 fi
 if [ ${#debian_packages[@]} -gt 0 ]; then
   echo "installing ${debian_packages[*]} from Debian" >&2

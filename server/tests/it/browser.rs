@@ -9,7 +9,7 @@ use fantoccini::{Client, Locator};
 use crate::chromedriver::{ChromeDriver, console_errors};
 use crate::helpers::{PATIENCE, TestServer};
 
-fn dist_dir() -> PathBuf {
+pub(crate) fn dist_dir() -> PathBuf {
     let dist = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../dist");
     assert!(
         dist.join("index.html").is_file(),
@@ -19,7 +19,7 @@ fn dist_dir() -> PathBuf {
 }
 
 /// The text of the first element matching `css`, or "" when there is none yet.
-async fn text(browser: &Client, css: &str) -> String {
+pub(crate) async fn text(browser: &Client, css: &str) -> String {
     match browser.find(Locator::Css(css)).await {
         Ok(element) => element.text().await.unwrap_or_default(),
         Err(_) => String::new(),
@@ -28,7 +28,12 @@ async fn text(browser: &Client, css: &str) -> String {
 
 /// Waits until the text at `css` satisfies `ok`, returning it; fails the test after a while
 /// with what it saw last.
-async fn wait_text(browser: &Client, css: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+pub(crate) async fn wait_text(
+    browser: &Client,
+    css: &str,
+    what: &str,
+    ok: impl Fn(&str) -> bool,
+) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     loop {
         let seen = text(browser, css).await;
@@ -45,7 +50,7 @@ async fn wait_text(browser: &Client, css: &str, what: &str, ok: impl Fn(&str) ->
 
 /// Clicks `css` once the app has rendered it (the app mounts after its WASM loads, which can
 /// be after the page's load event).
-async fn click(browser: &Client, css: &str) {
+pub(crate) async fn click(browser: &Client, css: &str) {
     browser
         .wait()
         .at_most(PATIENCE)
@@ -58,7 +63,7 @@ async fn click(browser: &Client, css: &str) {
 }
 
 /// The tick count in a chain line such as "cursor 812 · 655 ticks · 0 gaps · 0 breaks".
-fn chain_ticks(chain: &str) -> u64 {
+pub(crate) fn chain_ticks(chain: &str) -> u64 {
     chain
         .split(" · ")
         .find_map(|part| part.strip_suffix(" ticks"))

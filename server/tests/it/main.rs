@@ -4,6 +4,7 @@
 mod bad_input;
 mod binary;
 mod browser;
+mod capture;
 mod chromedriver;
 mod cluster;
 mod dead_peer;
