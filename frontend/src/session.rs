@@ -231,16 +231,10 @@ impl Session {
                 bytes,
                 at_us,
             } => {
-                let lags: Vec<i64> = match channel.clock.offset_us() {
-                    Some(_) => batch
-                        .ticks
-                        .iter()
-                        .filter_map(|tick| channel.clock.lag_us(at_us, tick.ts))
-                        .collect(),
-                    // No clock sample yet: a lag on an unknown offset would be wrong, so none.
-                    None => Vec::new(),
-                };
-                channel.stats.batch(at_us, batch.ticks.len(), &lags, bytes);
+                // Kept on the client's clock; the stats add the best offset known when they
+                // are shown, so an early, rough offset never stays in the figures.
+                let apart: Vec<i64> = batch.ticks.iter().map(|tick| at_us - tick.ts).collect();
+                channel.stats.batch(at_us, &apart, bytes);
                 Self::accept(channel, &mut self.market, &mut self.notice, &batch, now_us);
             }
             FeedEvent::Request { at_us } => channel.stats.request(at_us),
@@ -444,12 +438,29 @@ mod tests {
     }
 
     #[test]
-    fn lag_counts_only_once_the_clock_is_known() {
+    fn lag_shows_once_the_clock_is_known_and_with_the_best_offset() {
         let mut session = session();
         let ws = TransportKind::WebSocket;
         session.switch_to(ws, 0);
         session.handle(ws, batch(3, vec![tick(3, "AAA", 11.0)]), 0);
-        assert!(session.channels[0].stats.view(4_000_000).lag.is_none());
+        let channel = &mut session.channels[0];
+        assert!(
+            channel
+                .stats
+                .view(4_000_000, channel.clock.offset_us())
+                .lag
+                .is_none()
+        );
+        // A rough first exchange (a 10 ms round trip), then a quiet one.
+        session.handle(
+            ws,
+            FeedEvent::Clock(ClockSample {
+                sent_us: 0,
+                server_us: 9_000,
+                received_us: 10_000,
+            }),
+            0,
+        );
         session.handle(
             ws,
             FeedEvent::Clock(ClockSample {
@@ -460,7 +471,16 @@ mod tests {
             0,
         );
         session.handle(ws, batch(4, vec![tick(4, "AAA", 12.0)]), 0);
-        let lag = session.channels[0].stats.view(4_000_500).lag.unwrap();
+        let channel = &mut session.channels[0];
+        let lag = channel
+            .stats
+            .view(4_000_500, channel.clock.offset_us())
+            .lag
+            .unwrap();
         assert_eq!(lag.current_us, 500, "receive time + offset (0) - ts");
+        assert_eq!(
+            lag.max_us, 500,
+            "the batch that came before the quiet exchange has the same offset"
+        );
     }
 }

@@ -166,19 +166,21 @@ impl TransportStats {
         }
     }
 
-    /// A batch of `ticks` arrived at `at_us` with the lags of its ticks (server clock
-    /// corrected; none before the clock is measured).
-    pub fn batch(&mut self, at_us: i64, ticks: usize, lags_us: &[i64], bytes: usize) {
+    /// A batch arrived at `at_us` (client clock); `apart_us` has, for each of its ticks, the
+    /// receive time minus the tick's server timestamp, on the two clocks as they are. Adding
+    /// the clock offset ([`TransportStats::view`]) makes them lags.
+    pub fn batch(&mut self, at_us: i64, apart_us: &[i64], bytes: usize) {
+        let ticks = apart_us.len();
         self.delivered += ticks as u64;
-        for &lag in lags_us {
-            self.lag.record(at_us, lag);
+        for &apart in apart_us {
+            self.lag.record(at_us, apart);
         }
-        if !lags_us.is_empty() {
-            let mean = lags_us.iter().sum::<i64>() / lags_us.len() as i64;
+        if ticks > 0 {
+            let mean = apart_us.iter().sum::<i64>() / ticks as i64;
             self.points.push_back((at_us, mean));
         }
-        self.ticks.add(at_us, lags_us.len() as u64);
-        self.total_ticks += lags_us.len() as u64;
+        self.ticks.add(at_us, ticks as u64);
+        self.total_ticks += ticks as u64;
         self.bytes.add(at_us, bytes as u64);
         self.heard(at_us);
     }
@@ -231,13 +233,17 @@ impl TransportStats {
         };
     }
 
-    /// The lag-over-time points of the last [`PLOT_US`].
-    pub fn points(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
-        self.points.iter().copied()
+    /// The lag-over-time points of the last [`PLOT_US`], with the clock offset `offset_us`.
+    pub fn points(&self, offset_us: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.points
+            .iter()
+            .map(move |&(at, apart)| (at, apart + offset_us))
     }
 
-    /// Forgets what fell out of the windows and computes the figures at `now_us`.
-    pub fn view(&mut self, now_us: i64) -> StatsView {
+    /// Forgets what fell out of the windows and computes the figures at `now_us`. Lags are
+    /// shown only once the clock offset is known, and all with the best offset known now:
+    /// it is one clock difference, so a better estimate is better for the earlier ticks too.
+    pub fn view(&mut self, now_us: i64, offset_us: Option<i64>) -> StatsView {
         self.lag.expire(now_us);
         for rolling in [
             &mut self.ticks,
@@ -272,7 +278,7 @@ impl TransportStats {
             state => state,
         };
         StatsView {
-            lag: self.lag.summary(),
+            lag: offset_us.and_then(|offset| Some(self.lag.summary()?.shifted(offset))),
             updates_per_s: self.ticks.sum() as f64 / span_s,
             requests_per_s: self.requests.sum() as f64 / span_s,
             bytes_per_s: self.bytes.sum() as f64 / span_s,
@@ -319,10 +325,10 @@ mod tests {
         let mut stats = TransportStats::new(0, 5 * S);
         for second in 0..10 {
             stats.request(second * S);
-            stats.batch(second * S + 1, 2, &[1_000, 3_000], 200);
+            stats.batch(second * S + 1, &[1_000, 3_000], 200);
             stats.answer(second * S + 1, false, false);
         }
-        let view = stats.view(10 * S);
+        let view = stats.view(10 * S, Some(0));
         assert_eq!(view.ticks, 20);
         assert!((view.updates_per_s - 2.0).abs() < 1e-9);
         assert!((view.requests_per_s - 1.0).abs() < 1e-9);
@@ -338,9 +344,9 @@ mod tests {
     #[test]
     fn old_samples_leave_the_window() {
         let mut stats = TransportStats::new(0, 5 * S);
-        stats.batch(0, 1, &[9_000], 100);
-        stats.batch(40 * S, 1, &[1_000], 100);
-        let view = stats.view(40 * S);
+        stats.batch(0, &[9_000], 100);
+        stats.batch(40 * S, &[1_000], 100);
+        let view = stats.view(40 * S, Some(0));
         assert_eq!(view.lag.unwrap().max_us, 1_000);
         assert!((view.updates_per_s - 1.0 / 30.0).abs() < 1e-9);
     }
@@ -357,16 +363,16 @@ mod tests {
     #[test]
     fn wire_costs_are_per_second_and_per_delivered_tick() {
         let mut stats = TransportStats::new(0, 5 * S);
-        assert_eq!(stats.view(0).wire, None, "nothing reported yet");
+        assert_eq!(stats.view(0, Some(0)).wire, None, "nothing reported yet");
         for second in 1..=10u64 {
-            // Ten ticks a second, before the clock is known: they count as delivered.
-            stats.batch(second as i64 * S, 10, &[], 500);
+            // Ten ticks a second.
+            stats.batch(second as i64 * S, &[0; 10], 500);
             stats.wire(
                 second as i64 * S,
                 report(second as i64, 700 * second, 1_000 * second, 2 * second),
             );
         }
-        let wire = stats.view(10 * S).wire.expect("reported");
+        let wire = stats.view(10 * S, Some(0)).wire.expect("reported");
         assert!((wire.down_per_s - 1_000.0).abs() < 1e-9, "{wire:?}");
         assert!((wire.up_per_s - 700.0).abs() < 1e-9);
         assert_eq!(wire.down_per_tick, Some(100.0));
@@ -377,7 +383,7 @@ mod tests {
         // A late report older than the last is ignored; the window moves on.
         stats.wire(11 * S, report(9, 1, 1, 1));
         stats.wire(50 * S, report(50, 7_000, 14_000, 20));
-        let wire = stats.view(50 * S).wire.expect("reported");
+        let wire = stats.view(50 * S, Some(0)).wire.expect("reported");
         assert_eq!(wire.down_per_tick, None, "no tick since the baseline");
         assert!((wire.down_per_s - 4_000.0 / 40.0).abs() < 1e-9, "{wire:?}");
     }
@@ -389,23 +395,23 @@ mod tests {
         stats.answer(2, true, true);
         stats.answer(3, false, false);
         stats.answer(4, false, false);
-        let view = stats.view(5);
+        let view = stats.view(5, Some(0));
         assert_eq!(view.empty_share, Some(0.5));
         assert_eq!(view.timeout_share, Some(0.25));
-        assert_eq!(TransportStats::new(0, S).view(1).empty_share, None);
+        assert_eq!(TransportStats::new(0, S).view(1, Some(0)).empty_share, None);
     }
 
     #[test]
     fn silence_turns_live_into_stalled() {
         let mut stats = TransportStats::new(0, 2 * S);
-        assert_eq!(stats.view(0).state, ConnState::Connecting);
+        assert_eq!(stats.view(0, Some(0)).state, ConnState::Connecting);
         stats.heard(S);
-        assert_eq!(stats.view(2 * S).state, ConnState::Live);
-        assert_eq!(stats.view(4 * S).state, ConnState::Stalled);
+        assert_eq!(stats.view(2 * S, Some(0)).state, ConnState::Live);
+        assert_eq!(stats.view(4 * S, Some(0)).state, ConnState::Stalled);
         stats.reconnecting(1, 500);
-        assert_eq!(stats.view(4 * S).reconnects, 1);
+        assert_eq!(stats.view(4 * S, Some(0)).reconnects, 1);
         assert_eq!(
-            stats.view(4 * S).state.label(),
+            stats.view(4 * S, Some(0)).state.label(),
             "reconnecting (attempt 1, in 0.5 s)"
         );
     }

@@ -19,6 +19,22 @@ pub struct LagSummary {
     pub max_us: i64,
 }
 
+impl LagSummary {
+    /// Every figure moved by `by_us`: samples kept on the client's clock become lags once
+    /// the clock offset is added (the same offset for all, so the percentiles move with it).
+    pub fn shifted(self, by_us: i64) -> Self {
+        Self {
+            count: self.count,
+            current_us: self.current_us + by_us,
+            mean_us: self.mean_us + by_us as f64,
+            p50_us: self.p50_us + by_us,
+            p95_us: self.p95_us + by_us,
+            p99_us: self.p99_us + by_us,
+            max_us: self.max_us + by_us,
+        }
+    }
+}
+
 /// Lag samples of the last `window_us` microseconds, oldest first.
 #[derive(Debug, Clone)]
 pub struct LagWindow {
@@ -114,6 +130,20 @@ mod tests {
         assert_eq!(summary.p50_us, 5_000);
         assert_eq!(summary.max_us, 10_000);
         assert!((summary.mean_us - 5_500.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_shifted_summary_moves_every_figure() {
+        let mut window = LagWindow::new(30_000_000);
+        for lag in [-3_000, -1_000, 2_000] {
+            window.record(0, lag);
+        }
+        let shifted = window.summary().unwrap().shifted(5_000);
+        assert_eq!(
+            (shifted.current_us, shifted.p50_us, shifted.max_us),
+            (7_000, 4_000, 7_000)
+        );
+        assert!((shifted.mean_us - (5_000.0 - 2_000.0 / 3.0)).abs() < 1e-9);
     }
 
     #[test]

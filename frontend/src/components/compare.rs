@@ -84,9 +84,11 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
                 s.channels
                     .iter()
                     .map(|channel| {
+                        let offset = channel.clock.offset_us();
                         let points = channel
                             .stats
-                            .points()
+                            .points(offset.unwrap_or_default())
+                            .filter(|_| offset.is_some())
                             .map(|(at, lag)| (-((now - at) as f64) / 1e6, lag as f64 / 1000.0))
                             .collect();
                         (channel.kind, points)

@@ -26,7 +26,7 @@ pub fn figures(session: SessionStore, kind: TransportKind) -> Option<Figures> {
         .try_update_value(|s| {
             let channel = s.as_mut()?.channels.iter_mut().find(|c| c.kind == kind)?;
             Some(Figures {
-                view: channel.stats.view(now_us()),
+                view: channel.stats.view(now_us(), channel.clock.offset_us()),
                 offset_us: channel.clock.offset_us(),
                 offset_error_us: channel.clock.best().map(|best| best.round_trip_us() / 2),
                 chain: format!(
@@ -78,7 +78,9 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
             data-wire-up=move || figures.with(|f| wire_total(f, |w| w.up as i64))
             data-wire-down=move || figures.with(|f| wire_total(f, |w| w.down as i64))
             data-wire-requests=move || figures.with(|f| wire_total(f, |w| w.requests as i64))
-            data-wire-at=move || figures.with(|f| wire_total(f, |w| w.at))>
+            data-wire-at=move || figures.with(|f| wire_total(f, |w| w.at))
+            data-offset-us=move || figures.with(|f| f.as_ref().and_then(|f| f.offset_us).map(|o| o.to_string()))
+            data-lag-p50-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p50_us.to_string()))>
             <h2>{kind.label()} " " <span class="state" data-testid="state">{show(|f| f.view.state.label())}</span></h2>
             <div class="figures">
                 <div><span>"lag now"</span><strong data-testid="lag-current">{show(|f| lag_cell(f, |l| l.current_us))}</strong></div>

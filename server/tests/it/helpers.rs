@@ -240,10 +240,21 @@ impl ServerProcess {
     /// Starts the binary on a free loopback port with `args` added, and waits for it to
     /// listen.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with(args, &[])
+    }
+
+    /// [`ServerProcess::start`] with variables set in its environment; without
+    /// `--static-dir` among `args` it serves no app.
+    pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Self {
         use std::io::{BufRead, BufReader};
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tickscope"))
-            .args(["--addr", "127.0.0.1:0", "--static-dir", "/nonexistent"])
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tickscope"));
+        command.args(["--addr", "127.0.0.1:0"]);
+        if !args.contains(&"--static-dir") {
+            command.args(["--static-dir", "/nonexistent"]);
+        }
+        let mut child = command
             .args(args)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stderr(std::process::Stdio::piped())

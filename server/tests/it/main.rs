@@ -6,6 +6,7 @@ mod binary;
 mod browser;
 mod capture;
 mod chromedriver;
+mod clock_skew;
 mod cluster;
 mod dead_peer;
 mod frame_limit;
