@@ -65,6 +65,8 @@ async fn main() -> anyhow::Result<()> {
         args.seconds,
         cpu * 100.0
     );
+    let errors = chromedriver::console_errors(&browser).await;
+    anyhow::ensure!(errors.is_empty(), "the browser logged errors: {errors:#?}");
     browser.close().await?;
     Ok(())
 }

@@ -29,6 +29,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use url::Url;
 
 use crate::recorder::{LiteBatch, Recorder, now_us};
+use crate::wire::{Counted, WireCount};
 
 /// Longest a single handshake (or first HTTP answer) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -71,6 +72,8 @@ pub struct Shared {
     pub interval: Duration,
     /// WebSocket clients connect and then stay silent: no subscription, no ticks.
     pub idle: bool,
+    /// Every byte on the clients' connections, both ways.
+    pub wire: Rc<WireCount>,
 }
 
 impl Shared {
@@ -82,6 +85,7 @@ impl Shared {
             connected: Cell::new(0),
             interval,
             idle,
+            wire: Rc::default(),
         }
     }
 
@@ -101,11 +105,11 @@ impl Shared {
         self.settled.send_modify(|settled| *settled += 1);
     }
 
-    fn record(&self, chain: &mut CursorChain, text: &str, wire_bytes: usize) {
+    fn record(&self, chain: &mut CursorChain, text: &str) {
         let received = now_us();
         let mut recorder = self.recorder.borrow_mut();
         match serde_json::from_str::<LiteBatch>(text) {
-            Ok(batch) => recorder.batch(chain, &batch, wire_bytes, received),
+            Ok(batch) => recorder.batch(chain, &batch, received),
             Err(error) => recorder.disconnect(format!("unreadable batch: {error}")),
         }
     }
@@ -126,13 +130,18 @@ pub async fn run(shared: Rc<Shared>, transport: Transport, url: Url, index: usiz
     }
 }
 
-/// Bytes of a server-to-client WebSocket frame header for a payload of `len` bytes.
-fn ws_header_len(len: usize) -> usize {
-    match len {
-        0..=125 => 2,
-        126..=65_535 => 4,
-        _ => 10,
-    }
+/// A TCP connection to `url`'s server without Nagle's delay, counting its bytes.
+async fn connect(shared: &Shared, url: &Url) -> Result<Counted<TcpStream>, String> {
+    let addr = url
+        .socket_addrs(|| None)
+        .map_err(|error| format!("address of {url}: {error}"))?;
+    let stream = TcpStream::connect(&*addr)
+        .await
+        .map_err(|error| format!("connecting: {error}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| error.to_string())?;
+    Ok(Counted::new(stream, shared.wire.clone()))
 }
 
 async fn websocket(shared: &Shared, url: Url, socketio: bool) {
@@ -140,7 +149,12 @@ async fn websocket(shared: &Shared, url: Url, socketio: bool) {
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let handshake = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true);
+    let handshake = async {
+        let stream = connect(shared, &url).await?;
+        tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
+            .await
+            .map_err(|error| error.to_string())
+    };
     let mut socket = match timeout(CONNECT_TIMEOUT, handshake).await {
         Ok(Ok((socket, _))) => socket,
         Ok(Err(error)) => return shared.settle(Err(format!("websocket handshake: {error}"))),
@@ -169,9 +183,8 @@ async fn websocket(shared: &Shared, url: Url, socketio: bool) {
             Message::Close(frame) => break format!("closed by the server: {frame:?}"),
             _ => continue,
         };
-        let wire = text.len() + ws_header_len(text.len());
         if !socketio {
-            shared.record(&mut chain, &text, wire);
+            shared.record(&mut chain, &text);
             continue;
         }
         // Engine.IO v4: "0" open, "2" ping, "4" message; Socket.IO inside: "40" connected,
@@ -186,7 +199,7 @@ async fn websocket(shared: &Shared, url: Url, socketio: bool) {
                 None
             }
             [b'4', b'2', ..] => {
-                record_event(shared, &mut chain, &text[2..], wire);
+                record_event(shared, &mut chain, &text[2..]);
                 None
             }
             _ => None,
@@ -205,38 +218,19 @@ async fn websocket(shared: &Shared, url: Url, socketio: bool) {
 }
 
 /// A Socket.IO event `["batch", {...}]`.
-fn record_event(shared: &Shared, chain: &mut CursorChain, event: &str, wire_bytes: usize) {
+fn record_event(shared: &Shared, chain: &mut CursorChain, event: &str) {
     let received = now_us();
     let mut recorder = shared.recorder.borrow_mut();
     match serde_json::from_str::<(IgnoredAny, LiteBatch)>(event) {
-        Ok((_, batch)) => recorder.batch(chain, &batch, wire_bytes, received),
+        Ok((_, batch)) => recorder.batch(chain, &batch, received),
         Err(error) => recorder.disconnect(format!("unreadable event: {error}")),
     }
 }
 
-/// Bytes of an HTTP/1.1 response head as it came: status line, headers, blank line.
-fn head_len(response: &Response<Incoming>) -> usize {
-    let status = "HTTP/1.1 200 OK\r\n".len();
-    let headers: usize = response
-        .headers()
-        .iter()
-        .map(|(name, value)| name.as_str().len() + 2 + value.len() + 2)
-        .sum();
-    status + headers + 2
-}
-
 /// One HTTP/1.1 connection of its own, as a browser tab's would be, driven by a local task
 /// that ends when the returned sender is dropped.
-async fn http_connection(url: &Url) -> Result<SendRequest<Empty<Bytes>>, String> {
-    let addr = url
-        .socket_addrs(|| None)
-        .map_err(|error| format!("address of {url}: {error}"))?;
-    let stream = TcpStream::connect(&*addr)
-        .await
-        .map_err(|error| format!("connecting: {error}"))?;
-    stream
-        .set_nodelay(true)
-        .map_err(|error| error.to_string())?;
+async fn http_connection(shared: &Shared, url: &Url) -> Result<SendRequest<Empty<Bytes>>, String> {
+    let stream = connect(shared, url).await?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| format!("HTTP handshake: {error}"))?;
@@ -275,7 +269,7 @@ async fn get(
 async fn sse(shared: &Shared, url: Url) {
     let permit = shared.connecting.acquire().await;
     let opened = async {
-        let mut sender = http_connection(&url).await?;
+        let mut sender = http_connection(shared, &url).await?;
         let response = get(&mut sender, &url).await?;
         Ok::<_, String>((sender, response))
     };
@@ -286,23 +280,14 @@ async fn sse(shared: &Shared, url: Url) {
     };
     drop(permit);
     shared.settle(Ok(()));
-    let received = Rc::new(Cell::new(head_len(&response)));
-    let counted = received.clone();
-    let mut events = BodyDataStream::new(response.into_body())
-        .inspect(move |chunk| {
-            if let Ok(chunk) = chunk {
-                counted.set(counted.get() + chunk.len());
-            }
-        })
-        .eventsource();
+    let mut events = BodyDataStream::new(response.into_body()).eventsource();
     let mut chain = CursorChain::new(None, true);
     let why = loop {
         match events.next().await {
             None => break "the server ended the stream".to_owned(),
             Some(Err(error)) => break format!("SSE: {error}"),
             Some(Ok(event)) if event.event == "heartbeat" => {}
-            // Bytes since the last batch: this one, and any heartbeats before it.
-            Some(Ok(event)) => shared.record(&mut chain, &event.data, received.replace(0)),
+            Some(Ok(event)) => shared.record(&mut chain, &event.data),
         }
     };
     shared.recorder.borrow_mut().disconnect(why);
@@ -311,7 +296,7 @@ async fn sse(shared: &Shared, url: Url) {
 /// Long polling when `phase` is `None`; otherwise polling every interval, offset by `phase`.
 async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
     let mut permit = Some(shared.connecting.acquire().await);
-    let mut sender = match timeout(CONNECT_TIMEOUT, http_connection(&url)).await {
+    let mut sender = match timeout(CONNECT_TIMEOUT, http_connection(shared, &url)).await {
         Ok(Ok(sender)) => sender,
         Ok(Err(error)) => return shared.settle(Err(error)),
         Err(_) => return shared.settle(Err("connecting timed out".into())),
@@ -334,21 +319,19 @@ async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
         shared.recorder.borrow_mut().request();
         let answer = async {
             let response = get(&mut sender, &request).await?;
-            let head = head_len(&response);
             let body = response
                 .into_body()
                 .collect()
                 .await
                 .map_err(|error| format!("HTTP body: {error}"))?;
-            Ok::<_, String>((head, body.to_bytes()))
+            Ok::<_, String>(body.to_bytes())
         };
-        let (head, body) = match answer.await {
-            Ok(answer) => answer,
+        let body = match answer.await {
+            Ok(body) => body,
             Err(error) => break error,
         };
         let text = String::from_utf8_lossy(&body);
-        shared.recorder.borrow_mut().overhead(head);
-        shared.record(&mut chain, &text, body.len());
+        shared.record(&mut chain, &text);
         if permit.take().is_some() {
             shared.settle(Ok(()));
         }
@@ -388,4 +371,34 @@ pub async fn stalled(url: Url) {
     {
         std::future::pending::<()>().await;
     }
+}
+
+/// The server's `tickscope_wire_bytes_total` for `transport`, (down, up), from its
+/// `/metrics`; `None` for a server without it (the peers), or when it cannot be read.
+pub async fn server_wire(url: &Url, transport: Transport) -> Option<(u64, u64)> {
+    let name = match transport {
+        Transport::Websocket => "websocket",
+        Transport::Sse => "sse",
+        Transport::LongPolling => "long_polling",
+        Transport::Polling => "polling",
+        Transport::Socketio => return None,
+    };
+    let mut metrics = url.clone();
+    metrics.set_scheme("http").ok()?;
+    metrics.set_path("/metrics");
+    metrics.set_query(None);
+    // Over a connection of the server's `other` account; not counted as the clients' bytes.
+    let scratch = Shared::new(1, Duration::ZERO, false);
+    let mut sender = http_connection(&scratch, &metrics).await.ok()?;
+    let response = get(&mut sender, &metrics).await.ok()?;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let series = |direction: &str| -> Option<u64> {
+        let prefix = format!(
+            "tickscope_wire_bytes_total{{transport=\"{name}\",direction=\"{direction}\"}} "
+        );
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix)?.parse().ok())
+    };
+    Some((series("down")?, series("up")?))
 }

@@ -10,6 +10,7 @@ mod clients;
 mod process;
 mod recorder;
 mod report;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -219,10 +220,14 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         let connect_s = connecting.elapsed().as_secs_f64();
         sleep(Duration::from_secs(args.warmup_seconds)).await;
         let before = args.server_pid.map(process::sample).transpose()?;
+        let server_wire_before = clients::server_wire(&args.url, args.transport).await;
+        let wire_before = shared.wire.read();
         shared.recorder.borrow_mut().measuring = true;
         let started = Instant::now();
         sleep(Duration::from_secs(args.seconds)).await;
         shared.recorder.borrow_mut().measuring = false;
+        let wire_after = shared.wire.read();
+        let server_wire_after = clients::server_wire(&args.url, args.transport).await;
         let seconds = started.elapsed().as_secs_f64();
         let after = args.server_pid.map(process::sample).transpose()?;
         let step = StepResult::new(
@@ -232,6 +237,10 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
                 connected: shared.connected(),
                 connect_s,
                 seconds,
+                wire: (wire_after.0 - wire_before.0, wire_after.1 - wire_before.1),
+                server_wire: server_wire_before
+                    .zip(server_wire_after)
+                    .map(|((down0, up0), (down1, up1))| (down1 - down0, up1 - up0)),
             },
             report::ServerSamples {
                 baseline,

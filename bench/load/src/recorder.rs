@@ -1,5 +1,6 @@
 //! What every client of a run saw, in one place: latency in an HDR histogram, ticks, loss from
-//! each client's cursor chain, requests, empty answers, bytes and connection failures.
+//! each client's cursor chain, requests, empty answers and connection failures (the bytes are
+//! counted on the sockets, [`crate::wire`]).
 //!
 //! All clients run on one thread, so they share one [`Recorder`] through `Rc<RefCell<_>>`;
 //! a client borrows it only between awaits.
@@ -35,7 +36,6 @@ pub struct Recorder {
     pub messages: u64,
     pub empty: u64,
     pub requests: u64,
-    pub bytes: u64,
     pub lost: u64,
     pub broken: u64,
     pub gaps: u64,
@@ -55,7 +55,6 @@ impl Default for Recorder {
             messages: 0,
             empty: 0,
             requests: 0,
-            bytes: 0,
             lost: 0,
             broken: 0,
             gaps: 0,
@@ -72,15 +71,9 @@ impl Recorder {
         *self = Self::default();
     }
 
-    /// One batch received at `received_us`, `bytes` long on the wire, checked against `chain`.
-    /// Missing seqs count as lost; the chain then goes on from the batch's cursor.
-    pub fn batch(
-        &mut self,
-        chain: &mut CursorChain,
-        batch: &LiteBatch,
-        bytes: usize,
-        received_us: i64,
-    ) {
+    /// One batch received at `received_us`, checked against `chain`. Missing seqs count as
+    /// lost; the chain then goes on from the batch's cursor.
+    pub fn batch(&mut self, chain: &mut CursorChain, batch: &LiteBatch, received_us: i64) {
         let seqs = batch.ticks.iter().map(|tick| tick.seq);
         match chain.accept_seqs(batch.cursor, batch.gap, seqs) {
             Ok(_) => {}
@@ -101,7 +94,6 @@ impl Recorder {
             return;
         }
         self.messages += 1;
-        self.bytes += bytes as u64;
         if batch.ticks.is_empty() {
             self.empty += 1;
         }
@@ -113,13 +105,6 @@ impl Recorder {
             self.latency_us.saturating_record(lag);
         }
         self.ticks += batch.ticks.len() as u64;
-    }
-
-    /// Bytes that carried no batch (HTTP headers of an answer, a heartbeat).
-    pub fn overhead(&mut self, bytes: usize) {
-        if self.measuring {
-            self.bytes += bytes as u64;
-        }
     }
 
     pub fn request(&mut self) {
@@ -169,14 +154,11 @@ mod tests {
             ..Recorder::default()
         };
         let mut chain = CursorChain::new(None, true);
-        recorder.batch(&mut chain, &batch(5, &[4, 5], 1_000), 100, 3_000);
-        recorder.batch(&mut chain, &batch(9, &[9], 1_000), 50, 2_000);
-        recorder.batch(&mut chain, &batch(10, &[10], 1_000), 50, 2_000);
+        recorder.batch(&mut chain, &batch(5, &[4, 5], 1_000), 3_000);
+        recorder.batch(&mut chain, &batch(9, &[9], 1_000), 2_000);
+        recorder.batch(&mut chain, &batch(10, &[10], 1_000), 2_000);
         assert_eq!(recorder.lost, 3, "6, 7 and 8 never came");
-        assert_eq!(
-            (recorder.ticks, recorder.messages, recorder.bytes),
-            (4, 3, 200)
-        );
+        assert_eq!((recorder.ticks, recorder.messages), (4, 3));
         assert_eq!(recorder.latency_us.max(), 2_000);
         assert_eq!(chain.cursor(), Some(10));
     }
@@ -185,8 +167,8 @@ mod tests {
     fn outside_the_window_only_loss_counts() {
         let mut recorder = Recorder::default();
         let mut chain = CursorChain::new(Some(1), true);
-        recorder.batch(&mut chain, &batch(3, &[3], 0), 10, 5);
-        assert_eq!((recorder.lost, recorder.ticks, recorder.bytes), (1, 0, 0));
+        recorder.batch(&mut chain, &batch(3, &[3], 0), 5);
+        assert_eq!((recorder.lost, recorder.ticks), (1, 0));
     }
 
     #[test]

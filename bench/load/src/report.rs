@@ -59,8 +59,16 @@ pub struct StepResult {
     pub requests_per_s: f64,
     /// Share of messages (poll answers) that held no tick.
     pub empty_share: f64,
-    /// Bytes received per tick: payload plus WebSocket frame headers or HTTP response heads.
+    /// Bytes on the wire per tick, server to clients, as the clients' sockets counted them:
+    /// everything (heads, framing, handshakes).
     pub bytes_per_tick: f64,
+    /// The same from clients to server.
+    #[serde(default)]
+    pub bytes_up_per_tick: f64,
+    /// The server's own count of the same window (`tickscope_wire_bytes_total`), (down, up)
+    /// per tick; none for a peer server.
+    #[serde(default)]
+    pub server_bytes_per_tick: Option<(f64, f64)>,
     pub connect_errors: u64,
     pub disconnects: u64,
     pub first_error: Option<String>,
@@ -72,6 +80,10 @@ pub struct StepSetup {
     pub connected: usize,
     pub connect_s: f64,
     pub seconds: f64,
+    /// Bytes (down, up) the clients' sockets counted in the window.
+    pub wire: (u64, u64),
+    /// The server's count of the same, when it has one.
+    pub server_wire: Option<(u64, u64)>,
 }
 
 pub struct ServerSamples {
@@ -129,7 +141,14 @@ impl StepResult {
             messages: recorder.messages,
             requests_per_s: ratio(recorder.requests as f64, setup.seconds),
             empty_share: ratio(recorder.empty as f64, recorder.messages as f64),
-            bytes_per_tick: ratio(recorder.bytes as f64, ticks as f64),
+            bytes_per_tick: ratio(setup.wire.0 as f64, ticks as f64),
+            bytes_up_per_tick: ratio(setup.wire.1 as f64, ticks as f64),
+            server_bytes_per_tick: setup.server_wire.map(|(down, up)| {
+                (
+                    ratio(down as f64, ticks as f64),
+                    ratio(up as f64, ticks as f64),
+                )
+            }),
             connect_errors: recorder.connect_errors,
             disconnects: recorder.disconnects,
             first_error: recorder.first_error.clone(),
@@ -197,8 +216,9 @@ impl RunResult {
     }
 }
 
-const COLUMNS: &str = "| server | transport | clients | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | mean ms | ticks/s | lost | req/s | empty | B/tick | conn err | drops | server CPU s | ticks/CPU-s | RSS/client |";
-const RULE: &str = "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|";
+const COLUMNS: &str = "| server | transport | clients | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | mean ms | ticks/s | lost | req/s | empty | B/tick down | B/tick up | server's B/tick | conn err | drops | server CPU s | ticks/CPU-s | RSS/client |";
+const RULE: &str =
+    "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|";
 
 pub fn print_header() {
     println!("{COLUMNS}\n{RULE}");
@@ -225,7 +245,7 @@ fn row(label: &str, transport: Transport, step: &StepResult) -> String {
             )
         });
     format!(
-        "| {label} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} % | {:.0} | {} | {} {server}",
+        "| {label} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {:.1} | {:.1} % | {:.0} | {:.0} | {} | {} | {} {server}",
         transport.as_str(),
         thousands(step.clients as f64),
         latency.p50,
@@ -239,6 +259,11 @@ fn row(label: &str, transport: Transport, step: &StepResult) -> String {
         step.requests_per_s,
         step.empty_share * 100.0,
         step.bytes_per_tick,
+        step.bytes_up_per_tick,
+        step.server_bytes_per_tick
+            .map_or("–".to_owned(), |(down, up)| format!(
+                "{down:.0} / {up:.0}"
+            )),
         step.connect_errors,
         step.disconnects,
     )
@@ -356,8 +381,10 @@ fn page(runs: &[RunResult], setup: &str, chart_name: &str) -> String {
          histogram of every tick every client received in the measured window.\n\
          - lost: seqs that never arrived without a gap flag, from each client's cursor chain, \
          over the whole step including connecting and warm-up.\n\
-         - B/tick: bytes received per tick, payload plus WebSocket frame headers or HTTP \
-         response heads (request bytes not counted).\n\
+         - B/tick down, up: bytes on the wire per tick delivered, each way, counted on the \
+         clients' sockets: heads, framing, handshakes, masks, everything TCP carried. \
+         server's B/tick: tickscope's own count of the same window \
+         (`tickscope_wire_bytes_total`, down / up); the two agree when the server counts truly.\n\
          - conn err, drops: clients that failed to connect, or were dropped later.\n\
          - server CPU s: user + system seconds of the server process (all threads) during the \
          window; ticks/CPU-s: ticks delivered per second of it.\n\
