@@ -163,34 +163,48 @@ fn captured(
     down_up
 }
 
-/// The wire report the page shows for its transport: (up, down, requests, at), read in one
-/// script so that all four come from the same report.
-async fn page_report(browser: &Client) -> Option<(u64, u64, u64, i64)> {
+/// What the page shows at one moment: its transport's wire report and the ticks its chain
+/// has taken.
+#[derive(Debug, Clone, Copy)]
+struct PageReading {
+    up: u64,
+    down: u64,
+    requests: u64,
+    /// When the server made the report (Unix µs).
+    at: i64,
+    ticks: u64,
+}
+
+/// The page's reading, taken in one script so that every figure comes from the same frame.
+async fn page_report(browser: &Client) -> Option<PageReading> {
     let report = browser
         .execute(
             "const p = document.querySelector('[data-testid=lag-panel]'); \
-             return p && [p.dataset.wireUp, p.dataset.wireDown, p.dataset.wireRequests, p.dataset.wireAt];",
+             const c = document.querySelector('[data-testid=chain]'); \
+             return p && c && [p.dataset.wireUp, p.dataset.wireDown, p.dataset.wireRequests, \
+                               p.dataset.wireAt, c.textContent];",
             vec![],
         )
         .await
         .ok()?;
     let field = |i: usize| report.get(i)?.as_str()?.parse::<i64>().ok();
-    Some((
-        field(0)? as u64,
-        field(1)? as u64,
-        field(2)? as u64,
-        field(3)?,
-    ))
+    Some(PageReading {
+        up: field(0)? as u64,
+        down: field(1)? as u64,
+        requests: field(2)? as u64,
+        at: field(3)?,
+        ticks: chain_ticks(report.get(4)?.as_str()?),
+    })
 }
 
 /// Waits until the page shows a report made at or after `at_us` (Unix µs), which is at most
 /// `MEASURED_US` ahead.
-async fn page_report_after(browser: &Client, at_us: i64) -> (u64, u64, u64, i64) {
+async fn page_report_after(browser: &Client, at_us: i64) -> PageReading {
     let deadline =
         tokio::time::Instant::now() + Duration::from_micros(MEASURED_US.unsigned_abs()) + PATIENCE;
     loop {
         if let Some(report) = page_report(browser).await
-            && report.3 >= at_us
+            && report.at >= at_us
         {
             return report;
         }
@@ -247,6 +261,7 @@ struct Measured {
     metrics: (u64, u64),
     metrics_capture: (u64, u64),
     requests: u64,
+    ticks: u64,
     seconds: f64,
 }
 
@@ -292,7 +307,7 @@ async fn the_pages_wire_figures_and_metrics_match_a_packet_capture() {
         let switched_us = tickscope::clock::now_us();
         let first = page_report_after(&browser, switched_us + 3_000_000).await;
         let (scrape0, metrics0) = read_metrics(server.addr).await;
-        let last = page_report_after(&browser, first.3 + MEASURED_US).await;
+        let last = page_report_after(&browser, first.at + MEASURED_US).await;
         let (scrape1, metrics1) = read_metrics(server.addr).await;
         scrapes.extend([scrape0, scrape1]);
         windows.push((
@@ -311,23 +326,27 @@ async fn the_pages_wire_figures_and_metrics_match_a_packet_capture() {
         let metrics_window = (sent_at(&packets, scrape0), sent_at(&packets, scrape1));
         measured.push(Measured {
             label,
-            page: (last.1 - first.1, last.0 - first.0),
-            page_capture: captured(&packets, port, (first.3, last.3), &scrapes),
+            page: (last.down - first.down, last.up - first.up),
+            page_capture: captured(&packets, port, (first.at, last.at), &scrapes),
             metrics: (down1 - down0, up1 - up0),
             metrics_capture: captured(&packets, port, metrics_window, &scrapes),
-            requests: last.2 - first.2,
-            seconds: (last.3 - first.3) as f64 / 1e6,
+            requests: last.requests - first.requests,
+            ticks: last.ticks - first.ticks,
+            seconds: (last.at - first.at) as f64 / 1e6,
         });
     }
     println!(
-        "| transport | seconds | page down | capture down | page up | capture up | /metrics down | capture down | /metrics up | capture up | requests |"
+        "| transport | seconds | ticks | requests | page down | capture down | page up | capture up \
+         | /metrics down | capture down | /metrics up | capture up |"
     );
-    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    println!("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
     for m in &measured {
         println!(
-            "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             m.label,
             m.seconds,
+            m.ticks,
+            m.requests,
             m.page.0,
             m.page_capture.0,
             m.page.1,
@@ -336,7 +355,20 @@ async fn the_pages_wire_figures_and_metrics_match_a_packet_capture() {
             m.metrics_capture.0,
             m.metrics.1,
             m.metrics_capture.1,
-            m.requests
+        );
+    }
+    println!("\n| transport | down KiB/s | up KiB/s | down B/tick | up B/tick | requests/tick |");
+    println!("|---|--:|--:|--:|--:|--:|");
+    for m in &measured {
+        let ticks = m.ticks.max(1) as f64;
+        println!(
+            "| {} | {:.1} | {:.1} | {:.0} | {:.0} | {:.2} |",
+            m.label,
+            m.page_capture.0 as f64 / 1024.0 / m.seconds,
+            m.page_capture.1 as f64 / 1024.0 / m.seconds,
+            m.page_capture.0 as f64 / ticks,
+            m.page_capture.1 as f64 / ticks,
+            m.requests as f64 / ticks,
         );
     }
     for m in &measured {
