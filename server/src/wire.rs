@@ -18,6 +18,9 @@
 //!   WebSocket, where everything the client sends belongs to that connection
 //!   ([`Connection::stream`]).
 //!
+//! Browsers do not pipeline; a client that does has a head that came early charged to the
+//! request before it. The totals stay exact either way.
+//!
 //! The totals are `tickscope_wire_bytes_total{transport, direction}` in `/metrics`. A meter's
 //! totals go back to its page in a `tickscope-wire` header on each HTTP answer and in a
 //! report every second on a WebSocket or SSE stream.
