@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The benchmark matrix of `just bench`: tickscope against Node `ws` and Socket.IO over
-# WebSocket at 1k, 5k and 10k clients, tickscope's four transports, and idle connections.
+# The benchmark matrix of `just bench`: tickscope against Bun (uWebSockets), Node `ws` and
+# Socket.IO over WebSocket at 1k, 5k and 10k clients; tickscope and Bun again at 1k and 5k with
+# the loopback receive processing on the load's core (as root); tickscope's four transports;
+# idle connections.
 # Each server runs alone on core 0 and the load on core 1; every run is on loopback and
 # bounded in clients and time. Results go to target/bench/*.json, then into
 # docs/BENCHMARKS.md and docs/bench-latency.svg.
@@ -20,16 +22,20 @@ if (( $(ulimit -n) < 10200 )); then
   echo "bench: 10,000 clients need at least 10,200 open files; this shell allows $(ulimit -n)" >&2
   exit 1
 fi
-if [[ ! -d bench/peers/node_modules ]]; then
+bun=bench/peers/node_modules/@oven/bun-linux-x64/bin/bun
+if [[ ! -x $bun ]]; then
   npm ci --prefix bench/peers --no-audit --no-fund
 fi
+rps=/sys/class/net/lo/queues/rx-0/rps_cpus
 rm -rf "$out" && mkdir -p "$out"
 
 pid=
 stop_server() {
   if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; fi
 }
-trap stop_server EXIT
+# Loopback receive processing back on the sender's core (the kernel's default).
+unsteer() { if [[ -w $rps ]]; then echo 0 >"$rps"; fi; }
+trap 'stop_server; unsteer' EXIT
 
 # Starts a server (the rest of the arguments) on core 0 and waits until it accepts.
 start_server() {
@@ -72,6 +78,24 @@ start_server env PORT=$port node bench/peers/socketio-server.js
 measure ws-3-socketio --label socket.io --transport socketio \
   --url "ws://127.0.0.1:$port/socket.io/?EIO=4&transport=websocket" --clients "$ws_clients" --keep-going
 
+start_server env PORT=$port "$bun" bench/peers/bun-server.js
+measure ws-4-bun --label bun --transport websocket \
+  --url "ws://127.0.0.1:$port/" --clients "$ws_clients" --keep-going
+
+# The same at 1k and 5k with the loopback receive processing on the load's core (CPU 1).
+if [[ -w $rps ]]; then
+  echo 2 >"$rps"
+  tickscope
+  measure steered-1-tickscope --label "tickscope, rx on load core" --transport websocket \
+    --url "ws://127.0.0.1:$port/api/ws" --clients 1000,5000 --keep-going
+  start_server env PORT=$port "$bun" bench/peers/bun-server.js
+  measure steered-2-bun --label "bun, rx on load core" --transport websocket \
+    --url "ws://127.0.0.1:$port/" --clients 1000,5000 --keep-going
+  unsteer
+else
+  echo "bench: $rps is not writable (not root): the steered runs are left out" >&2
+fi
+
 tickscope
 measure transport-1-sse --transport sse --url "http://127.0.0.1:$port/api/sse" --clients 1000
 tickscope
@@ -109,8 +133,9 @@ taskset -c 1 target/release/tickscope-load run --transport websocket \\
   --url ws://127.0.0.1:8080/api/ws --clients 1000,5000,10000 --server-pid \$! --keep-going
 \`\`\`
 
-The peers are in \`bench/peers/\`: \`ws-server.js\` (\`ws@8\`) and \`socketio-server.js\`
-(Socket.IO 4.8), both on the same feed (\`feed.js\`) in the same message shape, broadcasting
+The peers are in \`bench/peers/\`: \`bun-server.js\` (Bun $("$bun" --version), whose WebSocket
+server is uWebSockets, broadcasting with its topic pub/sub), \`ws-server.js\` (\`ws@8\`) and
+\`socketio-server.js\` (Socket.IO 4.8), all on the same feed (\`feed.js\`) in the same message shape, broadcasting
 each tick to every client as those libraries document.
 SETUP
 "$load" report --results "$out" --setup "$out/setup.md" --out docs/BENCHMARKS.md --chart docs/bench-latency.svg

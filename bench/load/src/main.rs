@@ -220,6 +220,7 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         let connect_s = connecting.elapsed().as_secs_f64();
         sleep(Duration::from_secs(args.warmup_seconds)).await;
         let before = args.server_pid.map(process::sample).transpose()?;
+        let load_before = process::sample(std::process::id())?;
         let server_wire_before = clients::server_wire(&args.url, args.transport).await;
         let wire_before = shared.wire.read();
         shared.recorder.borrow_mut().measuring = true;
@@ -229,6 +230,7 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         let wire_after = shared.wire.read();
         let server_wire_after = clients::server_wire(&args.url, args.transport).await;
         let seconds = started.elapsed().as_secs_f64();
+        let load_after = process::sample(std::process::id())?;
         let after = args.server_pid.map(process::sample).transpose()?;
         let step = StepResult::new(
             &shared.recorder.borrow(),
@@ -237,6 +239,7 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
                 connected: shared.connected(),
                 connect_s,
                 seconds,
+                load_cpu_s: load_after.cpu_s - load_before.cpu_s,
                 wire: (wire_after.0 - wire_before.0, wire_after.1 - wire_before.1),
                 server_wire: server_wire_before
                     .zip(server_wire_after)
