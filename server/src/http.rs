@@ -1,24 +1,18 @@
-//! The HTTP endpoints: reference data, polling, long polling, clock, health, metrics, and the
-//! built browser app.
-
-use std::time::Duration;
+//! The HTTP endpoints: reference data, clock, health, metrics, the built browser app, and the
+//! routes of the four transports ([`crate::transport`]).
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use tickscope_shared::wire::{History, ServerTime, SymbolList};
-use tokio::time::{Instant, sleep_until};
 
 use crate::clock::now_us;
 use crate::cluster::ClusterHealth;
-use crate::encode::{self, Framing};
+use crate::encode;
 use crate::error::ApiError;
-use crate::feed::{CANDLE_HISTORY_S, Subscription};
-use crate::limits::{self, Kind};
-use crate::metrics::Transport;
-use crate::peer;
+use crate::feed::CANDLE_HISTORY_S;
 use crate::query::{InputError, Params};
-use crate::{AppState, Config, Role};
+use crate::{AppState, Config, Role, transport};
 
 /// Registers every `/api` route, `/healthz` and `/metrics`; a generator serves no clients, so
 /// it has only the last two.
@@ -35,10 +29,13 @@ pub fn routes(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/snapshot", web::get().to(snapshot))
             .route("/history", web::get().to(history))
             .route("/time", web::get().to(time))
-            .route("/poll", web::get().to(poll))
-            .route("/long-poll", web::get().to(long_poll))
-            .route("/ws", web::get().to(crate::ws::handshake))
-            .route("/sse", web::get().to(crate::sse::stream))
+            .route("/poll", web::get().to(transport::polling::poll))
+            .route(
+                "/long-poll",
+                web::get().to(transport::long_polling::long_poll),
+            )
+            .route("/ws", web::get().to(transport::websocket::handshake))
+            .route("/sse", web::get().to(transport::sse::stream))
             .default_service(web::to(api_not_found)),
     );
 }
@@ -82,7 +79,7 @@ async fn api_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     )))
 }
 
-fn json_body(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {
+pub(crate) fn json_body(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(ContentType::json())
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -128,72 +125,6 @@ async fn time() -> HttpResponse {
         .json(ServerTime {
             server_time: now_us(),
         })
-}
-
-/// Polling: answers at once with whatever came after `since` (often nothing).
-async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let metrics = state.metrics.transport(Transport::Polling);
-    metrics.requests.inc();
-    state.limits.poll(limits::peer(&req))?;
-    let params = Params::parse(req.query_string())?;
-    let since = params.since()?;
-    let filter = params.symbols(state.universe(), state.max_symbols())?;
-    let frame = state
-        .feed
-        .frame_since(since, &filter, Framing::Json, state.max_batch_ticks());
-    if frame.ticks == 0 {
-        state.metrics.empty_polls.inc();
-    }
-    state.metrics.sent(Transport::Polling, frame.text.len());
-    Ok(json_body(frame.text.into_bytes()))
-}
-
-/// Long polling: holds the request until a matching tick after `since` exists, then answers
-/// with everything since; at `timeout_ms` (or shutdown) answers with an empty batch. The
-/// request waits on the feed's publish signal; nothing loops on a timer.
-async fn long_poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    state
-        .metrics
-        .transport(Transport::LongPolling)
-        .requests
-        .inc();
-    let params = Params::parse(req.query_string())?;
-    let since = params.since()?;
-    let filter = params.symbols(state.universe(), state.max_symbols())?;
-    let timeout_ms = params
-        .number("timeout_ms", state.config.long_poll_max_timeout_ms)?
-        .unwrap_or(state.config.long_poll_timeout_ms);
-    let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-    let _slot = state
-        .limits
-        .admit(limits::peer(&req).ip(), Kind::LongPoll)?;
-    let _client = state.metrics.client(Transport::LongPolling);
-    // Dropped unanswered when the connection goes: counted if the peer vanished.
-    let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::LongPolling);
-
-    let mut published = state.feed.subscribe();
-    let mut subscription = Subscription::new(&state.feed, filter, since);
-    let frame = loop {
-        published.borrow_and_update();
-        if let Some(frame) =
-            subscription.next_frame(&state.feed, Framing::Json, state.max_batch_ticks())
-        {
-            break frame;
-        }
-        tokio::select! {
-            changed = published.changed() => if changed.is_err() {
-                break subscription.empty_frame(Framing::Json);
-            },
-            () = sleep_until(deadline) => {
-                state.metrics.long_poll_timeouts.inc();
-                break subscription.empty_frame(Framing::Json);
-            }
-            () = state.shutdown.cancelled() => break subscription.empty_frame(Framing::Json),
-        }
-    };
-    dead_peer.answered();
-    state.metrics.sent(Transport::LongPolling, frame.text.len());
-    Ok(json_body(frame.text.into_bytes()))
 }
 
 #[derive(Serialize)]

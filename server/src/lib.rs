@@ -6,9 +6,9 @@
 //! - [`feed`]: publishing, the retained window, latest quotes, candles, and [`feed::Subscription`],
 //!   a client's cursor into it;
 //! - [`encode`]: batches written from pre-encoded ticks;
-//! - [`http`]: the REST endpoints, polling and long polling; [`ws`]: WebSocket, with
-//!   [`frame_guard`] (frames refused at their header) and [`hang_up`] (closed connections
-//!   ended); [`sse`]: Server-Sent Events;
+//! - [`http`]: the REST endpoints and the routes; [`transport`]: polling, long polling,
+//!   WebSocket (with [`frame_guard`], frames refused at their header, and [`hang_up`], closed
+//!   connections ended) and Server-Sent Events, a file each;
 //! - [`query`] and [`error`]: decoding client input and answering its errors;
 //! - [`metrics`]: the Prometheus series; [`peer`]: finding and counting dead peers;
 //! - [`pieces`]: response bodies in pieces, so connections' write buffers stay small;
@@ -34,10 +34,9 @@ pub mod peer;
 pub mod pieces;
 pub mod query;
 pub mod simulator;
-pub mod sse;
 pub mod symbols;
+pub mod transport;
 pub mod wire;
-pub mod ws;
 
 use std::cell::OnceCell;
 use std::future::Future;
