@@ -3,5 +3,6 @@
 
 pub mod long_polling;
 pub mod polling;
+pub mod push;
 pub mod sse;
 pub mod websocket;

@@ -9,6 +9,7 @@
 //! connection the server closes is shut down a short grace later ([`crate::hang_up`]).
 
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,7 +26,6 @@ use tracing::debug;
 
 use crate::AppState;
 use crate::clock::now_us;
-use crate::encode::Framing;
 use crate::error::ApiError;
 use crate::feed::Subscription;
 use crate::frame_guard::{FrameGuard, Refusal};
@@ -36,6 +36,8 @@ use crate::origin;
 use crate::peer;
 use crate::query::{InputError, Params, symbol_filter};
 use crate::wire::{self, Meter};
+
+use super::push::{Outbox, PushBody};
 
 /// `GET /api/ws`: upgrades the connection and spawns its task.
 pub async fn handshake(
@@ -73,16 +75,16 @@ pub async fn handshake(
     let meter = wire.and_then(|wire| wire.meter());
     let hang_up = Arm::default();
     let socket = peer::Socket::of(&req);
-    let mut response =
-        response.map_body(|_, body| HangUp::new(body, hang_up.clone(), socket).boxed());
+    let state = state.into_inner();
+    // Batches go straight from the feed into the response body; the session carries the rest.
+    let outbox = Outbox::new();
+    let mut response = response.map_body(|_, body| {
+        let body = PushBody::new(body, outbox.clone(), state.clone()).boxed();
+        HangUp::new(body, hang_up.clone(), socket).boxed()
+    });
     let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::WebSocket);
     actix_web::rt::spawn(connection(
-        state.into_inner(),
-        session,
-        stream,
-        slot,
-        hang_up,
-        meter,
+        state, session, stream, slot, hang_up, meter, outbox,
     ));
     dead_peer.attach(&mut response);
     Ok(response)
@@ -96,11 +98,13 @@ async fn connection(
     _slot: Slot,
     hang_up: Arm,
     meter: Option<Arc<Meter>>,
+    outbox: Rc<Outbox>,
 ) {
     let _client = state.metrics.client(Transport::WebSocket);
     let mut report = interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY);
-    let mut published = state.feed.subscribe();
-    let mut subscription: Option<Subscription> = None;
+    // Often enough to drop a client that takes no data within a quarter of the timeout.
+    let slow_every = state.config.slow_client_timeout() / 4;
+    let mut slow_check = interval_at(Instant::now() + slow_every, slow_every);
     let heartbeat_every = state.config.ws_heartbeat();
     let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     let mut last_heard = Instant::now();
@@ -139,22 +143,14 @@ async fn connection(
                                     Err(err) => break Some(reason(CloseCode::Policy, &err.0)),
                                 },
                             };
-                            published.borrow_and_update();
-                            let mut fresh = Subscription::new(&state.feed, filter, since);
-                            let sent = send_pending(&state, &mut session, &mut fresh).await;
-                            subscription = Some(fresh);
-                            match sent {
-                                Ok(()) => {}
-                                Err(Stop::Gone) => break None,
-                                Err(Stop::TooSlow) => break Some(reason(CloseCode::Policy, "too slow")),
-                            }
+                            outbox.subscribe(Subscription::new(&state.feed, filter, since));
                         }
                         Ok(ClientMessage::Ping { t }) => {
                             let pong = ServerMessage::Pong { t, server_time: now_us() };
                             let text = serde_json::to_string(&pong).expect("a pong always encodes");
                             state.metrics.sent(Transport::WebSocket, text.len());
-                            if session.text(text).await.is_err() {
-                                break None;
+                            if let Err(stop) = control(&state, session.text(text)).await {
+                                break stop.close(&state);
                             }
                         }
                         Err(err) => break Some(reason(CloseCode::Policy, &err.0)),
@@ -166,8 +162,8 @@ async fn connection(
                         ));
                     }
                     Ok(AggregatedMessage::Ping(bytes)) => {
-                        if session.pong(&bytes).await.is_err() {
-                            break None;
+                        if let Err(stop) = control(&state, session.pong(&bytes)).await {
+                            break stop.close(&state);
                         }
                     }
                     Ok(AggregatedMessage::Pong(_)) => {}
@@ -179,15 +175,9 @@ async fn connection(
                     Err(err) => break Some(protocol_close(&state, &err)),
                 }
             }
-            changed = published.changed(), if subscription.is_some() => {
-                let Some(subscription) = subscription.as_mut() else { continue };
-                if changed.is_err() {
-                    break None;
-                }
-                match send_pending(&state, &mut session, subscription).await {
-                    Ok(()) => {}
-                    Err(Stop::Gone) => break None,
-                    Err(Stop::TooSlow) => break Some(reason(CloseCode::Policy, "too slow")),
+            _ = slow_check.tick() => {
+                if outbox.stalled_for(&state) > state.config.slow_client_timeout() {
+                    break Stop::TooSlow.close(&state);
                 }
             }
             _ = report.tick(), if meter.is_some() => {
@@ -195,8 +185,8 @@ async fn connection(
                 let text = serde_json::to_string(&ServerMessage::Wire(meter.report()))
                     .expect("a report always encodes");
                 state.metrics.sent(Transport::WebSocket, text.len());
-                if session.text(text).await.is_err() {
-                    break None;
+                if let Err(stop) = control(&state, session.text(text)).await {
+                    break stop.close(&state);
                 }
             }
             _ = heartbeat.tick() => {
@@ -205,12 +195,14 @@ async fn connection(
                     state.metrics.transport(Transport::WebSocket).silent_dropped.inc();
                     break None;
                 }
-                if session.ping(b"").await.is_err() {
-                    break None;
+                if let Err(stop) = control(&state, session.ping(b"")).await {
+                    break stop.close(&state);
                 }
             }
         }
     };
+    // No data frame after the close.
+    outbox.close();
     // A close the client started is ended by the client; any other by the server, which
     // keeps the client's stream unread meanwhile.
     if !client_closed {
@@ -257,35 +249,35 @@ enum Stop {
     TooSlow,
 }
 
-/// Sends every batch the subscription is behind on. A client that fell far behind meanwhile
-/// gets a conflated snapshot (see [`crate::feed::Feed::conflate_after`]), so what waits for a
-/// slow client is bounded by the connection's buffers, never by how far behind it is.
-async fn send_pending(
-    state: &AppState,
-    session: &mut Session,
-    subscription: &mut Subscription,
-) -> Result<(), Stop> {
-    while let Some(frame) =
-        subscription.next_frame(&state.feed, Framing::WebSocket, state.max_batch_ticks())
-    {
-        let len = frame.text.len();
-        match tokio::time::timeout(state.config.slow_client_timeout(), session.text(frame.text))
-            .await
-        {
-            Ok(Ok(())) => state.metrics.sent(Transport::WebSocket, len),
-            Ok(Err(_closed)) => return Err(Stop::Gone),
-            Err(_elapsed) => {
+impl Stop {
+    /// The close to send, if any: a gone connection takes none. A client too slow is counted.
+    fn close(self, state: &AppState) -> Option<CloseReason> {
+        match self {
+            Stop::Gone => None,
+            Stop::TooSlow => {
                 debug!("websocket client took no data for too long; dropping it");
                 state
                     .metrics
                     .transport(Transport::WebSocket)
                     .slow_dropped
                     .inc();
-                return Err(Stop::TooSlow);
+                Some(reason(CloseCode::Policy, "too slow"))
             }
         }
     }
-    Ok(())
+}
+
+/// Queues a control message (a pong, a ping, a report). A client that takes none for the
+/// slow-client timeout is too slow; batches never queue (see [`super::push`]).
+async fn control<E>(
+    state: &AppState,
+    send: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), Stop> {
+    match tokio::time::timeout(state.config.slow_client_timeout(), send).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_closed)) => Err(Stop::Gone),
+        Err(_elapsed) => Err(Stop::TooSlow),
+    }
 }
 
 /// Decodes a client message; the error names what was wrong (the README shows the shapes).
