@@ -58,6 +58,15 @@ impl Outbox {
         }
     }
 
+    /// Keeps the body's waker for [`Outbox::subscribe`], unless it already has it.
+    fn remember(&self, waker: &Waker) {
+        let kept = self.waker.take();
+        self.waker.set(match kept {
+            Some(kept) if kept.will_wake(waker) => Some(kept),
+            _ => Some(waker.clone()),
+        });
+    }
+
     /// No data frame after this one: the close follows.
     pub fn close(&self) {
         self.closed.set(true);
@@ -142,9 +151,7 @@ impl PushBody {
         );
         self.outbox.taken.set(Instant::now());
         let payload = frame?.text.into_bytes();
-        self.state
-            .metrics
-            .sent(Transport::WebSocket, payload.len());
+        self.state.metrics.sent(Transport::WebSocket, payload.len());
         let header = text_frame_header(payload.len());
         self.payload = Some(payload);
         Some(header)
@@ -193,14 +200,18 @@ impl MessageBody for PushBody {
             Poll::Pending => {}
         }
         if this.outbox.closed.get() || this.outbox.subscription.borrow().is_none() {
-            this.outbox.waker.set(Some(cx.waker().clone()));
+            this.outbox.remember(cx.waker());
             return Poll::Pending;
         }
         // Seen before the feed is read, so a publish in between wakes this again.
         this.watch_publishes(cx);
         match this.next_frame() {
             Some(header) => Poll::Ready(Some(Ok(header))),
-            None => Poll::Pending,
+            None => {
+                // A new subscription (a resubscribe from an older cursor) wakes it too.
+                this.outbox.remember(cx.waker());
+                Poll::Pending
+            }
         }
     }
 }

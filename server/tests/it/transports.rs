@@ -4,6 +4,9 @@ use std::collections::HashSet;
 
 use tickscope_shared::cursor::CursorChain;
 
+use futures_util::SinkExt;
+use tokio_tungstenite::tungstenite::Message;
+
 use crate::helpers::{TestServer, accept, metric, next_sse_batch, next_ws_batch};
 
 /// Enough ticks to cross many batches at the test rate.
@@ -141,4 +144,27 @@ async fn websocket_clients_at_one_cursor_share_one_frame_per_publish() {
         encoded * 4 <= sent,
         "{encoded} frames encoded for {sent} messages sent"
     );
+}
+
+/// A second `subscribe` replaces the first at once, even on a feed that publishes nothing
+/// more: the backlog from its older cursor comes without waiting for a publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_resubscribe_from_an_older_cursor_is_served_at_once() {
+    let server = TestServer::start(|config| {
+        config.rate = 0.0;
+        // No ping within the test's patience, so nothing but the resubscribe can wake the
+        // connection's body.
+        config.ws_heartbeat_ms = 60_000;
+        config.ws_client_timeout_ms = 120_000;
+    });
+    let head = server.snapshot().await.cursor;
+    assert!(head > 0, "the opening quotes are published");
+    // Live only: nothing comes, since nothing is published.
+    let mut ws = server.ws_subscribe(None, None).await;
+    let again = serde_json::json!({"type": "subscribe", "since": 0}).to_string();
+    ws.send(Message::text(again)).await.expect("resubscribing");
+    let batch = next_ws_batch(&mut ws).await;
+    assert_eq!(batch.cursor, head, "everything from 0 to the head");
+    assert_eq!(batch.ticks.len() as u64, head);
+    server.shut_down().await.expect("clean shutdown");
 }
