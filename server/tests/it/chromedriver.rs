@@ -10,16 +10,24 @@ use fantoccini::{Client, ClientBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
+/// One browser at a time: the tests that drive Chromium measure lags and bytes, and on two
+/// cores a second browser beside them is noise they would measure.
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A chromedriver process, killed when dropped.
 pub struct ChromeDriver {
     process: Child,
     url: String,
     /// The browser profile folder, unique to this driver, so its processes can be found.
     pub profile: PathBuf,
+    /// Held until the driver and its browser are gone (fields drop after `Drop::drop`).
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl ChromeDriver {
+    /// Starts a driver once no other is running in this process.
     pub async fn start() -> Self {
+        let turn = TURN.lock().await;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("finding a free port")
@@ -47,6 +55,7 @@ impl ChromeDriver {
             process,
             url: format!("http://127.0.0.1:{port}"),
             profile,
+            _turn: turn,
         }
     }
 

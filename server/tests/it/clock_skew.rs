@@ -12,8 +12,9 @@ use crate::chromedriver::ChromeDriver;
 use crate::helpers::ServerProcess;
 
 const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
-/// Ticks each transport delivers before its figures are read: 10 s at 50 ticks/s.
-const TICKS: u64 = 500;
+/// Ticks each transport delivers before its figures are read: 15 s at 50 ticks/s, so each
+/// has had several clock exchanges to find a quiet round trip in.
+const TICKS: u64 = 750;
 
 /// The push transports, as the switch names them.
 const PUSH: [(&str, &str); 2] = [("sse", "SSE"), ("websocket", "WebSocket")];
