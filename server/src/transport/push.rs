@@ -1,11 +1,13 @@
-//! The WebSocket response body that takes its batches from the feed itself.
+//! The response body of a push transport (WebSocket, SSE) that takes its batches from the
+//! feed itself.
 //!
 //! A publish wakes each subscribed connection's own task (actix-http's dispatcher), whose
 //! body asks the feed for what its subscription is behind on and hands over the frame shared
-//! by every client at the same cursor: a 2- to 10-byte header of its own, then the shared
-//! payload, with no copy and no channel. There is no second task to wake and no per-client
-//! encoding. Control frames (pings, pongs, reports, the close) still go through actix-ws's
-//! session, and come first.
+//! by every client at the same cursor (on a WebSocket after a 2- to 10-byte header of its
+//! own), with no copy and no channel. There is no second task to wake and no per-client
+//! encoding. What else the connection sends (WebSocket pings, pongs and the close through
+//! actix-ws's session; SSE's retry line and heartbeats; wire reports) comes through the
+//! control body, first.
 //!
 //! The body is polled only while the connection can take data. A client that takes none
 //! while data waits stops the body being polled; [`Outbox::stalled_for`] tells the
@@ -95,11 +97,13 @@ async fn next_publish(mut published: watch::Receiver<u64>) -> (bool, watch::Rece
     (open, published)
 }
 
-/// The body: actix-ws's control frames first, then the feed's batches.
+/// The body: the control body's chunks first, then the feed's batches.
 pub struct PushBody {
     control: BoxBody,
     outbox: Rc<Outbox>,
     state: Arc<AppState>,
+    /// `WebSocket` (a header before each payload) or `Sse` (the event as it is).
+    framing: Framing,
     /// Armed at the first subscription, so an idle connection holds none.
     changed: Option<Changed>,
     /// The payload whose header was just handed over.
@@ -109,11 +113,17 @@ pub struct PushBody {
 }
 
 impl PushBody {
-    pub fn new(control: BoxBody, outbox: Rc<Outbox>, state: Arc<AppState>) -> Self {
+    pub fn new(
+        control: BoxBody,
+        outbox: Rc<Outbox>,
+        state: Arc<AppState>,
+        framing: Framing,
+    ) -> Self {
         Self {
             control,
             outbox,
             state,
+            framing,
             changed: None,
             payload: None,
             feed_gone: false,
@@ -140,17 +150,20 @@ impl PushBody {
         }
     }
 
-    /// The next data frame's header, keeping its payload for the next poll.
+    /// The next batch: an SSE event whole, or a WebSocket frame's header, keeping its payload
+    /// for the next poll.
     fn next_frame(&mut self) -> Option<Bytes> {
         let mut subscription = self.outbox.subscription.borrow_mut();
         let subscription = subscription.as_mut()?;
-        let frame = subscription.next_frame(
-            &self.state.feed,
-            Framing::WebSocket,
-            self.state.max_batch_ticks(),
-        );
+        let frame =
+            subscription.next_frame(&self.state.feed, self.framing, self.state.max_batch_ticks());
         self.outbox.taken.set(Instant::now());
         let payload = frame?.text.into_bytes();
+        if self.framing != Framing::WebSocket {
+            // An SSE event goes as it is.
+            self.state.metrics.sent(Transport::Sse, payload.len());
+            return Some(payload);
+        }
         self.state.metrics.sent(Transport::WebSocket, payload.len());
         let header = text_frame_header(payload.len());
         self.payload = Some(payload);
@@ -195,7 +208,8 @@ impl MessageBody for PushBody {
         }
         match Pin::new(&mut this.control).poll_next(cx) {
             Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
-            // actix-ws ends its body after the close frame: so does this one.
+            // The control body ends with the connection (actix-ws's after the close frame,
+            // SSE's when its task ends): so does this one.
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }

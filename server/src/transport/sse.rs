@@ -4,13 +4,15 @@
 //! sends `Last-Event-ID` and resumes where it stopped; the header wins over `since` in the URL,
 //! which the browser repeats unchanged. `heartbeat` events keep an idle stream alive through
 //! proxies and tell the page the feed is alive; on a metered stream (`meter=`), `wire` events
-//! every second carry the page's wire costs ([`crate::wire`]). Each stream is one task running [`connection`], which writes into a small channel
-//! the response body reads from; when the client goes away the channel closes and the task
-//! ends.
-
+//! every second carry the page's wire costs ([`crate::wire`]). The response body takes the
+//! batches from the feed itself ([`super::push`]); each stream's task, [`connection`], sends
+//! the rest through a small channel and drops a client that takes no data for the
+//! slow-client timeout. When the client goes away the channel closes and the task ends.
 use std::convert::Infallible;
+use std::rc::Rc;
 use std::sync::Arc;
 
+use actix_web::body::{BodyStream, MessageBody};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
@@ -28,6 +30,8 @@ use crate::origin;
 use crate::peer;
 use crate::query::{Params, parse_number};
 use crate::wire::{self, Meter};
+
+use super::push::{Outbox, PushBody};
 
 /// Events buffered for a stream before its task waits for the client to read.
 const STREAM_BUFFER: usize = 16;
@@ -57,60 +61,56 @@ pub async fn stream(
     if let Some(reason) = reconnect {
         state.metrics.reconnected(Transport::Sse, reason);
     }
-    let subscription = Subscription::new(&state.feed, filter, since);
     let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::Sse);
     let meter = wire::Connection::of(&req).and_then(|connection| connection.meter());
-    let (events, mut body) = mpsc::channel::<Bytes>(STREAM_BUFFER);
-    actix_web::rt::spawn(connection(
-        state.into_inner(),
-        subscription,
-        events,
-        slot,
-        meter,
-    ));
-    let body = stream::poll_fn(move |cx| {
-        body.poll_recv(cx)
+    let state = state.into_inner();
+    // Batches go straight from the feed into the response body (`push`); the retry line,
+    // heartbeats and reports come from the connection's task through a small channel.
+    let outbox = Outbox::new();
+    outbox.subscribe(Subscription::new(&state.feed, filter, since));
+    let (events, mut control) = mpsc::channel::<Bytes>(STREAM_BUFFER);
+    let retry = Bytes::from(format!("retry: {RECONNECT_MS}\n\n"));
+    events
+        .try_send(retry)
+        .expect("a new channel has room for the first line");
+    let control = BodyStream::new(stream::poll_fn(move |cx| {
+        control
+            .poll_recv(cx)
             .map(|event| event.map(Ok::<_, Infallible>))
-    });
+    }))
+    .boxed();
+    let body = PushBody::new(control, outbox.clone(), state.clone(), Framing::Sse);
+    actix_web::rt::spawn(connection(state, outbox, events, slot, meter));
     let mut response = HttpResponse::Ok()
         .content_type("text/event-stream")
         .insert_header((header::CACHE_CONTROL, "no-cache"))
         .insert_header(("X-Accel-Buffering", "no"))
-        .streaming(body);
+        .body(body);
     dead_peer.attach(&mut response);
     Ok(response)
 }
 
-/// Feeds one stream until the client leaves or the server shuts down.
+/// Keeps one stream alive (heartbeats, reports) until the client leaves, takes no data for
+/// the slow-client timeout, or the server shuts down; the body takes the batches.
 async fn connection(
     state: Arc<AppState>,
-    mut subscription: Subscription,
+    outbox: Rc<Outbox>,
     events: mpsc::Sender<Bytes>,
     _slot: Slot,
     meter: Option<Arc<Meter>>,
 ) {
     let _client = state.metrics.client(Transport::Sse);
-    let mut published = state.feed.subscribe();
     let every = state.config.sse_heartbeat();
     let mut heartbeat = interval_at(Instant::now() + every, every);
     let mut report = interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY);
-    let retry = Bytes::from(format!("retry: {RECONNECT_MS}\n\n"));
-    if send(&state, &events, retry).await.is_err() {
-        return;
-    }
+    // Often enough to drop a client that takes no data within a quarter of the timeout.
+    let slow_every = state.config.slow_client_timeout() / 4;
+    let mut slow_check = interval_at(Instant::now() + slow_every, slow_every);
     let mut shutting_down = std::pin::pin!(state.shutdown.cancelled());
     loop {
-        published.borrow_and_update();
-        if send_pending(&state, &events, &mut subscription)
-            .await
-            .is_err()
-        {
-            break;
-        }
         tokio::select! {
             () = &mut shutting_down => break,
             () = events.closed() => break,
-            changed = published.changed() => if changed.is_err() { break },
             _ = heartbeat.tick() => {
                 if send(&state, &events, heartbeat_event()).await.is_err() {
                     break;
@@ -122,26 +122,20 @@ async fn connection(
                     break;
                 }
             }
+            _ = slow_check.tick() => {
+                if outbox.stalled_for(&state) > state.config.slow_client_timeout() {
+                    state.metrics.transport(Transport::Sse).slow_dropped.inc();
+                    break;
+                }
+            }
         }
     }
+    // No batch after this; the stream ends once the body has handed over what is queued.
+    outbox.close();
 }
 
 /// The client is gone (its stream's channel is closed) or is being dropped as too slow.
 struct Gone;
-
-/// Sends every batch the subscription is behind on, one event each.
-async fn send_pending(
-    state: &AppState,
-    events: &mpsc::Sender<Bytes>,
-    subscription: &mut Subscription,
-) -> Result<(), Gone> {
-    while let Some(frame) =
-        subscription.next_frame(&state.feed, Framing::Sse, state.max_batch_ticks())
-    {
-        send(state, events, frame.text.into_bytes()).await?;
-    }
-    Ok(())
-}
 
 /// Queues one event; a client that takes none for the slow-client timeout is dropped.
 async fn send(state: &AppState, events: &mpsc::Sender<Bytes>, event: Bytes) -> Result<(), Gone> {

@@ -26,6 +26,7 @@ use tracing::debug;
 
 use crate::AppState;
 use crate::clock::now_us;
+use crate::encode::Framing;
 use crate::error::ApiError;
 use crate::feed::Subscription;
 use crate::frame_guard::{FrameGuard, Refusal};
@@ -79,7 +80,7 @@ pub async fn handshake(
     // Batches go straight from the feed into the response body; the session carries the rest.
     let outbox = Outbox::new();
     let mut response = response.map_body(|_, body| {
-        let body = PushBody::new(body, outbox.clone(), state.clone()).boxed();
+        let body = PushBody::new(body, outbox.clone(), state.clone(), Framing::WebSocket).boxed();
         HangUp::new(body, hang_up.clone(), socket).boxed()
     });
     let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::WebSocket);

@@ -1,14 +1,15 @@
 //! Slow consumers: a client that stops reading is conflated, then dropped as too slow, while
-//! everyone else goes on untouched; nothing it did receive hides a loss.
+//! everyone else goes on untouched; nothing it did receive hides a loss. WebSocket and SSE.
 
 use futures_util::{SinkExt, StreamExt};
 use tickscope_shared::cursor::CursorChain;
 use tickscope_shared::wire::ServerMessage;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{PATIENCE, TestServer, accept, next_ws_batch};
+use crate::helpers::{PATIENCE, TestServer, accept, next_sse_batch, next_ws_batch};
 
 fn dropped(metrics: &str) -> bool {
     metrics
@@ -77,4 +78,43 @@ async fn a_stalled_websocket_client_is_dropped_and_no_one_else_notices() {
     .await;
     assert!(ended.is_ok(), "the stalled client's connection ends");
     assert!(chain.ticks() > 0);
+}
+
+#[tokio::test]
+async fn a_stalled_sse_client_is_dropped_and_no_one_else_notices() {
+    let server = TestServer::start(|config| {
+        config.rate = 5000.0;
+        config.slow_client_timeout_ms = 500;
+        config.conflate_after_ticks = 500;
+    });
+    let mut live = server.sse("since=0", None).await;
+    let mut live_chain = CursorChain::new(Some(0), true);
+
+    // A client with a tiny receive window that opens a stream and then reads nothing.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(server.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /api/sse?since=0 HTTP/1.1\r\nHost: tickscope.test\r\n\r\n")
+        .await
+        .unwrap();
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !sse_dropped(&server.metrics().await) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stalled SSE client is dropped in time"
+        );
+        accept(&mut live_chain, &next_sse_batch(&mut live).await);
+    }
+    for _ in 0..20 {
+        accept(&mut live_chain, &next_sse_batch(&mut live).await);
+    }
+    drop(stalled);
+}
+
+fn sse_dropped(metrics: &str) -> bool {
+    metrics
+        .lines()
+        .any(|line| line == r#"tickscope_slow_clients_dropped_total{transport="sse"} 1"#)
 }
