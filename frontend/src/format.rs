@@ -43,14 +43,8 @@ pub fn per_tick(count: Option<f64>) -> String {
 }
 
 /// Bytes per second with a binary unit.
-pub fn bytes_per_s(bytes: f64) -> String {
-    if bytes < 1024.0 {
-        format!("{bytes:.0} B/s")
-    } else if bytes < 1024.0 * 1024.0 {
-        format!("{:.1} KiB/s", bytes / 1024.0)
-    } else {
-        format!("{:.1} MiB/s", bytes / 1024.0 / 1024.0)
-    }
+pub fn bytes_per_s(per_s: f64) -> String {
+    format!("{}/s", bytes(per_s))
 }
 
 /// A share as a percentage, or a dash when there is nothing to share.

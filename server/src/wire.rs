@@ -200,7 +200,8 @@ impl Wire {
     }
 
     /// The bytes charged to `account` going `direction` so far.
-    pub fn total(&self, account: Account, direction: Direction) -> u64 {
+    #[cfg(test)]
+    fn total(&self, account: Account, direction: Direction) -> u64 {
         self.counters[account.index()][direction as usize].get()
     }
 
@@ -247,7 +248,8 @@ impl Wire {
     }
 
     /// The meters kept now.
-    pub fn meters(&self) -> usize {
+    #[cfg(test)]
+    fn meters(&self) -> usize {
         let meters = self
             .meters
             .lock()
