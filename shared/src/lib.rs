@@ -7,10 +7,12 @@
 //! - [`cursor`]: the cursor chain a client keeps to prove it lost and repeated nothing;
 //! - [`lag`]: rolling lag statistics (current, p50, p95, p99, max over a time window);
 //! - [`candles`]: folding trades into 1-second OHLC candles;
+//! - [`lab`]: the network lab's named link profiles;
 //! - [`clock`]: NTP-style clock-offset estimation, so lag is measured on the server's clock.
 
 pub mod candles;
 pub mod clock;
 pub mod cursor;
+pub mod lab;
 pub mod lag;
 pub mod wire;
