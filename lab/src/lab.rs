@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use tickscope_shared::lab::Profile;
 
 use crate::netns::{self, Namespace};
-use crate::relay::{Relay, RelayHandle};
+use crate::relay::{Paths, Relay, RelayHandle};
 use crate::tun::Tun;
 
 /// Where running labs leave their pid (and the control socket, by default).
@@ -43,6 +43,7 @@ pub struct Config {
     pub subnet: u8,
     pub client: ClientSide,
     pub profile: &'static Profile,
+    pub paths: Paths,
     pub seed: u64,
 }
 
@@ -132,7 +133,13 @@ impl Lab {
                 (None, tun)
             }
         };
-        let relay = Relay::start(client_tun, server_tun, config.profile, config.seed);
+        let relay = Relay::start(
+            client_tun,
+            server_tun,
+            config.profile,
+            config.paths,
+            config.seed,
+        );
         Ok(Self {
             relay,
             server,
@@ -219,8 +226,8 @@ fn remove_namespaces_of(name: &str) {
     }
 }
 
-/// Removes what labs that died without cleaning up left behind: namespaces and pid files of
-/// labs whose process is gone. Returns the namespaces removed.
+/// Removes what labs that died without cleaning up left behind: namespaces, pid files and
+/// control sockets of labs whose process is gone. Returns the namespaces removed.
 pub fn clean_stale() -> Vec<String> {
     let mut removed = Vec::new();
     for namespace in netns::list() {
@@ -233,6 +240,7 @@ pub fn clean_stale() -> Vec<String> {
         let pid_file = PathBuf::from(format!("{RUN_DIR}/{name}.pid"));
         if owner(&pid_file).is_none() && netns::ip(&["netns", "del", &namespace]).is_ok() {
             let _ = std::fs::remove_file(&pid_file);
+            let _ = std::fs::remove_file(format!("{RUN_DIR}/{name}.sock"));
             removed.push(namespace);
         }
     }

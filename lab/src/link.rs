@@ -46,10 +46,11 @@ pub struct Counts {
     pub dropped: u64,
 }
 
-struct Queued {
-    leaves: Instant,
-    order: u64,
-    packet: Vec<u8>,
+/// A packet waiting for its time.
+pub struct Queued {
+    pub leaves: Instant,
+    pub order: u64,
+    pub packet: Vec<u8>,
 }
 
 impl PartialEq for Queued {
@@ -125,11 +126,25 @@ impl Link {
 
     /// A packet enters at `now`.
     pub fn send(&mut self, now: Instant, packet: Vec<u8>) -> Fate {
+        let fate = self.schedule(now, packet.len() as u64);
+        if let Fate::Leaves(leaves) = fate {
+            self.order += 1;
+            self.queue.push(Reverse(Queued {
+                leaves,
+                order: self.order,
+                packet,
+            }));
+        }
+        fate
+    }
+
+    /// The fate of a packet of `size` bytes entering at `now`, counted, without keeping the
+    /// packet: for a relay that holds the packets of many links in one queue.
+    pub fn schedule(&mut self, now: Instant, size: u64) -> Fate {
         if self.lose() {
             self.counts.lost += 1;
             return Fate::Lost;
         }
-        let size = packet.len() as u64;
         let sent = match self.spec.rate_kbit {
             None => now,
             Some(kbit) => {
@@ -155,13 +170,12 @@ impl Link {
         self.last_leaves = Some(leaves);
         self.counts.packets += 1;
         self.counts.bytes += size;
-        self.order += 1;
-        self.queue.push(Reverse(Queued {
-            leaves,
-            order: self.order,
-            packet,
-        }));
         Fate::Leaves(leaves)
+    }
+
+    /// Whether the link holds nothing and has nothing scheduled after `now`.
+    pub fn idle_at(&self, now: Instant) -> bool {
+        self.queue.is_empty() && self.last_leaves.is_none_or(|last| last <= now)
     }
 
     /// When the next packet is due, if any is inside.

@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use tickscope_lab::control::{self, Control};
 use tickscope_lab::lab::{self, ClientSide, Config, Lab};
 use tickscope_lab::probe;
+use tickscope_lab::relay::Paths;
 use tickscope_shared::lab::{PROFILES, Profile, profile};
 
 #[derive(Parser)]
@@ -73,6 +74,10 @@ struct UpArgs {
     /// The third byte of the addresses, 198.18.<subnet>.1 (client) and .2 (server).
     #[arg(long, default_value_t = 0)]
     subnet: u8,
+    /// One path for all the client's connections (one user), or one per connection (a user
+    /// each, for load generators).
+    #[arg(long, value_enum, default_value = "shared")]
+    paths: Paths,
     /// Seed of the links' loss and jitter.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -120,6 +125,7 @@ fn run(command: Cmd) -> anyhow::Result<ExitCode> {
                 subnet: 0,
                 client: ClientSide::Namespace,
                 profile,
+                paths: Paths::Shared,
                 seed: 1,
             })?;
             let result = probe::probe(&lab, rounds, Duration::from_secs(seconds))?;
@@ -159,6 +165,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         subnet: args.subnet,
         client: args.client,
         profile,
+        paths: args.paths,
         seed: args.seed,
     })?;
     let control = Control::serve(&socket(&args.name), lab.switch())?;

@@ -6,14 +6,16 @@
 //! with a timer slack of one nanosecond, so a packet leaves within tens of microseconds of
 //! its time rather than the default 50 µs slack later.
 
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tickscope_shared::lab::{Direction, Profile};
+use tickscope_shared::lab::Profile;
 
-use crate::link::{Counts, Link};
+use crate::link::{Counts, Fate, Link, Queued};
 use crate::tun::Tun;
 
 /// How often an idle thread looks whether the relay is stopping.
@@ -21,17 +23,110 @@ const LOOK: Duration = Duration::from_millis(100);
 /// Largest packet read: TUN devices here have an MTU of 1500, and nothing offloads.
 const PACKET_MAX: usize = 65_536;
 
+/// Whether every client connection has a path of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Paths {
+    /// One path for everything, as one user's access line: a browser's connections share
+    /// its rate and its queue.
+    Shared,
+    /// A path per client port (TCP or UDP), as if each connection were a user on a line of
+    /// their own: 100 load clients over "3G" are 100 phones, not one phone with 100 tabs.
+    PerFlow,
+}
+
+/// Flows idle this long are forgotten.
+const FLOW_IDLE: Duration = Duration::from_secs(60);
+
+/// One direction: its links (one, or one per flow) and the packets they let through, in one
+/// queue by due time.
+struct Direction {
+    spec: tickscope_shared::lab::Direction,
+    seed: u64,
+    paths: Paths,
+    links: HashMap<u16, (Link, Instant)>,
+    queue: BinaryHeap<Reverse<Queued>>,
+    order: u64,
+    /// Counts of forgotten flows.
+    gone: Counts,
+}
+
+impl Direction {
+    fn send(&mut self, now: Instant, flow: u16, packet: Vec<u8>) {
+        let key = match self.paths {
+            Paths::Shared => 0,
+            Paths::PerFlow => flow,
+        };
+        let (spec, seed) = (self.spec, self.seed);
+        let (link, seen) = self.links.entry(key).or_insert_with(|| {
+            let seed = seed ^ u64::from(key).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            (Link::new(spec, seed), now)
+        });
+        *seen = now;
+        if let Fate::Leaves(leaves) = link.schedule(now, packet.len() as u64) {
+            self.order += 1;
+            self.queue.push(Reverse(Queued {
+                leaves,
+                order: self.order,
+                packet,
+            }));
+        }
+    }
+
+    /// Forgets flows idle for [`FLOW_IDLE`], keeping their counts.
+    fn forget(&mut self, now: Instant) {
+        let gone = &mut self.gone;
+        self.links.retain(|_, (link, seen)| {
+            let keep = now.duration_since(*seen) < FLOW_IDLE || !link.idle_at(now);
+            if !keep {
+                add(gone, link.counts());
+            }
+            keep
+        });
+    }
+
+    fn counts(&self) -> Counts {
+        let mut total = self.gone;
+        for (link, _) in self.links.values() {
+            add(&mut total, link.counts());
+        }
+        total
+    }
+}
+
+fn add(total: &mut Counts, more: Counts) {
+    total.packets += more.packets;
+    total.bytes += more.bytes;
+    total.lost += more.lost;
+    total.dropped += more.dropped;
+}
+
 struct Pipe {
-    link: Mutex<Link>,
+    direction: Mutex<Direction>,
     due: Condvar,
+    /// Where the client's port is in a packet: destination (2) going down, source (0) up.
+    client_port_at: usize,
 }
 
 impl Pipe {
-    fn link(&self) -> MutexGuard<'_, Link> {
-        self.link
+    fn direction(&self) -> MutexGuard<'_, Direction> {
+        self.direction
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The client's port of an IPv4 TCP or UDP packet (`at` 0: source, 2: destination), or 0.
+fn client_port(packet: &[u8], at: usize) -> u16 {
+    let Some(&first) = packet.first() else {
+        return 0;
+    };
+    let header = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || !matches!(packet.get(9), Some(6 | 17)) {
+        return 0;
+    }
+    packet
+        .get(header + at..header + at + 2)
+        .map_or(0, |port| u16::from_be_bytes([port[0], port[1]]))
 }
 
 /// Both directions between a client-side and a server-side TUN device; stops when dropped.
@@ -44,17 +139,26 @@ pub struct Relay {
 
 impl Relay {
     /// Starts relaying with `profile`; `seed` makes its loss and jitter repeatable.
-    pub fn start(client: Tun, server: Tun, profile: &Profile, seed: u64) -> Self {
+    pub fn start(client: Tun, server: Tun, profile: &Profile, paths: Paths, seed: u64) -> Self {
         let client = Arc::new(client);
         let server = Arc::new(server);
-        let pipe = |spec: Direction, seed| {
+        let pipe = |spec, seed, client_port_at| {
             Arc::new(Pipe {
-                link: Mutex::new(Link::new(spec, seed)),
+                direction: Mutex::new(Direction {
+                    spec,
+                    seed,
+                    paths,
+                    links: HashMap::new(),
+                    queue: BinaryHeap::new(),
+                    order: 0,
+                    gone: Counts::default(),
+                }),
                 due: Condvar::new(),
+                client_port_at,
             })
         };
-        let down = pipe(profile.down, seed);
-        let up = pipe(profile.up, seed.wrapping_add(1));
+        let down = pipe(profile.down, seed, 2);
+        let up = pipe(profile.up, seed.wrapping_add(1), 0);
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for (from, to, pipe, name) in [
@@ -102,13 +206,18 @@ pub struct RelayHandle {
 impl RelayHandle {
     /// From now on, packets meet `profile`; those already inside keep their times.
     pub fn set(&self, profile: &Profile) {
-        self.down.link().set(profile.down);
-        self.up.link().set(profile.up);
+        for (pipe, spec) in [(&self.down, profile.down), (&self.up, profile.up)] {
+            let mut direction = pipe.direction();
+            direction.spec = spec;
+            for (link, _) in direction.links.values_mut() {
+                link.set(spec);
+            }
+        }
     }
 
     /// (down, up) counts since the start.
     pub fn counts(&self) -> (Counts, Counts) {
-        (self.down.link().counts(), self.up.link().counts())
+        (self.down.direction().counts(), self.up.direction().counts())
     }
 }
 
@@ -141,7 +250,9 @@ fn read(from: &Tun, pipe: &Pipe, stop: &AtomicBool) {
         match from.read(&mut buffer, LOOK) {
             Ok(Some(len)) => {
                 let now = Instant::now();
-                pipe.link().send(now, buffer[..len].to_vec());
+                let packet = buffer[..len].to_vec();
+                let flow = client_port(&packet, pipe.client_port_at);
+                pipe.direction().send(now, flow, packet);
                 pipe.due.notify_one();
             }
             Ok(None) => {}
@@ -154,23 +265,54 @@ fn read(from: &Tun, pipe: &Pipe, stop: &AtomicBool) {
 }
 
 fn write(to: &Tun, pipe: &Pipe, stop: &AtomicBool) {
-    let mut link = pipe.link();
+    let mut direction = pipe.direction();
+    let mut forgot = Instant::now();
     while !stop.load(Ordering::SeqCst) {
         let now = Instant::now();
-        if let Some(packet) = link.take_due(now) {
-            drop(link);
+        let next = direction.queue.peek().map(|Reverse(queued)| queued.leaves);
+        if next.is_some_and(|due| due <= now)
+            && let Some(Reverse(queued)) = direction.queue.pop()
+        {
+            drop(direction);
             // A packet the kernel refuses (the device going down at exit) is a packet lost.
-            let _ = to.write(&packet);
-            link = pipe.link();
+            let _ = to.write(&queued.packet);
+            direction = pipe.direction();
             continue;
         }
-        let wait = link
-            .next_due()
-            .map_or(LOOK, |due| due.duration_since(now).min(LOOK));
-        link = pipe
+        if now.duration_since(forgot) > FLOW_IDLE {
+            direction.forget(now);
+            forgot = now;
+        }
+        let wait = next.map_or(LOOK, |due| due.duration_since(now).min(LOOK));
+        direction = pipe
             .due
-            .wait_timeout(link, wait)
+            .wait_timeout(direction, wait)
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_clients_port_in_tcp_and_udp_packets() {
+        // An IPv4 head of 20 bytes (IHL 5), protocol TCP, then ports 40000 -> 8080.
+        let mut packet = vec![0u8; 40];
+        packet[0] = 0x45;
+        packet[9] = 6;
+        packet[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        packet[22..24].copy_from_slice(&8080u16.to_be_bytes());
+        assert_eq!(client_port(&packet, 0), 40000);
+        assert_eq!(client_port(&packet, 2), 8080);
+        packet[9] = 17;
+        assert_eq!(client_port(&packet, 0), 40000);
+        // ICMP, IPv6 and a cut packet share path 0.
+        packet[9] = 1;
+        assert_eq!(client_port(&packet, 0), 0);
+        packet[0] = 0x60;
+        assert_eq!(client_port(&packet, 0), 0);
+        assert_eq!(client_port(&[0x45, 0, 0], 0), 0);
     }
 }

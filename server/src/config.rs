@@ -206,6 +206,11 @@ pub struct Config {
     #[arg(long, env = "TICKSCOPE_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// The control socket of a network lab this server runs behind (`just lab` gives it):
+    /// `/api/lab` then reads and switches the lab's profile for the page.
+    #[arg(long, env = "TICKSCOPE_LAB_CONTROL")]
+    pub lab_control: Option<PathBuf>,
+
     /// The built browser app (trunk's output), served at `/`.
     #[arg(long, env = "TICKSCOPE_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,

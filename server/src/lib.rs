@@ -27,6 +27,7 @@ pub mod feed;
 pub mod frame_guard;
 pub mod hang_up;
 pub mod http;
+pub mod lab;
 pub mod limits;
 pub mod metrics;
 pub mod origin;

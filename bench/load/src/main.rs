@@ -50,7 +50,7 @@ enum Command {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The endpoint, on loopback: for example ws://127.0.0.1:8080/api/ws,
+    /// The endpoint, on loopback or in the network lab: for example ws://127.0.0.1:8080/api/ws,
     /// http://127.0.0.1:8080/api/sse, http://127.0.0.1:8080/api/long-poll.
     #[arg(long)]
     url: Url,
@@ -136,17 +136,20 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Refuses runs that are not bounded or not on loopback.
+/// Refuses runs that are not bounded or not on this machine: loopback, or the network lab's
+/// namespaces (198.18.0.0/15, RFC 2544's benchmarking range, see `lab/`).
 fn check(args: &RunArgs) -> anyhow::Result<()> {
-    let loopback = match args.url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
+    let local = match args.url.host() {
+        Some(Host::Ipv4(ip)) => {
+            ip.is_loopback() || ip.octets()[..2] == [198, 18] || ip.octets()[..2] == [198, 19]
+        }
         Some(Host::Ipv6(ip)) => ip.is_loopback(),
         Some(Host::Domain(name)) => name == "localhost",
         None => false,
     };
     ensure!(
-        loopback,
-        "{} is not on loopback; tickscope-load only talks to this machine",
+        local,
+        "{} is neither loopback nor the network lab (198.18.0.0/15); tickscope-load only talks to this machine",
         args.url
     );
     let most = args.clients.iter().copied().max().unwrap_or(0);
