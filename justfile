@@ -104,6 +104,11 @@ bench-cluster SECONDS="20": (setup "--nats")
     cargo build --release -p tickscope -p tickscope-load
     bench/cluster.sh {{SECONDS}}
 
+# The transports across the network lab's profiles (100 clients each, through the link emulator); writes docs/NETWORK.md. Needs root
+bench-net SECONDS="15" PROFILES="none,cable,4g,3g,satellite,wifi-lossy": (setup "--net")
+    cargo build --release -p tickscope -p tickscope-load -p tickscope-lab
+    bench/net.sh {{SECONDS}} {{PROFILES}}
+
 # 2,000 mixed clients for MINUTES (30): the server's memory drift, errors and lost ticks
 soak MINUTES="30":
     cargo build --release -p tickscope -p tickscope-load

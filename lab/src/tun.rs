@@ -38,7 +38,12 @@ impl Tun {
         }
         let path = CString::new("/dev/net/tun").expect("no NUL in the path");
         // SAFETY: a valid C string; the descriptor is owned from here on.
-        let raw = unsafe { libc::open(path.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+        let raw = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_CLOEXEC | libc::O_NONBLOCK,
+            )
+        };
         if raw < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -64,8 +69,15 @@ impl Tun {
         &self.name
     }
 
-    /// Waits up to `wait` for a packet and reads it into `buffer`: `Ok(None)` when none came.
+    /// Reads a packet into `buffer`, waiting up to `wait` for one when none is there:
+    /// `Ok(None)` when none came. A burst costs one `read` per packet and no `poll`.
     pub fn read(&self, buffer: &mut [u8], wait: Duration) -> io::Result<Option<usize>> {
+        if let Some(len) = self.try_read(buffer)? {
+            return Ok(Some(len));
+        }
+        if wait.is_zero() {
+            return Ok(None);
+        }
         let mut poll = libc::pollfd {
             fd: self.fd.as_raw_fd(),
             events: libc::POLLIN,
@@ -85,6 +97,10 @@ impl Tun {
         if ready == 0 {
             return Ok(None);
         }
+        self.try_read(buffer)
+    }
+
+    fn try_read(&self, buffer: &mut [u8]) -> io::Result<Option<usize>> {
         // SAFETY: `buffer` is valid for writes of its length.
         let read = unsafe {
             libc::read(

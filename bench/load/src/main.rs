@@ -7,6 +7,7 @@
 //! chart. `just bench` runs the whole matrix.
 
 mod clients;
+mod network;
 mod process;
 mod recorder;
 mod report;
@@ -44,6 +45,8 @@ enum Command {
     Run(RunArgs),
     /// Write the benchmark page and its chart from saved runs.
     Report(report::ReportArgs),
+    /// Write the network lab's page (docs/NETWORK.md) from the runs of `bench/net.sh`.
+    NetReport(network::NetReportArgs),
     /// Write the scale-out page (an edge over NATS against `--role all`) from saved runs.
     ClusterReport(report::ClusterReportArgs),
 }
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Report(args) => report::write(&args),
         Command::ClusterReport(args) => report::write_cluster(&args),
+        Command::NetReport(args) => network::write(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
