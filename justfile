@@ -22,6 +22,17 @@ run *ARGS: setup build-app
 build-app:
     trunk build --release --offline --cargo-profile wasm-release
 
+# The network lab: the server behind an emulated link (PROFILE: none, cable, 4g, 3g, satellite, wifi-lossy; the page switches it) at http://198.18.0.2:8080. Needs root or sudo; Ctrl-C takes it all down
+lab PROFILE="none": (setup "--net") build-app
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p tickscope -p tickscope-lab
+    as_root=""; [ "$(id -u)" -eq 0 ] || as_root="sudo"
+    $as_root ./target/release/tickscope-lab clean
+    echo "tickscope behind the network lab: open http://198.18.0.2:8080 (profile {{PROFILE}}; the page's Network buttons switch it). Ctrl-C stops."
+    exec $as_root ./target/release/tickscope-lab up --name lab --client host --profile {{PROFILE}} -- \
+      ./target/release/tickscope --addr 198.18.0.2:8080 --static-dir dist --lab-control /run/tickscope-lab/lab.sock
+
 # Try the scale-out: nats-server (JetStream, :14222), a generator (:8091) and 2 edges with the app (:8080, :8082); Ctrl-C stops all
 cluster: (setup "--nats") build-app
     #!/usr/bin/env bash

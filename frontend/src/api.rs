@@ -4,6 +4,7 @@
 
 use gloo_net::http::Request;
 use serde::de::DeserializeOwned;
+use tickscope_shared::lab::LabStatus;
 use tickscope_shared::wire::{Batch, History, ServerTime, Snapshot, SymbolList, WireReport};
 
 /// A failure a person can read: what was asked and what went wrong.
@@ -98,4 +99,39 @@ pub async fn long_poll(
         Some(abort),
     )
     .await
+}
+
+/// The network lab's state, or `None` when the server runs without one (404).
+pub async fn lab() -> ApiResult<Option<LabStatus>> {
+    let response = Request::get("/api/lab")
+        .send()
+        .await
+        .map_err(|err| format!("/api/lab: {err}"))?;
+    if response.status() == 404 {
+        return Ok(None);
+    }
+    lab_answer(response).await.map(Some)
+}
+
+/// Switches the network lab to `profile`.
+pub async fn switch_lab(profile: &str) -> ApiResult<LabStatus> {
+    let response = Request::post("/api/lab")
+        .json(&serde_json::json!({ "profile": profile }))
+        .map_err(|err| format!("/api/lab: {err}"))?
+        .send()
+        .await
+        .map_err(|err| format!("/api/lab: {err}"))?;
+    lab_answer(response).await
+}
+
+async fn lab_answer(response: gloo_net::http::Response) -> ApiResult<LabStatus> {
+    let status = response.status();
+    let body = response
+        .text()
+        .await
+        .map_err(|err| format!("/api/lab: {err}"))?;
+    if !(200..300).contains(&status) {
+        return Err(format!("/api/lab: HTTP {status}: {body}"));
+    }
+    serde_json::from_str(&body).map_err(|err| format!("/api/lab: {err}"))
 }

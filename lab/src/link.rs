@@ -75,8 +75,9 @@ pub struct Link {
     spec: Direction,
     reorder: bool,
     rng: StdRng,
-    /// Gilbert-Elliott's state.
+    /// Gilbert-Elliott's state, and when its spell ends.
     bad: bool,
+    spell_ends: Option<Instant>,
     /// When the bottleneck finishes sending what it has.
     busy_until: Option<Instant>,
     /// When the last packet leaves (packets keep their order unless `reorder`).
@@ -95,6 +96,7 @@ impl Link {
             reorder: false,
             rng: StdRng::seed_from_u64(seed),
             bad: false,
+            spell_ends: None,
             busy_until: None,
             last_leaves: None,
             queue: BinaryHeap::new(),
@@ -114,6 +116,7 @@ impl Link {
     pub fn set(&mut self, spec: Direction) {
         self.spec = spec;
         self.bad = false;
+        self.spell_ends = None;
     }
 
     pub fn spec(&self) -> &Direction {
@@ -141,7 +144,7 @@ impl Link {
     /// The fate of a packet of `size` bytes entering at `now`, counted, without keeping the
     /// packet: for a relay that holds the packets of many links in one queue.
     pub fn schedule(&mut self, now: Instant, size: u64) -> Fate {
-        if self.lose() {
+        if self.lose(now) {
             self.counts.lost += 1;
             return Fate::Lost;
         }
@@ -196,21 +199,44 @@ impl Link {
         self.queue.len()
     }
 
-    fn lose(&mut self) -> bool {
+    fn lose(&mut self, now: Instant) -> bool {
         match self.spec.loss {
             Loss::None => false,
             Loss::Random { p } => self.rng.random_bool(p.clamp(0.0, 1.0)),
             Loss::Bursty {
-                p_enter,
-                p_leave,
+                good_ms,
+                bad_ms,
                 in_bad,
             } => {
-                let flip = if self.bad { p_leave } else { p_enter };
-                if self.rng.random_bool(flip.clamp(0.0, 1.0)) {
-                    self.bad = !self.bad;
-                }
+                self.advance_spells(now, good_ms, bad_ms);
                 self.bad && self.rng.random_bool(in_bad.clamp(0.0, 1.0))
             }
+        }
+    }
+
+    /// Moves Gilbert-Elliott's state on to `now`: each spell lasts an exponential time of
+    /// its state's mean. After a long quiet, the state starts afresh from the chain's
+    /// stationary share rather than walking through every spell missed.
+    fn advance_spells(&mut self, now: Instant, good_ms: f64, bad_ms: f64) {
+        let spell = |bad: bool, rng: &mut StdRng| {
+            let mean = if bad { bad_ms } else { good_ms }.max(0.001);
+            Duration::from_secs_f64(-(1.0 - rng.random::<f64>()).ln() * mean / 1000.0)
+        };
+        let fresh = match self.spell_ends {
+            None => true,
+            Some(ends) => now.saturating_duration_since(ends) > Duration::from_secs(10),
+        };
+        if fresh {
+            let bad_share = bad_ms / (good_ms + bad_ms).max(0.001);
+            self.bad = self.rng.random_bool(bad_share.clamp(0.0, 1.0));
+            self.spell_ends = Some(now + spell(self.bad, &mut self.rng));
+            return;
+        }
+        while let Some(ends) = self.spell_ends
+            && ends <= now
+        {
+            self.bad = !self.bad;
+            self.spell_ends = Some(ends + spell(self.bad, &mut self.rng));
         }
     }
 
@@ -360,13 +386,16 @@ mod tests {
         assert!((0.009..0.011).contains(&lost), "lost {lost}");
     }
 
-    #[test]
-    fn bursty_loss_takes_its_share_in_runs() {
-        let loss = Loss::Bursty {
-            p_enter: 0.0125,
-            p_leave: 1.0 / 3.0,
-            in_bad: 0.83,
-        };
+    fn bursty() -> Loss {
+        Loss::Bursty {
+            good_ms: 270.0,
+            bad_ms: 10.0,
+            in_bad: 0.84,
+        }
+    }
+
+    /// Sends a packet every `spacing_ms` for `count` packets; the fates.
+    fn fates_every(loss: Loss, spacing_ms: f64, count: usize) -> Vec<Fate> {
         let start = Instant::now();
         let mut link = Link::new(
             Direction {
@@ -375,20 +404,40 @@ mod tests {
             },
             7,
         );
-        let fates: Vec<_> = (0..200_000).map(|_| link.send(start, vec![0])).collect();
-        let lost = link.counts().lost as f64 / 200_000.0;
-        assert!((lost - loss.share()).abs() < 0.003, "lost {lost}");
-        // Losses come in runs: a loss is followed by another far more often than 3% of the time.
-        let pairs = fates.windows(2).filter(|w| w[0] == Fate::Lost).count() as f64;
-        let runs = fates
+        (0..count)
+            .map(|i| link.send(start + ms(i as f64 * spacing_ms), vec![0]))
+            .collect()
+    }
+
+    fn lost_share(fates: &[Fate]) -> f64 {
+        fates.iter().filter(|f| **f == Fate::Lost).count() as f64 / fates.len() as f64
+    }
+
+    /// The share of losses followed by another loss.
+    fn loss_after_loss(fates: &[Fate]) -> f64 {
+        let after: Vec<_> = fates
             .windows(2)
-            .filter(|w| w[0] == Fate::Lost && w[1] == Fate::Lost)
-            .count() as f64;
-        assert!(
-            runs / pairs > 0.3,
-            "a loss followed by another {}",
-            runs / pairs
-        );
+            .filter(|w| w[0] == Fate::Lost)
+            .map(|w| w[1] == Fate::Lost)
+            .collect();
+        after.iter().filter(|&&lost| lost).count() as f64 / after.len() as f64
+    }
+
+    #[test]
+    fn bursty_loss_takes_its_share_in_bursts_of_time() {
+        assert!((bursty().share() - 0.03).abs() < 0.001);
+        // A packet every millisecond for 1,000 s: losses come in runs.
+        let dense = fates_every(bursty(), 1.0, 1_000_000);
+        let share = lost_share(&dense);
+        assert!((share - 0.03).abs() < 0.004, "lost {share}");
+        let after = loss_after_loss(&dense);
+        assert!(after > 0.5, "a loss followed by another {after}");
+        // A packet every 300 ms: the same share, but a spell seldom takes two in a row.
+        let sparse = fates_every(bursty(), 300.0, 100_000);
+        let share = lost_share(&sparse);
+        assert!((share - 0.03).abs() < 0.004, "lost {share}");
+        let after = loss_after_loss(&sparse);
+        assert!(after < 0.1, "a loss followed by another {after}");
     }
 
     #[test]

@@ -15,12 +15,15 @@ pub enum Loss {
     Random {
         p: f64,
     },
-    /// Gilbert-Elliott: a two-state chain (good, bad) moved once per packet, losing
-    /// `in_bad` of the packets sent in the bad state (and none in the good one), so losses
-    /// come in bursts. The long-run loss share is `in_bad · p_enter / (p_enter + p_leave)`.
+    /// Gilbert-Elliott in continuous time: the path is good or bad, each state lasting an
+    /// exponential time of its mean, and loses `in_bad` of the packets sent while bad (none
+    /// while good), so losses come in bursts. A spell's length is time, as interference is,
+    /// not a count of packets: a sparse flow (a tick every 20 ms) meets a bad spell now and
+    /// then instead of for its next few packets however far apart. The long-run loss share is
+    /// `in_bad · bad_ms / (good_ms + bad_ms)`.
     Bursty {
-        p_enter: f64,
-        p_leave: f64,
+        good_ms: f64,
+        bad_ms: f64,
         in_bad: f64,
     },
 }
@@ -32,10 +35,10 @@ impl Loss {
             Loss::None => 0.0,
             Loss::Random { p } => p,
             Loss::Bursty {
-                p_enter,
-                p_leave,
+                good_ms,
+                bad_ms,
                 in_bad,
-            } => in_bad * p_enter / (p_enter + p_leave),
+            } => in_bad * bad_ms / (good_ms + bad_ms),
         }
     }
 }
@@ -193,17 +196,17 @@ pub const PROFILES: &[Profile] = &[
         name: "wifi-lossy",
         title: "Lossy Wi-Fi",
         emulates: "A crowded Wi-Fi: 4 ms round trip, 3% loss in bursts (Gilbert-Elliott: \
-                   a bad spell begins once in 80 packets, lasts 3 packets on average and \
-                   loses 83% of them), 30 Mbit/s each way.",
-        source: "The figures of issue 15; the burst model is Gilbert-Elliott's, as \
-                 netem's `loss gemodel` implements it.",
+                   bad spells of 10 ms on average, one every 280 ms, losing 84% of the \
+                   packets inside), 30 Mbit/s each way.",
+        source: "The figures of issue 15; the burst model is Gilbert-Elliott's two states \
+                 (netem's `loss gemodel` moves them per packet; here they last a time).",
         down: Direction {
             delay_ms: 2.0,
             jitter_ms: 0.0,
             loss: Loss::Bursty {
-                p_enter: 0.0125,
-                p_leave: 1.0 / 3.0,
-                in_bad: 0.83,
+                good_ms: 270.0,
+                bad_ms: 10.0,
+                in_bad: 0.84,
             },
             rate_kbit: Some(30_000),
             queue_bytes: 256 * 1024,
@@ -212,9 +215,9 @@ pub const PROFILES: &[Profile] = &[
             delay_ms: 2.0,
             jitter_ms: 0.0,
             loss: Loss::Bursty {
-                p_enter: 0.0125,
-                p_leave: 1.0 / 3.0,
-                in_bad: 0.83,
+                good_ms: 270.0,
+                bad_ms: 10.0,
+                in_bad: 0.84,
             },
             rate_kbit: Some(30_000),
             queue_bytes: 256 * 1024,

@@ -11,6 +11,7 @@ use super::chart::Chart;
 use super::compare::Compare;
 use super::explain::Explain;
 use super::lag_panel::LagPanel;
+use super::network::Network;
 use super::switch::Switch;
 use super::watchlist::Watchlist;
 use crate::api;
@@ -105,6 +106,7 @@ pub fn App() -> impl IntoView {
                 <section class="main">
                     <Chart session frame selected />
                     <Switch mode />
+                    <Network />
                     {move || match mode.get() {
                         Mode::Single(kind) => view! {
                             <LagPanel session frame kind />

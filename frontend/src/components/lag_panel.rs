@@ -80,7 +80,10 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
             data-wire-requests=move || figures.with(|f| wire_total(f, |w| w.requests as i64))
             data-wire-at=move || figures.with(|f| wire_total(f, |w| w.at))
             data-offset-us=move || figures.with(|f| f.as_ref().and_then(|f| f.offset_us).map(|o| o.to_string()))
-            data-lag-p50-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p50_us.to_string()))>
+            data-lag-p50-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p50_us.to_string()))
+            data-lag-p99-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p99_us.to_string()))
+            data-lag-mean-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| (l.mean_us as i64).to_string()))
+            data-lag-count=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.count.to_string()))>
             <h2>{kind.label()} " " <span class="state" data-testid="state">{show(|f| f.view.state.label())}</span></h2>
             <div class="figures">
                 <div><span>"lag now"</span><strong data-testid="lag-current">{show(|f| lag_cell(f, |l| l.current_us))}</strong></div>

@@ -6,6 +6,7 @@ mod chart;
 mod compare;
 mod explain;
 mod lag_panel;
+mod network;
 mod switch;
 mod theme;
 mod watchlist;

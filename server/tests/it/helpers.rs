@@ -246,9 +246,23 @@ impl ServerProcess {
     /// [`ServerProcess::start`] with variables set in its environment; without
     /// `--static-dir` among `args` it serves no app.
     pub fn start_with(args: &[&str], envs: &[(&str, &str)]) -> Self {
-        use std::io::{BufRead, BufReader};
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_tickscope"));
         command.args(["--addr", "127.0.0.1:0"]);
+        Self::spawn(command, args, envs)
+    }
+
+    /// Starts the binary in the network namespace `namespace`, on a free port of `ip`.
+    pub fn start_in(namespace: &str, ip: &str, args: &[&str]) -> Self {
+        let mut command = std::process::Command::new("ip");
+        // `ip netns exec` enters the namespace and then executes the binary: the child is it.
+        command
+            .args(["netns", "exec", namespace, env!("CARGO_BIN_EXE_tickscope")])
+            .args(["--addr", &format!("{ip}:0")]);
+        Self::spawn(command, args, &[])
+    }
+
+    fn spawn(mut command: std::process::Command, args: &[&str], envs: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
         if !args.contains(&"--static-dir") {
             command.args(["--static-dir", "/nonexistent"]);
         }

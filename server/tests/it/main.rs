@@ -11,6 +11,7 @@ mod cluster;
 mod dead_peer;
 mod frame_limit;
 mod helpers;
+mod lab;
 mod limits;
 mod long_poll;
 mod nats;

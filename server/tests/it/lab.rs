@@ -1,0 +1,256 @@
+//! The page through the network lab (issue 15): the server runs in the lab's server namespace,
+//! headless Chromium on this host reaches it through the emulated 4G link (`lab/`), and the
+//! lag the page shows must be what that path gives. `/api/lab` reads and switches the
+//! profile, and a switch loses no tick. Needs root (namespaces, TUN devices), iproute2 and the
+//! built app.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use fantoccini::Client;
+use tickscope_lab::control::Control;
+use tickscope_lab::lab::{ClientSide, Config, Lab, RUN_DIR};
+use tickscope_lab::netns;
+use tickscope_lab::relay::Paths;
+use tickscope_shared::lab::{LabStatus, profile};
+
+use crate::browser::{chain_ticks, click, dist_dir, text, wait_text};
+use crate::chromedriver::{ChromeDriver, console_errors};
+use crate::helpers::ServerProcess;
+
+/// 4G's one-way delay, µs.
+const ONE_WAY_US: i64 = 35_000;
+
+/// A lab with its control socket.
+struct Running {
+    lab: Lab,
+    _control: Control,
+    socket: PathBuf,
+}
+
+fn lab(client: ClientSide, subnet: u8, profile_name: &str) -> Running {
+    static MADE: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "i{}x{}",
+        std::process::id() % 100_000,
+        MADE.fetch_add(1, Ordering::Relaxed)
+    );
+    let lab = Lab::up(Config {
+        name: name.clone(),
+        subnet,
+        client,
+        profile: profile(profile_name).expect("a known profile"),
+        paths: Paths::Shared,
+        seed: 15,
+    })
+    .expect("making a lab (this test needs root and iproute2)");
+    let socket = PathBuf::from(format!("{RUN_DIR}/{name}.sock"));
+    let control = Control::serve(&socket, lab.switch()).expect("serving the control socket");
+    Running {
+        lab,
+        _control: control,
+        socket,
+    }
+}
+
+/// The panel's lag figures in µs: (p50, p99, mean).
+async fn lag(browser: &Client) -> (i64, i64, i64) {
+    let read = browser
+        .execute(
+            "const p = document.querySelector('[data-testid=lag-panel]'); \
+             return p && [p.dataset.lagP50Us, p.dataset.lagP99Us, p.dataset.lagMeanUs];",
+            vec![],
+        )
+        .await
+        .expect("reading the panel");
+    let field = |i: usize| -> i64 {
+        read.get(i)
+            .and_then(|value| value.as_str())
+            .and_then(|value| value.parse().ok())
+            .unwrap_or_else(|| panic!("the panel shows its lag: {read}"))
+    };
+    (field(0), field(1), field(2))
+}
+
+/// Switches the page to the transport `id` (labelled `label`) and waits for `ticks` of it.
+async fn run(browser: &Client, id: &str, label: &str, ticks: u64) -> (i64, i64, i64) {
+    click(browser, &format!("[data-testid=transport-{id}]")).await;
+    wait_text(
+        browser,
+        "[data-testid=notice]",
+        &format!("the switch to {label}"),
+        |t| t.contains(&format!(" to {label} at cursor")),
+    )
+    .await;
+    let start = chain_ticks(&text(browser, "[data-testid=chain]").await);
+    wait_text(
+        browser,
+        "[data-testid=chain]",
+        &format!("{ticks} ticks over {label}"),
+        |t| chain_ticks(t) >= start + ticks,
+    )
+    .await;
+    lag(browser).await
+}
+
+#[tokio::test]
+async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_nothing() {
+    let dist = dist_dir();
+    let running = lab(ClientSide::Host, 77, "4g");
+    let server = ServerProcess::start_in(
+        running.lab.server_namespace().name(),
+        &running.lab.server_ip(),
+        &[
+            "--static-dir",
+            dist.to_str().expect("a UTF-8 path"),
+            "--lab-control",
+            running.socket.to_str().expect("a UTF-8 path"),
+        ],
+    );
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser().await;
+    browser
+        .goto(&server.url("/"))
+        .await
+        .expect("loading the app through the lab");
+    let active = wait_text(
+        &browser,
+        "[data-testid=network-active]",
+        "the 4G profile named",
+        |t| t.contains("4G (LTE)"),
+    )
+    .await;
+    assert!(active.contains("70 ms round trip"), "{active}");
+
+    // The page opens on WebSocket; SSE first so that each measured run is a switch.
+    run(&browser, "sse", "SSE", 50).await;
+    let websocket = run(&browser, "websocket", "WebSocket", 500).await;
+    assert!(
+        (ONE_WAY_US..=ONE_WAY_US + 20_000).contains(&websocket.0),
+        "WebSocket p50 {} µs: one-way delay {ONE_WAY_US} µs, at most 20 ms more",
+        websocket.0
+    );
+    let long_polling = run(&browser, "long-polling", "Long polling", 500).await;
+    assert!(
+        long_polling.1 > websocket.1,
+        "long polling's p99 ({} µs) is above WebSocket's ({} µs): ticks wait for the next \
+         request's round trip",
+        long_polling.1,
+        websocket.1
+    );
+    let polling = run(&browser, "polling-1000", "Polling 1 s", 1000).await;
+    let expected = 500_000 + ONE_WAY_US;
+    assert!(
+        (polling.2 - expected).abs() <= expected / 10,
+        "polling 1 s: mean lag {} µs, expected {expected} ± 10%",
+        polling.2
+    );
+
+    eprintln!(
+        "through 4G (p50, p99, mean µs): WebSocket {websocket:?}, long polling {long_polling:?}, \
+         polling 1 s {polling:?}"
+    );
+
+    // Switching the network keeps the connection and its cursor chain.
+    run(&browser, "websocket", "WebSocket", 50).await;
+    let before = chain_ticks(&text(&browser, "[data-testid=chain]").await);
+    click(&browser, "[data-testid=network-cable]").await;
+    wait_text(
+        &browser,
+        "[data-testid=network-active]",
+        "the cable profile named",
+        |t| t.contains("Cable"),
+    )
+    .await;
+    assert_eq!(running.lab.switch().active().name, "cable");
+    let chain = wait_text(
+        &browser,
+        "[data-testid=chain]",
+        "200 ticks after the switch",
+        |t| chain_ticks(t) >= before + 200,
+    )
+    .await;
+    assert!(chain.contains(" 0 gaps · 0 breaks"), "{chain}");
+    let errors = console_errors(&browser).await;
+    assert!(errors.is_empty(), "the console: {errors:?}");
+    browser.close().await.expect("closing the browser");
+}
+
+#[tokio::test]
+async fn api_lab_reads_and_switches_and_refuses_what_it_cannot_do() {
+    let http = reqwest::Client::new();
+    // Without a lab, the route says so.
+    let plain = ServerProcess::start(&[]);
+    let answer = http.get(plain.url("/api/lab")).send().await.unwrap();
+    assert_eq!(answer.status(), 404);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("just lab"),
+        "{body}"
+    );
+
+    let running = lab(ClientSide::Namespace, 0, "none");
+    let server = ServerProcess::start(&["--lab-control", running.socket.to_str().unwrap()]);
+    let status: LabStatus = http
+        .get(server.url("/api/lab"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status.active, "none");
+    assert!(
+        status
+            .profiles
+            .iter()
+            .any(|p| p.name == "4g" && p.rtt_ms == 70.0)
+    );
+
+    let switch = |body: &'static str| {
+        http.post(server.url("/api/lab"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let switched: LabStatus = switch(r#"{"profile":"3g"}"#)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(switched.active, "3g");
+    assert_eq!(running.lab.switch().active().name, "3g");
+    for bad in [r#"{"profile":"dialup"}"#, "not json", r#"{"profile":3}"#] {
+        let answer = switch(bad).await.unwrap();
+        assert_eq!(answer.status(), 400, "{bad}");
+        let body: serde_json::Value = answer.json().await.unwrap();
+        assert!(body["error"].is_string(), "{bad}: {body}");
+    }
+    let too_long = "x".repeat(300);
+    let answer = http
+        .post(server.url("/api/lab"))
+        .body(too_long)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    // A page of another site may not switch anyone's network.
+    let answer = http
+        .post(server.url("/api/lab"))
+        .header("origin", "https://elsewhere.example")
+        .body(r#"{"profile":"none"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 403);
+    assert_eq!(running.lab.switch().active().name, "3g");
+
+    // Once the lab is gone, the route answers 503, not a 500 or a hang, and nothing of the
+    // lab is left.
+    let namespace = running.lab.server_namespace().name().to_owned();
+    drop(running);
+    let answer = http.get(server.url("/api/lab")).send().await.unwrap();
+    assert_eq!(answer.status(), 503);
+    assert!(!netns::list().contains(&namespace));
+}
