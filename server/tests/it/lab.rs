@@ -171,6 +171,41 @@ async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_noth
     )
     .await;
     assert!(chain.contains(" 0 gaps · 0 breaks"), "{chain}");
+
+    // Compare mode on 4G, the picture the README shows.
+    click(&browser, "[data-testid=network-4g]").await;
+    wait_text(
+        &browser,
+        "[data-testid=network-active]",
+        "the 4G profile again",
+        |t| t.contains("4G (LTE)"),
+    )
+    .await;
+    click(&browser, "[data-testid=mode-compare]").await;
+    wait_text(
+        &browser,
+        "[data-testid=compare-row-websocket] [data-testid=breaks]",
+        "500 ticks in compare mode",
+        |t| chain_ticks(t) >= 500,
+    )
+    .await;
+    for id in ["polling-1000", "long-polling", "websocket", "sse"] {
+        let row = format!("[data-testid=compare-row-{id}] [data-testid=breaks]");
+        let chain = text(&browser, &row).await;
+        assert!(chain.ends_with("0 gaps · 0 breaks"), "{id}: {chain}");
+    }
+    let png = browser.screenshot().await.expect("a screenshot");
+    let shots = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/e2e");
+    std::fs::create_dir_all(&shots).unwrap();
+    std::fs::write(shots.join("lab-4g.png"), &png).unwrap();
+    if std::env::var_os("TICKSCOPE_UPDATE_SCREENSHOT").is_some() {
+        std::fs::write(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/lab-4g.png"),
+            &png,
+        )
+        .unwrap();
+    }
+
     let errors = console_errors(&browser).await;
     assert!(errors.is_empty(), "the console: {errors:?}");
     browser.close().await.expect("closing the browser");
