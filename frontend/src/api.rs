@@ -101,16 +101,14 @@ pub async fn long_poll(
     .await
 }
 
-/// The network lab's state, or `None` when the server runs without one (404).
+/// The network lab's state, or `None` when the server runs without one.
 pub async fn lab() -> ApiResult<Option<LabStatus>> {
     let response = Request::get("/api/lab")
         .send()
         .await
         .map_err(|err| format!("/api/lab: {err}"))?;
-    if response.status() == 404 {
-        return Ok(None);
-    }
-    lab_answer(response).await.map(Some)
+    let status = lab_answer(response).await?;
+    Ok(status.active.is_some().then_some(status))
 }
 
 /// Switches the network lab to `profile`.

@@ -2,8 +2,9 @@
 //!
 //! With `--lab-control <socket>` (which `just lab` gives), the server runs behind the lab's
 //! emulated link (`lab/`), and this route passes the page's choice to the lab's control
-//! socket: one line (`get` or `set <profile>`) and one JSON line back. Without it, the route
-//! answers 404 and the page shows no network selector.
+//! socket: one line (`get` or `set <profile>`) and one JSON line back. Without it, `GET`
+//! answers `"active": null` (a 200, so a page's console stays clean) and the page shows no
+//! network selector; `POST` answers 404.
 
 use std::path::Path;
 use std::time::Duration;
@@ -30,7 +31,9 @@ pub struct Choice {
 }
 
 pub async fn status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let socket = socket(&state)?;
+    let Some(socket) = state.config.lab_control.as_deref() else {
+        return Ok(HttpResponse::Ok().json(LabStatus::off()));
+    };
     let active = ask(socket, "get").await?;
     Ok(HttpResponse::Ok().json(LabStatus::new(&active)))
 }

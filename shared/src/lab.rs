@@ -230,10 +230,11 @@ pub fn profile(name: &str) -> Option<&'static Profile> {
     PROFILES.iter().find(|profile| profile.name == name)
 }
 
-/// What `/api/lab` answers: the active profile and every one a person may pick.
+/// What `/api/lab` answers: the active profile and every one a person may pick; `active` is
+/// `None` (and `profiles` empty) when the server runs without the lab.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabStatus {
-    pub active: String,
+    pub active: Option<String>,
     pub profiles: Vec<LabProfile>,
 }
 
@@ -262,8 +263,16 @@ impl From<&Profile> for LabProfile {
 impl LabStatus {
     pub fn new(active: &str) -> Self {
         Self {
-            active: active.to_owned(),
+            active: Some(active.to_owned()),
             profiles: PROFILES.iter().map(LabProfile::from).collect(),
+        }
+    }
+
+    /// The answer of a server without the lab.
+    pub fn off() -> Self {
+        Self {
+            active: None,
+            profiles: Vec::new(),
         }
     }
 }

@@ -38,17 +38,18 @@ pub fn Network() -> impl IntoView {
     };
     move || {
         let lab = status.get()?;
+        let current = lab.active.clone().unwrap_or_default();
         let active = lab
             .profiles
             .iter()
-            .find(|profile| profile.name == lab.active)
+            .find(|profile| profile.name == current)
             .cloned();
         let buttons = lab
             .profiles
             .iter()
             .map(|profile| {
                 let name = profile.name.clone();
-                let is_active = profile.name == lab.active;
+                let is_active = profile.name == current;
                 view! {
                     <button
                         class:active=is_active
@@ -63,7 +64,7 @@ pub fn Network() -> impl IntoView {
             })
             .collect_view();
         Some(view! {
-            <section class="network" data-testid="network" data-profile=lab.active.clone()>
+            <section class="network" data-testid="network" data-profile=current.clone()>
                 <h2>"Network"</h2>
                 <nav class="switch" aria-label="network">{buttons}</nav>
                 {active.map(|profile| view! {

@@ -214,9 +214,19 @@ async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_noth
 #[tokio::test]
 async fn api_lab_reads_and_switches_and_refuses_what_it_cannot_do() {
     let http = reqwest::Client::new();
-    // Without a lab, the route says so.
+    // Without a lab, the route says so: no active profile (a 200, so a page's console stays
+    // clean), and a switch is a 404.
     let plain = ServerProcess::start(&[]);
     let answer = http.get(plain.url("/api/lab")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["active"], serde_json::Value::Null, "{body}");
+    let answer = http
+        .post(plain.url("/api/lab"))
+        .body(r#"{"profile":"4g"}"#)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(answer.status(), 404);
     let body: serde_json::Value = answer.json().await.unwrap();
     assert!(
@@ -234,7 +244,7 @@ async fn api_lab_reads_and_switches_and_refuses_what_it_cannot_do() {
         .json()
         .await
         .unwrap();
-    assert_eq!(status.active, "none");
+    assert_eq!(status.active.as_deref(), Some("none"));
     assert!(
         status
             .profiles
@@ -254,7 +264,7 @@ async fn api_lab_reads_and_switches_and_refuses_what_it_cannot_do() {
         .json()
         .await
         .unwrap();
-    assert_eq!(switched.active, "3g");
+    assert_eq!(switched.active.as_deref(), Some("3g"));
     assert_eq!(running.lab.switch().active().name, "3g");
     for bad in [r#"{"profile":"dialup"}"#, "not json", r#"{"profile":3}"#] {
         let answer = switch(bad).await.unwrap();
