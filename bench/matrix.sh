@@ -99,6 +99,8 @@ fi
 tickscope
 measure transport-1-sse --transport sse --url "http://127.0.0.1:$port/api/sse" --clients 1000
 tickscope
+measure transport-1-stream --transport stream --url "http://127.0.0.1:$port/api/stream" --clients 1000
+tickscope
 measure transport-2-long-polling --transport long-polling \
   --url "http://127.0.0.1:$port/api/long-poll" --clients 1000,5000 --keep-going
 tickscope

@@ -17,6 +17,8 @@ pub enum Framing {
     WebSocket,
     /// A Server-Sent Event: `id: <cursor>` and the batch as its data.
     Sse,
+    /// A line of HTTP streaming: the WebSocket message (`"type":"batch"` first) and `\n`.
+    Ndjson,
 }
 
 /// A batch wrapped for its transport.
@@ -24,6 +26,11 @@ pub fn frame(framing: Framing, slice: &BatchSlice) -> String {
     match framing {
         Framing::Json => batch(slice),
         Framing::WebSocket => ws_batch(slice),
+        Framing::Ndjson => {
+            let mut out = ws_batch(slice);
+            out.push('\n');
+            out
+        }
         Framing::Sse => {
             let mut out = write_batch(format!("id: {}\ndata: ", slice.cursor), "{", slice);
             out.push_str("\n\n");

@@ -21,14 +21,17 @@ pub enum Transport {
     LongPolling,
     WebSocket,
     Sse,
+    /// HTTP streaming: newline-delimited JSON in one long response (`/api/stream`).
+    Stream,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 4] = [
+    pub const ALL: [Transport; 5] = [
         Transport::Polling,
         Transport::LongPolling,
         Transport::WebSocket,
         Transport::Sse,
+        Transport::Stream,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +40,7 @@ impl Transport {
             Transport::LongPolling => "long_polling",
             Transport::WebSocket => "websocket",
             Transport::Sse => "sse",
+            Transport::Stream => "stream",
         }
     }
 }
@@ -94,7 +98,7 @@ pub struct Metrics {
     pub long_poll_timeouts: Counter,
     /// Batches framed for sending; clients at the same position share one frame.
     pub frames_encoded: Counter,
-    transports: [TransportMetrics; 4],
+    transports: [TransportMetrics; 5],
     reconnects: Family<ReconnectLabel, Counter>,
     heap_allocated: Gauge,
     heap_free: Gauge,

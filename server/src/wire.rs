@@ -69,18 +69,19 @@ pub enum Account {
 }
 
 impl Account {
-    pub const ALL: [Account; 5] = [
+    pub const ALL: [Account; 6] = [
         Account::Transport(Transport::Polling),
         Account::Transport(Transport::LongPolling),
         Account::Transport(Transport::WebSocket),
         Account::Transport(Transport::Sse),
+        Account::Transport(Transport::Stream),
         Account::Other,
     ];
 
     fn index(self) -> usize {
         match self {
             Account::Transport(transport) => transport as usize,
-            Account::Other => 4,
+            Account::Other => Transport::ALL.len(),
         }
     }
 
@@ -91,6 +92,7 @@ impl Account {
             "/api/long-poll" => Transport::LongPolling,
             "/api/ws" => Transport::WebSocket,
             "/api/sse" => Transport::Sse,
+            "/api/stream" => Transport::Stream,
             _ => return None,
         }))
     }
@@ -163,7 +165,7 @@ struct Meters {
 pub struct Wire {
     totals: Family<WireLabel, Counter>,
     /// `[account][direction]`, the handles to `totals` made once.
-    counters: [[Counter; 2]; 5],
+    counters: [[Counter; 2]; 6],
     meters: Mutex<Meters>,
     started: Instant,
 }
@@ -524,7 +526,7 @@ fn parse_transport(value: &str) -> Result<Transport, ApiError> {
         .find(|transport| transport.as_str() == value)
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "transport must be one of polling, long_polling, websocket, sse, not {:?}",
+                "transport must be one of polling, long_polling, websocket, sse, stream, not {:?}",
                 value.chars().take(32).collect::<String>()
             ))
         })

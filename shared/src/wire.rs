@@ -112,7 +112,7 @@ pub enum ClientMessage {
     Ping { t: f64 },
 }
 
-/// What the server sends over WebSocket.
+/// What the server sends over WebSocket, and HTTP streaming line by line.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
@@ -124,6 +124,10 @@ pub enum ServerMessage {
     },
     /// The page's meter, sent every second on a metered stream (`meter=` in its URL).
     Wire(WireReport),
+    /// HTTP streaming's sign of life when no tick comes, with the server's clock (Unix µs).
+    Heartbeat {
+        server_time: i64,
+    },
 }
 
 /// What a meter (one page's transport, named by `meter=` on each of its requests) has cost on

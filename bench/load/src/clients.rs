@@ -43,6 +43,8 @@ pub enum Transport {
     Socketio,
     /// Server-Sent Events.
     Sse,
+    /// HTTP streaming: one long response of JSON lines (`/api/stream`).
+    Stream,
     /// Long polling: each answer is followed at once by the next request.
     LongPolling,
     /// Polling every `--interval-ms`.
@@ -55,6 +57,7 @@ impl Transport {
             Transport::Websocket => "websocket",
             Transport::Socketio => "socket.io",
             Transport::Sse => "sse",
+            Transport::Stream => "stream",
             Transport::LongPolling => "long-polling",
             Transport::Polling => "polling",
         }
@@ -121,6 +124,7 @@ pub async fn run(shared: Rc<Shared>, transport: Transport, url: Url, index: usiz
         Transport::Websocket => websocket(&shared, url, false).await,
         Transport::Socketio => websocket(&shared, url, true).await,
         Transport::Sse => sse(&shared, url).await,
+        Transport::Stream => stream(&shared, url).await,
         Transport::LongPolling => http(&shared, url, None).await,
         Transport::Polling => {
             // Clients start spread evenly over the interval, as independent users would be.
@@ -293,6 +297,45 @@ async fn sse(shared: &Shared, url: Url) {
     shared.recorder.borrow_mut().disconnect(why);
 }
 
+/// HTTP streaming: batches are the lines that start as a batch; heartbeats and reports are
+/// skipped.
+async fn stream(shared: &Shared, url: Url) {
+    const BATCH: &[u8] = br#"{"type":"batch","#;
+    let permit = shared.connecting.acquire().await;
+    let opened = async {
+        let mut sender = http_connection(shared, &url).await?;
+        let response = get(&mut sender, &url).await?;
+        Ok::<_, String>((sender, response))
+    };
+    let (_sender, response) = match timeout(CONNECT_TIMEOUT, opened).await {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(error)) => return shared.settle(Err(format!("stream: {error}"))),
+        Err(_) => return shared.settle(Err("stream: no answer".into())),
+    };
+    drop(permit);
+    shared.settle(Ok(()));
+    let mut chunks = BodyDataStream::new(response.into_body());
+    let mut pending: Vec<u8> = Vec::new();
+    let mut chain = CursorChain::new(None, true);
+    let why = loop {
+        match chunks.next().await {
+            None => break "the server ended the stream".to_owned(),
+            Some(Err(error)) => break format!("stream: {error}"),
+            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
+        }
+        let mut start = 0;
+        while let Some(end) = pending[start..].iter().position(|&byte| byte == b'\n') {
+            let line = &pending[start..start + end];
+            if line.starts_with(BATCH) {
+                shared.record(&mut chain, &String::from_utf8_lossy(line));
+            }
+            start += end + 1;
+        }
+        pending.drain(..start);
+    };
+    shared.recorder.borrow_mut().disconnect(why);
+}
+
 /// Long polling when `phase` is `None`; otherwise polling every interval, offset by `phase`.
 async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
     let mut permit = Some(shared.connecting.acquire().await);
@@ -379,6 +422,7 @@ pub async fn server_wire(url: &Url, transport: Transport) -> Option<(u64, u64)> 
     let name = match transport {
         Transport::Websocket => "websocket",
         Transport::Sse => "sse",
+        Transport::Stream => "stream",
         Transport::LongPolling => "long_polling",
         Transport::Polling => "polling",
         Transport::Socketio => return None,

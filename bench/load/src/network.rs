@@ -237,7 +237,7 @@ pub fn expected_lag_ms(
             });
             lag + jitter
         }
-        Transport::Websocket | Transport::Sse | Transport::Socketio => {
+        Transport::Websocket | Transport::Sse | Transport::Stream | Transport::Socketio => {
             down + jitter + down_serialisation_ms(profile, per_tick)
         }
     }

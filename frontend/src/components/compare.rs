@@ -26,6 +26,7 @@ fn colour(kind: TransportKind) -> RGBColor {
         TransportKind::LongPolling => RGBColor(163, 113, 247),
         TransportKind::WebSocket => RGBColor(63, 185, 80),
         TransportKind::Sse => RGBColor(88, 166, 255),
+        TransportKind::Stream => RGBColor(255, 123, 114),
     }
 }
 

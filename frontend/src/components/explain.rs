@@ -30,6 +30,13 @@ fn text(kind: TransportKind) -> &'static str {
              (a browser on its own sends it as Last-Event-ID). One direction only, plain HTTP, so \
              proxies and HTTP/2 handle it well."
         }
+        TransportKind::Stream => {
+            "One ordinary HTTP response that never ends, read by the page with fetch: each \
+             batch is a line of JSON with its cursor, and a heartbeat line comes when nothing \
+             else does. If the stream breaks, the page asks again from the last cursor. Plain \
+             HTTP like SSE, without EventSource's text format, so any HTTP client can read it; \
+             Centrifugo offers it where proxies break WebSocket."
+        }
     }
 }
 

@@ -1,9 +1,10 @@
-//! The four transport clients. Each runs as one local task that reports what it sees as
+//! The five transport clients. Each runs as one local task that reports what it sees as
 //! [`FeedEvent`]s and resumes from its cursor after any failure, with jittered backoff. A
 //! [`FeedClient`] handle stops its task (and aborts what it has in flight) when dropped.
 
 mod http;
 mod sse;
+mod stream;
 mod websocket;
 
 use std::cell::Cell;
@@ -21,29 +22,35 @@ use crate::backoff;
 /// The transports a person can pick.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TransportKind {
-    Polling { interval_ms: u32 },
+    Polling {
+        interval_ms: u32,
+    },
     LongPolling,
     WebSocket,
     Sse,
+    /// HTTP streaming: `fetch` reading one long response of JSON lines.
+    Stream,
 }
 
 impl TransportKind {
     /// Every choice the switch offers, in its order.
-    pub const CHOICES: [TransportKind; 6] = [
+    pub const CHOICES: [TransportKind; 7] = [
         TransportKind::Polling { interval_ms: 250 },
         TransportKind::Polling { interval_ms: 1000 },
         TransportKind::Polling { interval_ms: 5000 },
         TransportKind::LongPolling,
         TransportKind::WebSocket,
         TransportKind::Sse,
+        TransportKind::Stream,
     ];
 
-    /// The four transports compare mode runs side by side.
-    pub const COMPARED: [TransportKind; 4] = [
+    /// The five transports compare mode runs side by side.
+    pub const COMPARED: [TransportKind; 5] = [
         TransportKind::Polling { interval_ms: 1000 },
         TransportKind::LongPolling,
         TransportKind::WebSocket,
         TransportKind::Sse,
+        TransportKind::Stream,
     ];
 
     pub fn label(self) -> String {
@@ -55,6 +62,7 @@ impl TransportKind {
             Self::LongPolling => "Long polling".into(),
             Self::WebSocket => "WebSocket".into(),
             Self::Sse => "SSE".into(),
+            Self::Stream => "HTTP streaming".into(),
         }
     }
 
@@ -65,6 +73,7 @@ impl TransportKind {
             Self::LongPolling => "long_polling",
             Self::WebSocket => "websocket",
             Self::Sse => "sse",
+            Self::Stream => "stream",
         }
     }
 
@@ -75,6 +84,7 @@ impl TransportKind {
             Self::LongPolling => "long-polling".into(),
             Self::WebSocket => "websocket".into(),
             Self::Sse => "sse".into(),
+            Self::Stream => "stream".into(),
         }
     }
 
@@ -87,7 +97,8 @@ impl TransportKind {
             // Ticks flow many times a second; when they do not, pongs to the page's pings come
             // every 5 s on a WebSocket, and the server's heartbeat events every 15 s on SSE.
             Self::WebSocket => 5_000,
-            Self::Sse => 15_000,
+            // Heartbeats come every 15 s on both streamed responses.
+            Self::Sse | Self::Stream => 15_000,
         };
         2 * interval_ms * 1000
     }
@@ -185,6 +196,7 @@ impl FeedClient {
                 TransportKind::LongPolling => http::long_poll(kind, since, stop, emit).await,
                 TransportKind::WebSocket => websocket::run(since, stop, emit).await,
                 TransportKind::Sse => sse::run(since, stop, emit).await,
+                TransportKind::Stream => stream::run(since, stop, emit).await,
             }
         });
         Self {

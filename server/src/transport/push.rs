@@ -1,5 +1,6 @@
-//! The response body of a push transport (WebSocket, SSE) that takes its batches from the
-//! feed itself.
+//! The response body of a push transport (WebSocket, SSE, HTTP streaming) that takes its
+//! batches from the feed itself, and the task that keeps a streamed HTTP response (SSE, HTTP
+//! streaming) alive beside it ([`keep_streaming`]).
 //!
 //! A publish wakes each subscribed connection's own task (actix-http's dispatcher), whose
 //! body asks the feed for what its subscription is behind on and hands over the frame shared
@@ -19,16 +20,21 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use actix_web::body::{BodySize, BoxBody, MessageBody};
+use std::convert::Infallible;
+
+use actix_web::body::{BodySize, BodyStream, BoxBody, MessageBody};
 use bytes::Bytes;
-use tokio::sync::watch;
-use tokio::time::{Duration, Instant};
+use futures_util::stream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Duration, Instant, interval_at};
 use tokio_util::sync::ReusableBoxFuture;
 
 use crate::AppState;
 use crate::encode::Framing;
 use crate::feed::Subscription;
+use crate::limits::Slot;
 use crate::metrics::Transport;
+use crate::wire::{self, Meter};
 
 /// What a connection's task and its body share (both run on the connection's worker).
 pub struct Outbox {
@@ -159,9 +165,14 @@ impl PushBody {
             subscription.next_frame(&self.state.feed, self.framing, self.state.max_batch_ticks());
         self.outbox.taken.set(Instant::now());
         let payload = frame?.text.into_bytes();
-        if self.framing != Framing::WebSocket {
-            // An SSE event goes as it is.
-            self.state.metrics.sent(Transport::Sse, payload.len());
+        let streamed = match self.framing {
+            Framing::Sse => Some(Transport::Sse),
+            Framing::Ndjson => Some(Transport::Stream),
+            Framing::WebSocket | Framing::Json => None,
+        };
+        if let Some(transport) = streamed {
+            // An SSE event, or a line of HTTP streaming, goes as it is.
+            self.state.metrics.sent(transport, payload.len());
             return Some(payload);
         }
         self.state.metrics.sent(Transport::WebSocket, payload.len());
@@ -229,6 +240,108 @@ impl MessageBody for PushBody {
         }
     }
 }
+
+/// What a streamed HTTP response writes besides batches: its transport (for the metrics) and
+/// how it frames a heartbeat and a wire report.
+pub struct Streamed {
+    pub transport: Transport,
+    pub heartbeat: fn() -> Bytes,
+    pub wire: fn(&Meter) -> Bytes,
+}
+
+/// Keeps one streamed response (SSE, HTTP streaming) alive, sending heartbeats and the
+/// meter's reports through `events`, until the client leaves, takes no data for the
+/// slow-client timeout, or the server shuts down; the body takes the batches.
+pub async fn keep_streaming(
+    state: Arc<AppState>,
+    outbox: Rc<Outbox>,
+    events: mpsc::Sender<Bytes>,
+    _slot: Slot,
+    meter: Option<Arc<Meter>>,
+    streamed: Streamed,
+) {
+    let transport = streamed.transport;
+    let _client = state.metrics.client(transport);
+    let every = state.config.sse_heartbeat();
+    let mut heartbeat = interval_at(Instant::now() + every, every);
+    let mut report = interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY);
+    // Often enough to drop a client that takes no data within a quarter of the timeout.
+    let slow_every = state.config.slow_client_timeout() / 4;
+    let mut slow_check = interval_at(Instant::now() + slow_every, slow_every);
+    let mut shutting_down = std::pin::pin!(state.shutdown.cancelled());
+    loop {
+        tokio::select! {
+            () = &mut shutting_down => break,
+            () = events.closed() => break,
+            _ = heartbeat.tick() => {
+                if send(&state, transport, &events, (streamed.heartbeat)()).await.is_err() {
+                    break;
+                }
+            }
+            _ = report.tick(), if meter.is_some() => {
+                let Some(meter) = &meter else { continue };
+                if send(&state, transport, &events, (streamed.wire)(meter)).await.is_err() {
+                    break;
+                }
+            }
+            _ = slow_check.tick() => {
+                if outbox.stalled_for(&state) > state.config.slow_client_timeout() {
+                    state.metrics.transport(transport).slow_dropped.inc();
+                    break;
+                }
+            }
+        }
+    }
+    // No batch after this; the stream ends once the body has handed over what is queued.
+    outbox.close();
+}
+
+/// The client is gone (its stream's channel is closed) or is being dropped as too slow.
+struct Gone;
+
+/// Queues one chunk; a client that takes none for the slow-client timeout is dropped.
+async fn send(
+    state: &AppState,
+    transport: Transport,
+    events: &mpsc::Sender<Bytes>,
+    event: Bytes,
+) -> Result<(), Gone> {
+    let len = event.len();
+    match tokio::time::timeout(state.config.slow_client_timeout(), events.send(event)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_closed)) => return Err(Gone),
+        Err(_elapsed) => {
+            state.metrics.transport(transport).slow_dropped.inc();
+            return Err(Gone);
+        }
+    }
+    state.metrics.sent(transport, len);
+    Ok(())
+}
+
+/// The body of a streamed response: `first` and then whatever the connection's task sends
+/// through the channel it gets back, before the feed's batches.
+pub fn streamed_body(
+    state: Arc<AppState>,
+    outbox: Rc<Outbox>,
+    framing: Framing,
+    first: Bytes,
+) -> (PushBody, mpsc::Sender<Bytes>) {
+    let (events, mut control) = mpsc::channel::<Bytes>(STREAM_BUFFER);
+    events
+        .try_send(first)
+        .expect("a new channel has room for the first chunk");
+    let control = BodyStream::new(stream::poll_fn(move |cx| {
+        control
+            .poll_recv(cx)
+            .map(|event| event.map(Ok::<_, Infallible>))
+    }))
+    .boxed();
+    (PushBody::new(control, outbox, state, framing), events)
+}
+
+/// Chunks buffered for a streamed response before its task waits for the client to read.
+const STREAM_BUFFER: usize = 16;
 
 #[cfg(test)]
 mod tests {

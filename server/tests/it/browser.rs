@@ -107,6 +107,7 @@ async fn the_app_streams_switches_transports_without_loss_and_compares() {
         ("polling-250", "Polling 250 ms"),
         ("long-polling", "Long polling"),
         ("sse", "SSE"),
+        ("stream", "HTTP streaming"),
         ("polling-1000", "Polling 1 s"),
         ("polling-5000", "Polling 5 s"),
         ("websocket", "WebSocket"),
@@ -145,9 +146,9 @@ async fn the_app_streams_switches_transports_without_loss_and_compares() {
         );
     }
 
-    // Compare mode: four transports, each with lag figures and an unbroken chain.
+    // Compare mode: five transports, each with lag figures and an unbroken chain.
     click(&browser, "[data-testid=mode-compare]").await;
-    for id in ["polling-1000", "long-polling", "websocket", "sse"] {
+    for id in ["polling-1000", "long-polling", "websocket", "sse", "stream"] {
         let row = format!("[data-testid=compare-row-{id}]");
         wait_text(
             &browser,

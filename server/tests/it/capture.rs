@@ -289,6 +289,7 @@ async fn the_pages_wire_figures_and_metrics_match_a_packet_capture() {
     let transports = [
         ("websocket", "WebSocket", "websocket"),
         ("sse", "SSE", "sse"),
+        ("stream", "HTTP streaming", "stream"),
         ("long-polling", "Long polling", "long_polling"),
         ("polling-1000", "Polling 1 s", "polling"),
     ];

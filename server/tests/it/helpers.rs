@@ -182,6 +182,7 @@ pub async fn next_ws_batch(ws: &mut WsClient) -> Batch {
             match serde_json::from_str::<ServerMessage>(&text).expect("a server message") {
                 ServerMessage::Batch(batch) => return batch,
                 ServerMessage::Pong { .. } | ServerMessage::Wire(_) => continue,
+                ServerMessage::Heartbeat { .. } => panic!("heartbeats are HTTP streaming's"),
             }
         }
     }

@@ -189,7 +189,7 @@ async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_noth
         |t| chain_ticks(t) >= 500,
     )
     .await;
-    for id in ["polling-1000", "long-polling", "websocket", "sse"] {
+    for id in ["polling-1000", "long-polling", "websocket", "sse", "stream"] {
         let row = format!("[data-testid=compare-row-{id}] [data-testid=breaks]");
         let chain = text(&browser, &row).await;
         assert!(chain.ends_with("0 gaps · 0 breaks"), "{id}: {chain}");

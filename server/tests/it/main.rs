@@ -20,5 +20,6 @@ mod reconnects;
 mod resume;
 mod shutdown;
 mod slow;
+mod stream;
 mod transports;
 mod wire;
