@@ -49,12 +49,13 @@ url_of() {
     long-polling) echo "http://$2:8080/api/long-poll" ;;
     websocket) echo "ws://$2:8080/api/ws" ;;
     sse) echo "http://$2:8080/api/sse" ;;
+    stream) echo "http://$2:8080/api/stream" ;;
   esac
 }
 
 # run LABEL NAMESPACE HOST: each transport's 100 clients from NAMESPACE to HOST.
 run() {
-  for transport in polling long-polling websocket sse; do
+  for transport in polling long-polling websocket sse stream; do
     ip netns exec "$2" taskset -c 1 "$load" run --transport "$transport" \
       --url "$(url_of "$transport" "$3")" --clients 100 --seconds "$seconds" --warmup-seconds 3 \
       --label "$1" --p99-goal-ms 100000 --json "$out/$1-$transport.json"

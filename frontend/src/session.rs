@@ -166,6 +166,16 @@ pub struct Session {
 }
 
 impl Session {
+    /// The transports still trying to connect for the first time after `after_us`: a request
+    /// the browser holds back (no connection to this site is free) never fails, it waits.
+    pub fn waiting(&self, now_us: i64, after_us: i64) -> Vec<TransportKind> {
+        self.channels
+            .iter()
+            .filter(|channel| channel.stats.connecting_for_us(now_us) > after_us)
+            .map(|channel| channel.kind)
+            .collect()
+    }
+
     pub fn new(market: Market) -> Self {
         Self {
             market,
@@ -374,6 +384,16 @@ mod tests {
         let rows = session.market.rows(0);
         assert_eq!(rows[0].last.as_ref().unwrap().price, 12.5);
         assert_eq!(rows[0].flash, Some(true));
+    }
+
+    #[test]
+    fn a_transport_that_never_connects_is_named_as_waiting() {
+        let mut session = session();
+        session.switch_to(TransportKind::Sse, 0);
+        assert!(session.waiting(3_000_000, 4_000_000).is_empty());
+        assert_eq!(session.waiting(5_000_000, 4_000_000), [TransportKind::Sse]);
+        session.handle(TransportKind::Sse, FeedEvent::Connected, 5_000_000);
+        assert!(session.waiting(9_000_000, 4_000_000).is_empty());
     }
 
     #[test]

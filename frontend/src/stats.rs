@@ -166,6 +166,15 @@ impl TransportStats {
         }
     }
 
+    /// How long the transport has been trying to connect for the first time at `now_us`;
+    /// zero once it has connected.
+    pub fn connecting_for_us(&self, now_us: i64) -> i64 {
+        match self.state {
+            ConnState::Connecting => now_us - self.started_us,
+            _ => 0,
+        }
+    }
+
     /// A batch arrived at `at_us` (client clock); `apart_us` has, for each of its ticks, the
     /// receive time minus the tick's server timestamp, on the two clocks as they are. Adding
     /// the clock offset ([`TransportStats::view`]) makes them lags.

@@ -129,10 +129,13 @@ pub const PROFILES: &[Profile] = &[
     Profile {
         name: "4g",
         title: "4G (LTE)",
-        emulates: "A phone on LTE: 70 ms round trip with 5 ms of jitter each way, \
+        emulates: "A phone on LTE: 70 ms round trip with 5 ms of jitter on the way down, \
                    0.5% random loss, 20 Mbit/s down, 5 Mbit/s up.",
         source: "The figures of issue 15; WebPageTest's LTE preset has the same 70 ms RTT \
-                 (at 12 Mbit/s).",
+                 (at 12 Mbit/s). The jitter is the downlink's, where the radio's scheduling \
+                 and retransmissions are: with jitter both ways, no clock exchange can tell \
+                 the directions apart, and the page's offset (so its lag) would be off by half \
+                 their difference, a few ms either way.",
         down: Direction {
             delay_ms: 35.0,
             jitter_ms: 5.0,
@@ -142,7 +145,7 @@ pub const PROFILES: &[Profile] = &[
         },
         up: Direction {
             delay_ms: 35.0,
-            jitter_ms: 5.0,
+            jitter_ms: 0.0,
             loss: Loss::Random { p: 0.005 },
             rate_kbit: Some(5_000),
             queue_bytes: 128 * 1024,

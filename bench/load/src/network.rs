@@ -9,7 +9,7 @@
 //!   for that request, up to `d_down + d_up` more. How often each happens depends on the feed's
 //!   rate, so the p50 comes from simulating that exchange with Poisson ticks at the feed's
 //!   rate ([`long_poll_lag`]);
-//! - WebSocket and SSE: `d_down` plus the serialisation of one message.
+//! - WebSocket, SSE and HTTP streaming: `d_down` plus the serialisation of one message.
 //!
 //! To each, the page adds what this machine itself takes (server, kernel, load generator): the
 //! same transport's p50 over the server namespace's loopback, with no link, less its own
@@ -33,11 +33,12 @@ use crate::clients::Transport;
 use crate::report::{RunResult, StepResult};
 
 /// The transports `bench/net.sh` runs, in the page's order.
-const TRANSPORTS: [Transport; 4] = [
+const TRANSPORTS: [Transport; 5] = [
     Transport::Polling,
     Transport::LongPolling,
     Transport::Websocket,
     Transport::Sse,
+    Transport::Stream,
 ];
 
 /// The p50 a loss-free profile must come within, as a share of the expected one.
@@ -352,7 +353,7 @@ fn page(
 
     out.push_str("## Profiles\n\n");
     out.push_str(
-        "| profile | round trip | jitter | loss | down / up | what it emulates | source |\n",
+        "| profile | round trip | jitter (down) | loss | down / up | what it emulates | source |\n",
     );
     out.push_str("|---|--:|--:|--:|--:|---|---|\n");
     for profile in PROFILES {
@@ -532,10 +533,11 @@ fn chart(cells: &[Cell], path: &Path) -> anyhow::Result<()> {
         RGBColor(76, 175, 80),
         RGBColor(244, 67, 54),
         RGBColor(156, 39, 176),
+        RGBColor(255, 152, 0),
     ];
     for (index, transport) in TRANSPORTS.iter().enumerate() {
         let color = colors[index];
-        let offset = (index as f64 - 1.5) * 0.12;
+        let offset = (index as f64 - 2.0) * 0.1;
         let points: Vec<(f64, f64, f64)> = profiles
             .iter()
             .enumerate()

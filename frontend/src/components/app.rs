@@ -21,6 +21,8 @@ use crate::transport::{FeedClient, FeedEvent, TransportKind, now_us};
 
 /// How often the page redraws from the session.
 const FRAME: Duration = Duration::from_millis(250);
+/// How long a transport may try to connect before the page says what may hold it.
+const WAIT_HINT_US: i64 = 4_000_000;
 
 /// What the page shows: one transport, or all four side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,16 @@ pub fn App() -> impl IntoView {
         frame.get();
         session.with_value(|s| s.as_ref().map(|s| s.notice.clone()).unwrap_or_default())
     };
+    // Transports that have not connected after a few seconds: over HTTP/1.1 the likely cause
+    // is the browser's limit of six connections per site, held by other tabs' streams.
+    let waiting = move || {
+        frame.get();
+        session.with_value(|s| {
+            s.as_ref()
+                .map(|s| s.waiting(now_us(), WAIT_HINT_US))
+                .unwrap_or_default()
+        })
+    };
 
     view! {
         <header>
@@ -100,6 +112,25 @@ pub fn App() -> impl IntoView {
             <div class="banner error" data-testid="load-error">{move || load_error.get()}</div>
         </Show>
         <div class="notice" data-testid="notice">{notice}</div>
+        {move || {
+            let kinds = waiting();
+            (!kinds.is_empty()).then(|| {
+                let names: Vec<String> = kinds.iter().map(|kind| kind.label()).collect();
+                view! {
+                    <div class="banner error" data-testid="connection-wait">
+                        {format!(
+                            "{} has not connected after {} s. Over HTTP/1.1 a browser opens at \
+                             most six connections to one site, and every tickscope tab streaming \
+                             over SSE, HTTP streaming or long polling holds one of them (compare \
+                             mode three). If other tickscope tabs are open, close one or switch \
+                             it to WebSocket or polling, and this one connects.",
+                            names.join(", "),
+                            WAIT_HINT_US / 1_000_000
+                        )}
+                    </div>
+                }
+            })
+        }}
         <Show when=move || loaded.get() fallback=|| view! { <p class="loading">"connecting..."</p> }>
             <div class="layout">
                 <Watchlist session frame selected />

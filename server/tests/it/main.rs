@@ -21,5 +21,6 @@ mod resume;
 mod shutdown;
 mod slow;
 mod stream;
+mod tabs;
 mod transports;
 mod wire;
