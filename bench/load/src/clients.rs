@@ -270,20 +270,42 @@ async fn get(
     Ok(response)
 }
 
-async fn sse(shared: &Shared, url: Url) {
+/// Opens a streamed response (SSE, HTTP streaming) and settles the client's connection: the
+/// connection's sender (which must outlive the body) and the response, or `None` once the
+/// failure is counted.
+async fn open_streamed(
+    shared: &Shared,
+    url: &Url,
+    what: &str,
+) -> Option<(SendRequest<Empty<Bytes>>, Response<Incoming>)> {
     let permit = shared.connecting.acquire().await;
     let opened = async {
-        let mut sender = http_connection(shared, &url).await?;
-        let response = get(&mut sender, &url).await?;
+        let mut sender = http_connection(shared, url).await?;
+        let response = get(&mut sender, url).await?;
         Ok::<_, String>((sender, response))
     };
-    let (_sender, response) = match timeout(CONNECT_TIMEOUT, opened).await {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(error)) => return shared.settle(Err(format!("SSE: {error}"))),
-        Err(_) => return shared.settle(Err("SSE: no answer".into())),
+    let outcome = match timeout(CONNECT_TIMEOUT, opened).await {
+        Ok(Ok(opened)) => Ok(opened),
+        Ok(Err(error)) => Err(format!("{what}: {error}")),
+        Err(_) => Err(format!("{what}: no answer")),
     };
     drop(permit);
-    shared.settle(Ok(()));
+    match outcome {
+        Ok(opened) => {
+            shared.settle(Ok(()));
+            Some(opened)
+        }
+        Err(error) => {
+            shared.settle(Err(error));
+            None
+        }
+    }
+}
+
+async fn sse(shared: &Shared, url: Url) {
+    let Some((_sender, response)) = open_streamed(shared, &url, "SSE").await else {
+        return;
+    };
     let mut events = BodyDataStream::new(response.into_body()).eventsource();
     let mut chain = CursorChain::new(None, true);
     let why = loop {
@@ -301,19 +323,9 @@ async fn sse(shared: &Shared, url: Url) {
 /// skipped.
 async fn stream(shared: &Shared, url: Url) {
     const BATCH: &[u8] = br#"{"type":"batch","#;
-    let permit = shared.connecting.acquire().await;
-    let opened = async {
-        let mut sender = http_connection(shared, &url).await?;
-        let response = get(&mut sender, &url).await?;
-        Ok::<_, String>((sender, response))
+    let Some((_sender, response)) = open_streamed(shared, &url, "stream").await else {
+        return;
     };
-    let (_sender, response) = match timeout(CONNECT_TIMEOUT, opened).await {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(error)) => return shared.settle(Err(format!("stream: {error}"))),
-        Err(_) => return shared.settle(Err("stream: no answer".into())),
-    };
-    drop(permit);
-    shared.settle(Ok(()));
     let mut chunks = BodyDataStream::new(response.into_body());
     let mut pending: Vec<u8> = Vec::new();
     let mut chain = CursorChain::new(None, true);

@@ -277,6 +277,46 @@ pub(crate) async fn reconnecting(
     }
 }
 
+/// How often a streamed transport's clock offset is measured again while it runs.
+const STREAM_CLOCK_EVERY_MS: u32 = 5_000;
+
+/// Runs a streamed HTTP transport (SSE, HTTP streaming): `open` holds one response until it
+/// breaks (`Err`, with why in its `Option<Reconnect>`) or the client stops (`Ok`), and is
+/// called again from the cursor it reached after each failure. The stream carries no replies,
+/// so the offset comes from `/api/time`, measured again every few seconds beside the stream to
+/// find a quiet round trip and follow drift.
+pub(crate) async fn streamed(
+    kind: TransportKind,
+    since: u64,
+    stop: &Stop,
+    emit: &Emit,
+    mut open: impl AsyncFnMut(&mut u64, &mut Option<Reconnect>, &mut u32) -> Result<(), String>,
+) {
+    leptos::task::spawn_local({
+        let (stop, emit) = (stop.clone(), emit.clone());
+        async move {
+            while !stop.is_set() {
+                http::sync_clock(kind, &stop, &emit).await;
+                let wait = gloo_timers::future::TimeoutFuture::new(STREAM_CLOCK_EVERY_MS);
+                futures::select! {
+                    () = wait.fuse() => {}
+                    () = stop.wait().fuse() => return,
+                }
+            }
+        }
+    });
+    let mut cursor = since;
+    let mut reconnect = None;
+    reconnecting(stop, emit, async |attempt| {
+        let result = open(&mut cursor, &mut reconnect, attempt).await;
+        if result.is_err() {
+            reconnect.get_or_insert(Reconnect::Error);
+        }
+        result
+    })
+    .await;
+}
+
 /// The client's clock in Unix microseconds, at sub-millisecond resolution.
 pub fn now_us() -> i64 {
     let performance = web_sys::window()

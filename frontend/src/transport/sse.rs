@@ -11,9 +11,7 @@ use web_sys::{EventSource, MessageEvent};
 
 use gloo_timers::future::TimeoutFuture;
 
-use super::{
-    Emit, FeedEvent, Reconnect, Stop, TransportKind, http::sync_clock, now_us, reconnecting,
-};
+use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, streamed};
 
 /// What the source's callbacks hand to the client task.
 enum Signal {
@@ -24,34 +22,14 @@ enum Signal {
     Error,
 }
 
-/// How often the clock offset is measured again while the stream runs.
-const CLOCK_EVERY_MS: u32 = 5_000;
-
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
-    // The stream carries no replies, so the offset comes from `/api/time`, measured again
-    // every few seconds beside the stream to find a quiet round trip and follow drift.
-    leptos::task::spawn_local({
-        let (stop, emit) = (stop.clone(), emit.clone());
-        async move {
-            while !stop.is_set() {
-                sync_clock(TransportKind::Sse, &stop, &emit).await;
-                let wait = gloo_timers::future::TimeoutFuture::new(CLOCK_EVERY_MS);
-                futures::select! {
-                    () = wait.fuse() => {}
-                    () = stop.wait().fuse() => return,
-                }
-            }
-        }
-    });
-    let mut cursor = since;
-    let mut reconnect = None;
-    reconnecting(&stop, &emit, async |attempt| {
-        let result = stream(&mut cursor, &mut reconnect, attempt, &stop, &emit).await;
-        if result.is_err() {
-            reconnect.get_or_insert(Reconnect::Error);
-        }
-        result
-    })
+    streamed(
+        TransportKind::Sse,
+        since,
+        &stop,
+        &emit,
+        async |cursor, reconnect, attempt| stream(cursor, reconnect, attempt, &stop, &emit).await,
+    )
     .await;
 }
 

@@ -11,39 +11,19 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::ReadableStreamDefaultReader;
 
-use super::{
-    Emit, FeedEvent, Reconnect, Stop, TransportKind, http::sync_clock, now_us, reconnecting,
-};
+use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, streamed};
 
-/// How often the clock offset is measured again while the stream runs.
-const CLOCK_EVERY_MS: u32 = 5_000;
 /// The longest line the page waits for the end of; a server never sends one this long.
 const LINE_MAX: usize = 4 * 1024 * 1024;
 
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
-    // The stream carries no replies, so the offset comes from `/api/time`, as for SSE.
-    leptos::task::spawn_local({
-        let (stop, emit) = (stop.clone(), emit.clone());
-        async move {
-            while !stop.is_set() {
-                sync_clock(TransportKind::Stream, &stop, &emit).await;
-                let wait = TimeoutFuture::new(CLOCK_EVERY_MS);
-                futures::select! {
-                    () = wait.fuse() => {}
-                    () = stop.wait().fuse() => return,
-                }
-            }
-        }
-    });
-    let mut cursor = since;
-    let mut reconnect = None;
-    reconnecting(&stop, &emit, async |attempt| {
-        let result = stream(&mut cursor, &mut reconnect, attempt, &stop, &emit).await;
-        if result.is_err() {
-            reconnect.get_or_insert(Reconnect::Error);
-        }
-        result
-    })
+    streamed(
+        TransportKind::Stream,
+        since,
+        &stop,
+        &emit,
+        async |cursor, reconnect, attempt| stream(cursor, reconnect, attempt, &stop, &emit).await,
+    )
     .await;
 }
 
