@@ -80,6 +80,7 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
             data-wire-requests=move || figures.with(|f| wire_total(f, |w| w.requests as i64))
             data-wire-at=move || figures.with(|f| wire_total(f, |w| w.at))
             data-offset-us=move || figures.with(|f| f.as_ref().and_then(|f| f.offset_us).map(|o| o.to_string()))
+            data-offset-error-us=move || figures.with(|f| f.as_ref().and_then(|f| f.offset_error_us).map(|e| e.to_string()))
             data-lag-p50-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p50_us.to_string()))
             data-lag-p99-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p99_us.to_string()))
             data-lag-mean-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| (l.mean_us as i64).to_string()))
