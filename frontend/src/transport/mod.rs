@@ -277,6 +277,23 @@ pub(crate) async fn reconnecting(
     }
 }
 
+/// A streamed transport's URL at `path`: from `cursor`, on `meter`, saying why the last
+/// stream ended when it did.
+pub(crate) fn stream_url(
+    path: &str,
+    cursor: u64,
+    meter: &str,
+    reconnect: Option<Reconnect>,
+) -> String {
+    match reconnect {
+        Some(reason) => format!(
+            "{path}?since={cursor}&meter={meter}&reconnect={}",
+            reason.as_str()
+        ),
+        None => format!("{path}?since={cursor}&meter={meter}"),
+    }
+}
+
 /// How often a streamed transport's clock offset is measured again while it runs.
 const STREAM_CLOCK_EVERY_MS: u32 = 5_000;
 

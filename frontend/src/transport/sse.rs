@@ -11,7 +11,7 @@ use web_sys::{EventSource, MessageEvent};
 
 use gloo_timers::future::TimeoutFuture;
 
-use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, streamed};
+use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, stream_url, streamed};
 
 /// What the source's callbacks hand to the client task.
 enum Signal {
@@ -42,14 +42,7 @@ async fn stream(
     stop: &Stop,
     emit: &Emit,
 ) -> Result<(), String> {
-    let meter = &stop.meter;
-    let url = match reconnect.take() {
-        Some(reason) => format!(
-            "/api/sse?since={cursor}&meter={meter}&reconnect={}",
-            reason.as_str()
-        ),
-        None => format!("/api/sse?since={cursor}&meter={meter}"),
-    };
+    let url = stream_url("/api/sse", *cursor, &stop.meter, reconnect.take());
     let source =
         EventSource::new(&url).map_err(|err| format!("cannot open the event stream: {err:?}"))?;
     let (signals, mut received) = mpsc::unbounded::<Signal>();

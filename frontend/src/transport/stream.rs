@@ -11,7 +11,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::ReadableStreamDefaultReader;
 
-use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, streamed};
+use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, stream_url, streamed};
 
 /// The longest line the page waits for the end of; a server never sends one this long.
 const LINE_MAX: usize = 4 * 1024 * 1024;
@@ -35,14 +35,7 @@ async fn stream(
     stop: &Stop,
     emit: &Emit,
 ) -> Result<(), String> {
-    let meter = &stop.meter;
-    let url = match reconnect.take() {
-        Some(reason) => format!(
-            "/api/stream?since={cursor}&meter={meter}&reconnect={}",
-            reason.as_str()
-        ),
-        None => format!("/api/stream?since={cursor}&meter={meter}"),
-    };
+    let url = stream_url("/api/stream", *cursor, &stop.meter, reconnect.take());
     emit(FeedEvent::Request { at_us: now_us() });
     let response = Request::get(&url)
         .abort_signal(Some(&stop.signal))
