@@ -64,17 +64,15 @@ pub async fn history(symbol: &str, seconds: u32) -> ApiResult<History> {
     .value)
 }
 
-/// A clock exchange for `transport` (its wire name), charged to it and to `meter`.
-pub async fn time(
-    transport: &str,
-    meter: &str,
-    abort: &web_sys::AbortSignal,
-) -> ApiResult<Answer<ServerTime>> {
-    get_json(
-        &format!("/api/time?transport={transport}&meter={meter}"),
-        Some(abort),
-    )
-    .await
+/// The URL of clock exchange number `exchange` for `transport` (its wire name), charged to
+/// it and to `meter`. The number makes it unique, so its Resource Timing entry can be found.
+pub fn time_url(transport: &str, meter: &str, exchange: u32) -> String {
+    format!("/api/time?transport={transport}&meter={meter}&exchange={exchange}")
+}
+
+/// A clock exchange at `url`, from [`time_url`].
+pub async fn time(url: &str, abort: &web_sys::AbortSignal) -> ApiResult<Answer<ServerTime>> {
+    get_json(url, Some(abort)).await
 }
 
 pub async fn poll(

@@ -77,8 +77,13 @@ fn tcp_gets_through_bursty_loss_and_the_link_counts_it() {
     let (down, up) = lab.relay().counts();
     let lost = down.lost + up.lost;
     let share = lost as f64 / (down.packets + up.packets + lost) as f64;
+    // The profile loses 3% of the *time*; what share of the packets meet a bad spell
+    // depends on when TCP sends them. A 2 s download meets about nine spells, and TCP
+    // sends less into a spell once it has lost there, so 15 runs here counted 0.6% to
+    // 3.6% (CI once saw 0.98%). The link's own share is held exactly in `link.rs`'s
+    // unit tests; this checks that real TCP meets the loss, is counted and gets through.
     assert!(
-        (0.01..0.06).contains(&share),
+        (0.002..0.08).contains(&share),
         "lost {lost} packets, {share:.4} of them"
     );
 }

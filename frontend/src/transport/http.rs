@@ -1,8 +1,11 @@
 //! Polling and long polling: each answer carries a batch and the cursor to ask from next.
 //! The clock offset for both comes from `/api/time` exchanges over the same HTTP path.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use futures::FutureExt;
 use tickscope_shared::clock::ClockSample;
+use wasm_bindgen::JsCast;
 
 use super::{Emit, FeedEvent, Stop, TransportKind, back_off, now_us};
 use crate::api;
@@ -130,18 +133,49 @@ async fn ask(
 /// A few `/api/time` exchanges, charged to `kind`; the app keeps the one with the shortest
 /// round trip.
 pub(super) async fn sync_clock(kind: TransportKind, stop: &Stop, emit: &Emit) {
+    static EXCHANGES: AtomicU32 = AtomicU32::new(0);
     for _ in 0..3 {
+        let url = api::time_url(
+            kind.wire_name(),
+            &stop.meter,
+            EXCHANGES.fetch_add(1, Ordering::Relaxed),
+        );
         let sent_us = now_us();
-        let Ok(answer) = api::time(kind.wire_name(), &stop.meter, &stop.signal).await else {
+        let Ok(answer) = api::time(&url, &stop.signal).await else {
             return;
         };
+        let received_us = now_us();
+        let (sent_us, received_us) = on_the_wire(&url).unwrap_or((sent_us, received_us));
         emit(FeedEvent::Clock(ClockSample {
             sent_us,
             server_us: answer.value.server_time,
-            received_us: now_us(),
+            received_us,
         }));
         if let Some(report) = answer.wire {
             emit(FeedEvent::Wire(report));
         }
     }
+}
+
+/// When the request to `path` went out and its answer's first byte came back, as the
+/// browser's Resource Timing recorded them (client clock, Unix µs). That is the round trip on
+/// the wire, without the time the page took to start the fetch and to run the code that reads
+/// the answer: in headless Chromium those made a loopback exchange about 4 ms long, and its
+/// half the offset's error bound. `None` when the browser recorded no entry.
+fn on_the_wire(path: &str) -> Option<(i64, i64)> {
+    let window = web_sys::window()?;
+    let performance = window.performance()?;
+    let name = format!("{}{path}", window.location().origin().ok()?);
+    let entries = performance.get_entries_by_name_with_entry_type(&name, "resource");
+    let entry: web_sys::PerformanceResourceTiming = entries
+        .get(entries.length().checked_sub(1)?)
+        .dyn_into()
+        .ok()?;
+    // The browser keeps 250 entries and then records no more; the page reads none but these.
+    if performance.get_entries_by_type("resource").length() >= 200 {
+        performance.clear_resource_timings();
+    }
+    let (start, first_byte) = (entry.request_start(), entry.response_start());
+    let unix_us = |at: f64| ((performance.time_origin() + at) * 1000.0) as i64;
+    (start > 0.0 && first_byte >= start).then(|| (unix_us(start), unix_us(first_byte)))
 }
