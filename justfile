@@ -14,9 +14,25 @@ default:
 setup *FLAGS:
     scripts/setup.sh {{FLAGS}}
 
-# Build the browser app and run the server with it at http://127.0.0.1:8080 (flags go to the server)
+# Build the browser app and run the server with it at http://127.0.0.1:8080 (flags go to the server; --tls serves https://localhost:8080 with HTTP/2 and a self-signed certificate made once)
 run *ARGS: setup build-app
-    cargo run --release -p tickscope -- {{ARGS}}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    args=()
+    for arg in {{ARGS}}; do
+      if [ "$arg" != "--tls" ]; then args+=("$arg"); continue; fi
+      # A self-signed certificate for localhost, made once (ECDSA P-256, a year).
+      dir=target/tls
+      if [ ! -s "$dir/localhost.pem" ]; then
+        mkdir -p "$dir"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \
+          -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+          -keyout "$dir/localhost-key.pem" -out "$dir/localhost.pem" 2>/dev/null
+        echo "made $dir/localhost.pem (self-signed: the browser asks once; curl takes --cacert $dir/localhost.pem)"
+      fi
+      args+=(--tls-cert "$dir/localhost.pem" --tls-key "$dir/localhost-key.pem")
+    done
+    cargo run --release -p tickscope -- "${args[@]}"
 
 # Build the browser app into dist/ (size-optimised profile, wasm-opt -Oz)
 build-app:

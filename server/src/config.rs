@@ -211,6 +211,16 @@ pub struct Config {
     #[arg(long, env = "TICKSCOPE_LAB_CONTROL")]
     pub lab_control: Option<PathBuf>,
 
+    /// A PEM certificate chain: with `--tls-key`, the port serves HTTPS only, offering
+    /// HTTP/2 and HTTP/1.1 by ALPN (WebSocket stays on HTTP/1.1). `just run --tls` makes one
+    /// for localhost.
+    #[arg(long, env = "TICKSCOPE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of `--tls-cert` (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "TICKSCOPE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// The built browser app (trunk's output), served at `/`.
     #[arg(long, env = "TICKSCOPE_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,

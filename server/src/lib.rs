@@ -36,6 +36,7 @@ pub mod pieces;
 pub mod query;
 pub mod simulator;
 pub mod symbols;
+pub mod tls;
 pub mod transport;
 pub mod wire;
 
@@ -221,6 +222,10 @@ fn http_server(
     let addr = listener
         .local_addr()
         .context("reading the listener's address")?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let app_config = config.clone();
     let builder = actix_server::Server::build();
     let graceful = builder.graceful_shutdown_signal();
@@ -243,16 +248,16 @@ fn http_server(
                 // (`pieces`).
                 .h1_write_buffer_size(pieces::PIECE)
                 .local_addr(addr)
-                .on_connect_ext(|io: &Metered<actix_web::rt::net::TcpStream>, extensions| {
+                .on_connect_ext(|io: &tls::Io, extensions| {
                     extensions.insert(io.connection().clone());
-                    peer::on_connect(io.get_ref(), extensions);
+                    peer::on_connect(io.tcp(), extensions);
                 })
                 .finish(actix_service::map_config(app, move |()| {
                     // What `HttpServer` passes: this address as the host a request without a
                     // Host header is taken to name.
                     actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
                 }));
-            let wire = wire.clone();
+            let (wire, tls) = (wire.clone(), tls.clone());
             use actix_service::ServiceFactoryExt;
             actix_service::fn_service(move |io: actix_web::rt::net::TcpStream| {
                 let peer_addr = io.peer_addr().ok();
@@ -263,11 +268,17 @@ fn http_server(
                 }
                 peer::detect_dead(&io, dead_peer_timeout);
                 let io = Metered::new(io, wire.connection());
-                std::future::ready(Ok::<_, actix_http::error::DispatchError>((
-                    io,
-                    actix_http::Protocol::Http1,
-                    peer_addr,
-                )))
+                let tls = tls.clone();
+                async move {
+                    match tls::Io::accept(io, tls.as_ref(), request_head_timeout).await {
+                        Ok((io, protocol)) => Ok((io, protocol, peer_addr)),
+                        Err(err) => {
+                            // A client that is not speaking TLS, or gave up: its own affair.
+                            tracing::debug!(?peer_addr, "TLS handshake failed: {err}");
+                            Err(actix_http::error::DispatchError::Io(err))
+                        }
+                    }
+                }
             })
             .and_then(http)
         })
@@ -306,9 +317,7 @@ fn app(
             Gate::pass(gate.clone(), req, next)
         }))
         // Outermost: every request is charged its bytes, a 503 while starting too.
-        .wrap(actix_web::middleware::from_fn(move |req, next| {
-            wire::attribute(wire.clone(), req, next)
-        }))
+        .wrap_fn(move |req, service| wire::attribute(&wire, req, service))
         .configure(|cfg| http::routes(cfg, config.role))
         .configure(|cfg| http::static_files(cfg, config))
 }

@@ -21,6 +21,12 @@
 //! Browsers do not pipeline; a client that does has a head that came early charged to the
 //! request before it. The totals stay exact either way.
 //!
+//! Over TLS ([`crate::tls`]) the counter sits under TLS, so what it counts are the TLS
+//! records, as a capture of the port shows them. On HTTP/1.1 the handshake is charged to the
+//! connection's first request: opening a connection is a cost of what it was opened for.
+//! HTTP/2 carries many requests at once on one connection, so there the handshake is `other`
+//! and the bytes are charged per stream ([`h2`]).
+//!
 //! The totals are `tickscope_wire_bytes_total{transport, direction}` in `/metrics`. A meter's
 //! totals go back to its page in a `tickscope-wire` header on each HTTP answer and in a
 //! report every second on a WebSocket or SSE stream.
@@ -37,10 +43,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
+use actix_web::dev::Service;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
-use actix_web::{HttpRequest, ResponseError};
+use actix_web::{HttpMessage, HttpRequest, ResponseError};
+use futures_util::future::Either;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -51,6 +58,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::clock::now_us;
 use crate::error::ApiError;
 use crate::metrics::Transport;
+
+mod h2;
+pub use h2::Frames;
 
 /// Meters kept at most, in all and per client address: a page uses one per transport it
 /// runs, so these only bound what a client that makes up names can make the server hold.
@@ -201,6 +211,17 @@ impl Wire {
         );
     }
 
+    fn add(&self, charge: &Charge, direction: Direction, bytes: u64) {
+        self.counters[charge.account.index()][direction as usize].inc_by(bytes);
+        if let Some(meter) = &charge.meter {
+            let total = match direction {
+                Direction::Down => &meter.down,
+                Direction::Up => &meter.up,
+            };
+            total.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
     /// The bytes charged to `account` going `direction` so far.
     #[cfg(test)]
     fn total(&self, account: Account, direction: Direction) -> u64 {
@@ -212,11 +233,10 @@ impl Wire {
         Rc::new(Connection {
             wire: self.clone(),
             pending_up: Cell::new(0),
+            pending_down: Cell::new(Some(0)),
             streaming: Cell::new(false),
-            charge: RefCell::new(Charge {
-                account: Account::Other,
-                meter: None,
-            }),
+            charge: RefCell::new(Charge::OTHER),
+            h2: RefCell::new(None),
         })
     }
 
@@ -279,11 +299,29 @@ impl Meters {
     }
 }
 
-/// What a connection's bytes are charged to now.
+/// What a request's bytes are charged to.
 #[derive(Clone)]
 struct Charge {
     account: Account,
     meter: Option<Arc<Meter>>,
+}
+
+impl Charge {
+    const OTHER: Charge = Charge {
+        account: Account::Other,
+        meter: None,
+    };
+}
+
+/// The meter a request named, in its extensions for the handlers that report it.
+#[derive(Clone)]
+struct Metering(Option<Arc<Meter>>);
+
+/// The meter `req` named (`meter=`), if any.
+pub fn meter(req: &HttpRequest) -> Option<Arc<Meter>> {
+    req.extensions()
+        .get::<Metering>()
+        .and_then(|metering| metering.0.clone())
 }
 
 /// One connection's accounts, shared by its [`Metered`] socket and its requests (through the
@@ -292,9 +330,14 @@ pub struct Connection {
     wire: Arc<Wire>,
     /// Bytes read that belong to the next request (its head), charged when it begins.
     pending_up: Cell<u64>,
+    /// Bytes written before the first request (the TLS handshake's), charged to it: opening
+    /// the connection is a cost of what it was opened for. `None` once it began.
+    pending_down: Cell<Option<u64>>,
     /// Upgraded: what the client sends is charged as it comes.
     streaming: Cell<bool>,
     charge: RefCell<Charge>,
+    /// HTTP/2: the streams' accounts; [`Metered`]'s counts then wait there to be shared.
+    h2: RefCell<Option<Box<h2::Streams>>>,
 }
 
 impl Connection {
@@ -304,18 +347,24 @@ impl Connection {
     }
 
     fn add(&self, direction: Direction, bytes: u64) {
-        let charge = self.charge.borrow();
-        self.wire.counters[charge.account.index()][direction as usize].inc_by(bytes);
-        if let Some(meter) = &charge.meter {
-            let total = match direction {
-                Direction::Down => &meter.down,
-                Direction::Up => &meter.up,
-            };
-            total.fetch_add(bytes, Ordering::Relaxed);
+        self.wire.add(&self.charge.borrow(), direction, bytes);
+    }
+
+    /// Counted under TLS on an HTTP/2 connection: waits to be shared among frames.
+    fn raw(&self, direction: Direction, bytes: u64) -> bool {
+        match &mut *self.h2.borrow_mut() {
+            Some(streams) => {
+                streams.raw[direction as usize] += bytes;
+                true
+            }
+            None => false,
         }
     }
 
     fn received(&self, bytes: u64) {
+        if self.raw(Direction::Up, bytes) {
+            return;
+        }
         if self.streaming.get() {
             self.add(Direction::Up, bytes);
         } else {
@@ -324,15 +373,43 @@ impl Connection {
     }
 
     fn sent(&self, bytes: u64) {
-        self.add(Direction::Down, bytes);
+        if self.raw(Direction::Down, bytes) {
+            return;
+        }
+        match self.pending_down.get() {
+            Some(pending) => self.pending_down.set(Some(pending + bytes)),
+            None => self.add(Direction::Down, bytes),
+        }
     }
 
-    /// A request begins: it is charged what was read since the last one (its head), and what
-    /// the server writes from now on.
+    /// A request begins. On HTTP/1.1 it is charged what was read since the last one (its
+    /// head), and what the server writes from now on; on HTTP/2, its stream's bytes.
     fn begin(&self, charge: Charge) {
+        if let Some(streams) = &mut *self.h2.borrow_mut() {
+            streams.bind(charge, &|charge, direction, bytes| {
+                self.wire.add(charge, direction, bytes);
+            });
+            return;
+        }
         *self.charge.borrow_mut() = charge;
         self.streaming.set(false);
         self.settle();
+    }
+
+    /// The handshake chose HTTP/2: the connection serves many requests at once, so its
+    /// handshake is its own (`other`), and bytes are charged per stream from now on.
+    fn start_h2(&self) {
+        self.settle();
+        *self.h2.borrow_mut() = Some(Box::new(h2::Streams::new()));
+    }
+
+    /// `plaintext` crossed TLS going `direction` on an HTTP/2 connection.
+    fn h2_carried(&self, direction: Direction, plaintext: &[u8]) {
+        if let Some(streams) = &mut *self.h2.borrow_mut() {
+            streams.carried(direction, plaintext, &|charge, direction, bytes| {
+                self.wire.add(charge, direction, bytes);
+            });
+        }
     }
 
     /// Charges the bytes read and not yet charged to the current request.
@@ -340,6 +417,11 @@ impl Connection {
         let pending = self.pending_up.replace(0);
         if pending > 0 {
             self.add(Direction::Up, pending);
+        }
+        if let Some(pending) = self.pending_down.take()
+            && pending > 0
+        {
+            self.add(Direction::Down, pending);
         }
     }
 
@@ -349,11 +431,6 @@ impl Connection {
         self.settle();
         self.streaming.set(true);
     }
-
-    /// The meter the current request named, if any.
-    pub fn meter(&self) -> Option<Arc<Meter>> {
-        self.charge.borrow().meter.clone()
-    }
 }
 
 impl Drop for Connection {
@@ -361,6 +438,15 @@ impl Drop for Connection {
         // Read and never followed by a request (a client that left mid-head): the last
         // request's, the nearest thing it belongs to.
         self.settle();
+        // HTTP/2: TLS bytes no frame came with (the close_notify, a torn record).
+        if let Some(streams) = self.h2.get_mut().take() {
+            for direction in [Direction::Down, Direction::Up] {
+                let raw = streams.raw[direction as usize];
+                if raw > 0 {
+                    self.wire.add(&Charge::OTHER, direction, raw);
+                }
+            }
+        }
     }
 }
 
@@ -441,39 +527,52 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<T> {
 /// The longest meter name: 16 hex digits, a 64-bit number.
 const MAX_METER_DIGITS: usize = 16;
 
-/// Middleware, outermost: charges each request's bytes to its transport and meter (see the
-/// module comment), and gives a metered request's answer its meter's report in the
-/// `tickscope-wire` header. A bad `meter=` or `transport=` is answered 400.
-pub async fn attribute(
-    wire: Arc<Wire>,
+/// Middleware, outermost (`App::wrap_fn`): charges each request's bytes to its transport and
+/// meter (see the module comment), and gives a metered request's answer its meter's report in
+/// the `tickscope-wire` header. A bad `meter=` or `transport=` is answered 400.
+///
+/// The charge is settled here, in the service call, not in the future it returns: actix-http
+/// makes that call for each HTTP/2 request in the order the client opened their streams,
+/// which is how a stream is matched to its request ([`h2`]).
+pub fn attribute<S, B>(
+    wire: &Wire,
     req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse, actix_web::Error> {
-    let Some(connection) = req.conn_data::<Rc<Connection>>().cloned() else {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    };
-    let charge = match charge(&wire, &req) {
-        Ok(charge) => charge,
-        Err(err) => {
-            connection.begin(Charge {
-                account: Account::of_path(req.path()).unwrap_or(Account::Other),
-                meter: None,
-            });
-            let response = err.error_response();
-            return Ok(req.into_response(response));
+    service: &S,
+) -> impl Future<Output = Result<ServiceResponse, actix_web::Error>> + use<S, B>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody + 'static,
+{
+    let mut meter = None;
+    if let Some(connection) = req.conn_data::<Rc<Connection>>().cloned() {
+        match charge(wire, &req) {
+            Ok(charge) => {
+                meter = charge.meter.clone();
+                req.extensions_mut().insert(Metering(meter.clone()));
+                connection.begin(charge);
+            }
+            Err(err) => {
+                connection.begin(Charge {
+                    account: Account::of_path(req.path()).unwrap_or(Account::Other),
+                    meter: None,
+                });
+                let response = req.into_response(err.error_response());
+                return Either::Left(std::future::ready(Ok(response)));
+            }
         }
-    };
-    let meter = charge.meter.clone();
-    connection.begin(charge);
-    let mut response = next.call(req).await?.map_into_boxed_body();
-    if let Some(meter) = meter {
-        let value = HeaderValue::from_str(&meter.report().to_header())
-            .expect("a report's header is ASCII digits and punctuation");
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static(WireReport::HEADER), value);
     }
-    Ok(response)
+    let call = service.call(req);
+    Either::Right(async move {
+        let mut response = call.await?.map_into_boxed_body();
+        if let Some(meter) = meter {
+            let value = HeaderValue::from_str(&meter.report().to_header())
+                .expect("a report's header is ASCII digits and punctuation");
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static(WireReport::HEADER), value);
+        }
+        Ok(response)
+    })
 }
 
 /// What `req` is charged to, from its path and its `meter=` and `transport=` parameters.

@@ -53,7 +53,7 @@ pub async fn stream(
         state.metrics.reconnected(Transport::Sse, reason);
     }
     let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::Sse);
-    let meter = wire::Connection::of(&req).and_then(|connection| connection.meter());
+    let meter = wire::meter(&req);
     let state = state.into_inner();
     // Batches go straight from the feed into the response body (`push`); the retry line,
     // heartbeats and reports come from the connection's task through a small channel.

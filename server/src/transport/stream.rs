@@ -47,7 +47,7 @@ pub async fn stream(
         state.metrics.reconnected(Transport::Stream, reason);
     }
     let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::Stream);
-    let meter = wire::Connection::of(&req).and_then(|connection| connection.meter());
+    let meter = wire::meter(&req);
     let state = state.into_inner();
     let outbox = Outbox::new();
     outbox.subscribe(Subscription::new(&state.feed, filter, since));

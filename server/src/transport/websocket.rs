@@ -69,11 +69,10 @@ pub async fn handshake(
         state.metrics.reconnected(Transport::WebSocket, reason);
     }
     // Upgraded: what the client sends from now on is this connection's, as it comes.
-    let wire = wire::Connection::of(&req);
-    if let Some(wire) = &wire {
+    if let Some(wire) = wire::Connection::of(&req) {
         wire.stream();
     }
-    let meter = wire.and_then(|wire| wire.meter());
+    let meter = wire::meter(&req);
     let hang_up = Arm::default();
     let socket = peer::Socket::of(&req);
     let state = state.into_inner();

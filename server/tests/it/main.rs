@@ -22,5 +22,6 @@ mod shutdown;
 mod slow;
 mod stream;
 mod tabs;
+mod tls;
 mod transports;
 mod wire;
