@@ -114,3 +114,20 @@ mod tests {
         assert_eq!(clock_label(-1), "23:59:59");
     }
 }
+
+/// A protocol as Resource Timing's `nextHopProtocol` names it, as a person reads it: `h2` on
+/// an https page is "HTTP/2 over TLS".
+pub fn protocol(next_hop: &str, secure: bool) -> String {
+    let name = match next_hop {
+        "http/1.0" => "HTTP/1.0",
+        "http/1.1" => "HTTP/1.1",
+        "h2" | "h2c" => "HTTP/2",
+        "h3" => "HTTP/3",
+        other => other,
+    };
+    if secure {
+        format!("{name} over TLS")
+    } else {
+        name.to_string()
+    }
+}

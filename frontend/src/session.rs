@@ -133,6 +133,8 @@ pub struct Channel {
     /// Chain breaks seen (should stay 0; shown so a person can trust the figures).
     pub breaks: u64,
     pub last_error: Option<String>,
+    /// The protocol its requests went over (`nextHopProtocol`), once the browser said.
+    pub protocol: Option<String>,
     /// Set on a switch: the note to make once the new transport's first batch shows whether
     /// anything was missed.
     pending_switch: Option<String>,
@@ -146,6 +148,7 @@ impl Channel {
             clock: ClockOffset::default(),
             stats: TransportStats::new(now_us, kind.stall_after_us()),
             breaks: 0,
+            protocol: None,
             last_error: None,
             pending_switch: None,
         }
@@ -254,6 +257,7 @@ impl Session {
                 timed_out,
             } => channel.stats.answer(at_us, empty, timed_out),
             FeedEvent::Clock(sample) => channel.clock.add(sample),
+            FeedEvent::Protocol(protocol) => channel.protocol = Some(protocol),
             FeedEvent::Wire(report) => channel.stats.wire(now_us, report),
             FeedEvent::Heard { at_us, bytes } => {
                 channel.stats.bytes(at_us, bytes);

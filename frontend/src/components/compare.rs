@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 
 use super::app::SessionStore;
-use super::lag_panel::{Figures, figures, lag_cell, wire_cell};
+use super::lag_panel::{Figures, figures, lag_cell, protocol_cell, wire_cell};
 use super::theme::{BACKGROUND, dark_mesh};
 use crate::format;
 use crate::stats::PLOT_US;
@@ -113,7 +113,7 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
                 <thead>
                     <tr>
                         <th>"Transport"</th><th>"State"</th><th>"Lag now"</th><th>"p50"</th><th>"p95"</th><th>"max"</th>
-                        <th>"Updates"</th><th>"Requests"</th><th>"Wire down"</th><th>"Wire up"</th><th>"Empty"</th><th>"Timeouts"</th><th>"Reconnects"</th><th>"Breaks"</th>
+                        <th>"Updates"</th><th>"Requests"</th><th>"Wire down"</th><th>"Wire up"</th><th>"Empty"</th><th>"Timeouts"</th><th>"Reconnects"</th><th>"HTTP"</th><th>"Breaks"</th>
                     </tr>
                 </thead>
                 <tbody>
@@ -132,6 +132,7 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
                             <td>{cell(&f, &|f| format::share(f.view.empty_share))}</td>
                             <td>{cell(&f, &|f| format::share(f.view.timeout_share))}</td>
                             <td>{cell(&f, &|f| f.view.reconnects.to_string())}</td>
+                            <td data-testid="protocol">{cell(&f, &|f| protocol_cell(f))}</td>
                             <td data-testid="breaks">{cell(&f, &|f| f.chain.clone())}</td>
                         </tr>
                     }).collect_view()}

@@ -18,6 +18,23 @@ pub struct Figures {
     pub offset_error_us: Option<i64>,
     pub chain: String,
     pub error: Option<String>,
+    /// The protocol its requests went over, as the browser reports it (`h2`, `http/1.1`).
+    pub protocol: Option<String>,
+}
+
+/// Whether the page came over https: its requests then go over TLS.
+fn secure() -> bool {
+    web_sys::window()
+        .and_then(|window| window.location().protocol().ok())
+        .is_some_and(|protocol| protocol == "https:")
+}
+
+/// The protocol cell: "HTTP/2 over TLS", or a dash until the browser has said.
+pub fn protocol_cell(figures: &Figures) -> String {
+    figures.protocol.as_deref().map_or_else(
+        || "-".into(),
+        |next_hop| format::protocol(next_hop, secure()),
+    )
 }
 
 /// The figures of `kind` at this instant, if it runs.
@@ -37,6 +54,7 @@ pub fn figures(session: SessionStore, kind: TransportKind) -> Option<Figures> {
                     channel.breaks
                 ),
                 error: channel.last_error.clone(),
+                protocol: channel.protocol.clone(),
             })
         })
         .flatten()
@@ -84,7 +102,8 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
             data-lag-p50-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p50_us.to_string()))
             data-lag-p99-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p99_us.to_string()))
             data-lag-mean-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| (l.mean_us as i64).to_string()))
-            data-lag-count=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.count.to_string()))>
+            data-lag-count=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.count.to_string()))
+            data-protocol=move || figures.with(|f| f.as_ref().and_then(|f| f.protocol.clone()))>
             <h2>{kind.label()} " " <span class="state" data-testid="state">{show(|f| f.view.state.label())}</span></h2>
             <div class="figures">
                 <div><span>"lag now"</span><strong data-testid="lag-current">{show(|f| lag_cell(f, |l| l.current_us))}</strong></div>
@@ -102,6 +121,7 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
                 <div><span>"empty answers"</span><strong data-testid="empty">{show(|f| format::share(f.view.empty_share))}</strong></div>
                 <div><span>"long-poll timeouts"</span><strong data-testid="timeouts">{show(|f| format::share(f.view.timeout_share))}</strong></div>
                 <div><span>"reconnects"</span><strong data-testid="reconnects">{show(|f| f.view.reconnects.to_string())}</strong></div>
+                <div><span>"HTTP version"</span><strong data-testid="protocol">{show(protocol_cell)}</strong></div>
             </div>
             <p class="fine">
                 "Over the last 30 s. Lag is receive time minus the tick's server timestamp, on the server's clock (offset "
@@ -109,7 +129,7 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
                     (Some(offset), Some(error)) => format!("{:+.2} ms, within ±{:.2} ms", offset as f64 / 1000.0, error as f64 / 1000.0),
                     _ => "not yet measured".into(),
                 })}</span>
-                "). On the wire: every TCP payload byte of this transport's connections, both ways (request and response heads, framing, handshakes, clock exchanges), counted by the server ("
+                "). On the wire: every TCP payload byte of this transport's connections, both ways (request and response heads, framing, handshakes, clock exchanges), counted by the server; over HTTPS these are the TLS records, and on HTTP/2, where transports share one connection, this transport's streams' frames with their share of the records, the connection's own frames and handshake apart ("
                 <span data-testid="wire-total">{show(|f| wire_cell(f, |w| format!("{} down, {} up, {} requests so far", format::bytes(w.total.down as f64), format::bytes(w.total.up as f64), w.total.requests)))}</span>
                 "). Chain: " <span data-testid="chain">{show(|f| f.chain.clone())}</span>
                 {move || figures.with(|f| f.as_ref().and_then(|f| f.error.clone()).map(|e| format!(". Last error: {e}")))}

@@ -145,7 +145,16 @@ pub(super) async fn sync_clock(kind: TransportKind, stop: &Stop, emit: &Emit) {
             return;
         };
         let received_us = now_us();
-        let (sent_us, received_us) = on_the_wire(&url).unwrap_or((sent_us, received_us));
+        let timing = on_the_wire(&url).await;
+        if let Some((_, _, protocol)) = &timing
+            && !protocol.is_empty()
+        {
+            emit(FeedEvent::Protocol(protocol.clone()));
+        }
+        let (sent_us, received_us) = timing
+            .map_or((sent_us, received_us), |(sent, received, _)| {
+                (sent, received)
+            });
         emit(FeedEvent::Clock(ClockSample {
             sent_us,
             server_us: answer.value.server_time,
@@ -158,24 +167,50 @@ pub(super) async fn sync_clock(kind: TransportKind, stop: &Stop, emit: &Emit) {
 }
 
 /// When the request to `path` went out and its answer's first byte came back, as the
-/// browser's Resource Timing recorded them (client clock, Unix µs). That is the round trip on
-/// the wire, without the time the page took to start the fetch and to run the code that reads
-/// the answer: in headless Chromium those made a loopback exchange about 4 ms long, and its
-/// half the offset's error bound. `None` when the browser recorded no entry.
-fn on_the_wire(path: &str) -> Option<(i64, i64)> {
+/// browser's Resource Timing recorded them (client clock, Unix µs), and the protocol it went
+/// over. That is the round trip on the wire, without the time the page took to start the fetch
+/// and to run the code that reads the answer: in headless Chromium those made a loopback
+/// exchange about 4 ms long, and its half the offset's error bound. `None` when the browser
+/// recorded no entry.
+///
+/// Chromium may add the entry a task after the answer's body resolved (it did over HTTP/2),
+/// so a missing one is looked for again after a few turns of the event loop.
+async fn on_the_wire(path: &str) -> Option<(i64, i64, String)> {
+    for _ in 0..4 {
+        if let Some(timing) = resource_timing(path) {
+            return Some(timing);
+        }
+        gloo_timers::future::TimeoutFuture::new(0).await;
+    }
+    None
+}
+
+fn resource_timing(path: &str) -> Option<(i64, i64, String)> {
     let window = web_sys::window()?;
     let performance = window.performance()?;
     let name = format!("{}{path}", window.location().origin().ok()?);
-    let entries = performance.get_entries_by_name_with_entry_type(&name, "resource");
-    let entry: web_sys::PerformanceResourceTiming = entries
-        .get(entries.length().checked_sub(1)?)
-        .dyn_into()
-        .ok()?;
+    // gloo-net ends the URL it fetches with `&`, and the entry is named by that URL.
+    let entries = performance.get_entries_by_type("resource");
+    let entry = (0..entries.length())
+        .rev()
+        .filter_map(|i| {
+            entries
+                .get(i)
+                .dyn_into::<web_sys::PerformanceResourceTiming>()
+                .ok()
+        })
+        .find(|entry| entry.name().trim_end_matches('&') == name)?;
     // The browser keeps 250 entries and then records no more; the page reads none but these.
-    if performance.get_entries_by_type("resource").length() >= 200 {
+    if entries.length() >= 200 {
         performance.clear_resource_timings();
     }
     let (start, first_byte) = (entry.request_start(), entry.response_start());
     let unix_us = |at: f64| ((performance.time_origin() + at) * 1000.0) as i64;
-    (start > 0.0 && first_byte >= start).then(|| (unix_us(start), unix_us(first_byte)))
+    (start > 0.0 && first_byte >= start).then(|| {
+        (
+            unix_us(start),
+            unix_us(first_byte),
+            entry.next_hop_protocol(),
+        )
+    })
 }

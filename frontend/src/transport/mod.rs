@@ -123,6 +123,9 @@ pub enum FeedEvent {
     },
     /// A clock exchange for this transport's offset.
     Clock(ClockSample),
+    /// The protocol this transport's requests went over, as the browser reports it
+    /// (Resource Timing's `nextHopProtocol`: `http/1.1`, `h2`, `h3`).
+    Protocol(String),
     /// The server's count of what this transport has put on the wire so far.
     Wire(WireReport),
     /// Something other than data came (a pong): the connection is alive.

@@ -68,6 +68,9 @@ async fn connection(
         .map_err(|err| format!("WebSocket failed: {err}"))?;
     *attempt = 0;
     emit(FeedEvent::Connected);
+    // Resource Timing has no entry for a WebSocket; it is an HTTP/1.1 upgrade on a connection
+    // of its own, since the server offers no WebSocket over HTTP/2 (RFC 8441).
+    emit(FeedEvent::Protocol("http/1.1".into()));
     let stopped = stop.wait().fuse();
     pin_mut!(stopped);
     let mut ping = TimeoutFuture::new(0).fuse();

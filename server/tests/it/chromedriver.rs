@@ -61,18 +61,31 @@ impl ChromeDriver {
 
     /// A new headless Chromium session with the flags this closed network needs.
     pub async fn browser(&self) -> Client {
+        self.browser_with(&[]).await
+    }
+
+    /// [`Self::browser`] with `extra` flags (`--ignore-certificate-errors` for the tests'
+    /// self-signed certificates).
+    pub async fn browser_with(&self, extra: &[&str]) -> Client {
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--window-size=1400,1150".into(),
+            format!("--user-data-dir={}", self.profile.display()),
+        ];
+        args.extend(extra.iter().map(|flag| flag.to_string()));
         let capabilities = json!({
             // The browser's log from the first request on: console messages and failed loads.
             "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync",
-                    "--window-size=1400,1150",
-                    format!("--user-data-dir={}", self.profile.display()),
-                ]
+                "args": args,
             }
         });
         let serde_json::Value::Object(capabilities) = capabilities else {
