@@ -74,6 +74,23 @@ pub fn clock_label(unix_s: i64) -> String {
     )
 }
 
+/// A protocol as Resource Timing's `nextHopProtocol` names it, as a person reads it: `h2` on
+/// an https page is "HTTP/2 over TLS".
+pub fn protocol(next_hop: &str, secure: bool) -> String {
+    let name = match next_hop {
+        "http/1.0" => "HTTP/1.0",
+        "http/1.1" => "HTTP/1.1",
+        "h2" | "h2c" => "HTTP/2",
+        "h3" => "HTTP/3",
+        other => other,
+    };
+    if secure {
+        format!("{name} over TLS")
+    } else {
+        name.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,21 +130,11 @@ mod tests {
         assert_eq!(clock_label(1_795_486_804), "02:20:04");
         assert_eq!(clock_label(-1), "23:59:59");
     }
-}
 
-/// A protocol as Resource Timing's `nextHopProtocol` names it, as a person reads it: `h2` on
-/// an https page is "HTTP/2 over TLS".
-pub fn protocol(next_hop: &str, secure: bool) -> String {
-    let name = match next_hop {
-        "http/1.0" => "HTTP/1.0",
-        "http/1.1" => "HTTP/1.1",
-        "h2" | "h2c" => "HTTP/2",
-        "h3" => "HTTP/3",
-        other => other,
-    };
-    if secure {
-        format!("{name} over TLS")
-    } else {
-        name.to_string()
+    #[test]
+    fn protocols_read_as_people_name_them() {
+        assert_eq!(protocol("h2", true), "HTTP/2 over TLS");
+        assert_eq!(protocol("http/1.1", false), "HTTP/1.1");
+        assert_eq!(protocol("h3", true), "HTTP/3 over TLS");
     }
 }
