@@ -20,17 +20,12 @@ run *ARGS: setup build-app
     set -euo pipefail
     args=()
     for arg in {{ARGS}}; do
-      if [ "$arg" != "--tls" ]; then args+=("$arg"); continue; fi
-      # A self-signed certificate for localhost, made once (ECDSA P-256, a year).
-      dir=target/tls
-      if [ ! -s "$dir/localhost.pem" ]; then
-        mkdir -p "$dir"
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \
-          -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-          -keyout "$dir/localhost-key.pem" -out "$dir/localhost.pem" 2>/dev/null
-        echo "made $dir/localhost.pem (self-signed: the browser asks once; curl takes --cacert $dir/localhost.pem)"
+      if [ "$arg" = "--tls" ]; then
+        read -r cert key < <(scripts/localhost-cert.sh target/tls)
+        args+=(--tls-cert "$cert" --tls-key "$key")
+      else
+        args+=("$arg")
       fi
-      args+=(--tls-cert "$dir/localhost.pem" --tls-key "$dir/localhost-key.pem")
     done
     cargo run --release -p tickscope -- "${args[@]}"
 
@@ -118,7 +113,7 @@ fuzz SECONDS="60":
     done
 
 # Every benchmark: the load matrix (docs/BENCHMARKS.md) and the app's budgets, SECONDS per step
-bench SECONDS="30": (bench-load SECONDS) (bench-cluster) (bench-app SECONDS)
+bench SECONDS="30": (bench-load SECONDS) (bench-cluster) (bench-app SECONDS) (bench-http SECONDS)
 
 # tickscope vs Node ws vs Socket.IO at 1k/5k/10k clients and tickscope's transports; writes docs/BENCHMARKS.md
 bench-load SECONDS="30":
@@ -140,6 +135,18 @@ bench-net SECONDS="15" PROFILES="none,cable,4g,3g,satellite,wifi-lossy": (setup 
 soak MINUTES="30":
     cargo build --release -p tickscope -p tickscope-load
     bench/soak.sh {{MINUTES}}
+
+# Bytes per tick and lag of the HTTP transports over HTTP/1.1 and HTTP/2 (TLS), in headless Chromium
+bench-http SECONDS="30": (setup "--browser") build-app
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build --release -p tickscope --examples
+    read -r cert key < <(scripts/localhost-cert.sh target/tls)
+    port=18443
+    taskset -c 0 ./target/release/tickscope --addr 127.0.0.1:$port --workers 1 --static-dir dist \
+      --tls-cert "$cert" --tls-key "$key" 2>/dev/null & server=$!
+    trap 'kill $server' EXIT
+    taskset -c 1 ./target/release/examples/http_versions --url https://localhost:$port --seconds {{SECONDS}}
 
 # Lag per transport with one client each, and the app's budgets (size, first paint, CPU) in Chromium
 bench-app SECONDS="30": (setup "--browser") build-app

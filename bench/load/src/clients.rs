@@ -15,12 +15,12 @@ use eventsource_stream::Eventsource;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyDataStream, BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 use hyper::header::HOST;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::de::IgnoredAny;
 use tickscope_shared::cursor::CursorChain;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
@@ -64,6 +64,52 @@ impl Transport {
     }
 }
 
+/// HTTPS and WSS: the connector trusting `--tls-ca`, and whether HTTP goes over HTTP/2.
+#[derive(Clone)]
+pub struct Tls {
+    /// For https: ALPN `h2` with `--http2`, else `http/1.1`.
+    http: tokio_rustls::TlsConnector,
+    /// For wss: ALPN `http/1.1` (a WebSocket is an HTTP/1.1 upgrade).
+    ws: tokio_rustls::TlsConnector,
+    http2: bool,
+}
+
+impl Tls {
+    /// Trusting the PEM certificates in `ca`; ALPN offers `h2` to HTTP clients when `http2`.
+    pub fn new(ca: &std::path::Path, http2: bool) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca)
+            .with_context(|| format!("reading {}", ca.display()))?
+        {
+            roots.add(cert.with_context(|| format!("reading {}", ca.display()))?)?;
+        }
+        let provider = std::sync::Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let connector = |alpn: &[u8]| -> anyhow::Result<tokio_rustls::TlsConnector> {
+            let mut config =
+                tokio_rustls::rustls::ClientConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()?
+                    .with_root_certificates(roots.clone())
+                    .with_no_client_auth();
+            config.alpn_protocols = vec![alpn.to_vec()];
+            Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+                config,
+            )))
+        };
+        Ok(Self {
+            http: connector(if http2 { b"h2" } else { b"http/1.1" })?,
+            ws: connector(b"http/1.1")?,
+            http2,
+        })
+    }
+}
+
+/// A client's connection: counted TCP, under TLS for https and wss.
+pub trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
+
 /// What every client of a run shares.
 pub struct Shared {
     pub recorder: RefCell<Recorder>,
@@ -77,11 +123,13 @@ pub struct Shared {
     pub idle: bool,
     /// Every byte on the clients' connections, both ways.
     pub wire: Rc<WireCount>,
+    pub tls: Option<Tls>,
 }
 
 impl Shared {
-    pub fn new(concurrency: usize, interval: Duration, idle: bool) -> Self {
+    pub fn new(concurrency: usize, interval: Duration, idle: bool, tls: Option<Tls>) -> Self {
         Self {
+            tls,
             recorder: RefCell::default(),
             connecting: Semaphore::new(concurrency.max(1)),
             settled: watch::channel(0).0,
@@ -134,8 +182,10 @@ pub async fn run(shared: Rc<Shared>, transport: Transport, url: Url, index: usiz
     }
 }
 
-/// A TCP connection to `url`'s server without Nagle's delay, counting its bytes.
-async fn connect(shared: &Shared, url: &Url) -> Result<Counted<TcpStream>, String> {
+/// A TCP connection to `url`'s server without Nagle's delay, counting its bytes, under TLS
+/// for https and wss (ALPN `h2` for HTTP with `--http2`, else `http/1.1`); whether it speaks
+/// HTTP/2.
+async fn connect(shared: &Shared, url: &Url) -> Result<(Box<dyn Io>, bool), String> {
     let addr = url
         .socket_addrs(|| None)
         .map_err(|error| format!("address of {url}: {error}"))?;
@@ -145,7 +195,32 @@ async fn connect(shared: &Shared, url: &Url) -> Result<Counted<TcpStream>, Strin
     stream
         .set_nodelay(true)
         .map_err(|error| error.to_string())?;
-    Ok(Counted::new(stream, shared.wire.clone()))
+    let counted = Counted::new(stream, shared.wire.clone());
+    if !matches!(url.scheme(), "https" | "wss") {
+        return Ok((Box::new(counted), false));
+    }
+    let tls = shared
+        .tls
+        .as_ref()
+        .ok_or_else(|| format!("{url} needs --tls-ca"))?;
+    let h2 = tls.http2 && url.scheme() == "https";
+    let name = rustls_pki_types::ServerName::try_from(url.host_str().unwrap_or("localhost"))
+        .map_err(|error| error.to_string())?
+        .to_owned();
+    let connector = if url.scheme() == "wss" {
+        &tls.ws
+    } else {
+        &tls.http
+    };
+    let stream = connector
+        .connect(name, counted)
+        .await
+        .map_err(|error| format!("TLS handshake: {error}"))?;
+    let spoken = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    if h2 && !spoken {
+        return Err("the server did not choose HTTP/2".into());
+    }
+    Ok((Box::new(stream), spoken))
 }
 
 async fn websocket(shared: &Shared, url: Url, socketio: bool) {
@@ -154,7 +229,7 @@ async fn websocket(shared: &Shared, url: Url, socketio: bool) {
         .read_buffer_size(4096)
         .write_buffer_size(0);
     let handshake = async {
-        let stream = connect(shared, &url).await?;
+        let (stream, _) = connect(shared, &url).await?;
         tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(config))
             .await
             .map_err(|error| error.to_string())
@@ -231,39 +306,73 @@ fn record_event(shared: &Shared, chain: &mut CursorChain, event: &str) {
     }
 }
 
-/// One HTTP/1.1 connection of its own, as a browser tab's would be, driven by a local task
-/// that ends when the returned sender is dropped.
-async fn http_connection(shared: &Shared, url: &Url) -> Result<SendRequest<Empty<Bytes>>, String> {
-    let stream = connect(shared, url).await?;
+/// A client's HTTP connection, HTTP/1.1 or HTTP/2.
+enum SendRequest {
+    Http1(hyper::client::conn::http1::SendRequest<Empty<Bytes>>),
+    Http2(hyper::client::conn::http2::SendRequest<Empty<Bytes>>),
+}
+
+/// Runs HTTP/2's connection tasks on this thread's local set.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
+    fn execute(&self, future: F) {
+        tokio::task::spawn_local(future);
+    }
+}
+
+/// One connection of its own, as a browser's would be, driven by a local task that ends when
+/// the returned sender is dropped.
+async fn http_connection(shared: &Shared, url: &Url) -> Result<SendRequest, String> {
+    let (stream, h2) = connect(shared, url).await?;
+    if h2 {
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(LocalExec, TokioIo::new(stream))
+                .await
+                .map_err(|error| format!("HTTP/2 handshake: {error}"))?;
+        tokio::task::spawn_local(connection);
+        return Ok(SendRequest::Http2(sender));
+    }
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| format!("HTTP handshake: {error}"))?;
     tokio::task::spawn_local(connection);
-    Ok(sender)
+    Ok(SendRequest::Http1(sender))
 }
 
 /// GET `url` on `sender`'s connection; non-2xx answers are errors.
-async fn get(
-    sender: &mut SendRequest<Empty<Bytes>>,
-    url: &Url,
-) -> Result<Response<Incoming>, String> {
-    let path = match url.query() {
-        Some(query) => format!("{}?{query}", url.path()),
-        None => url.path().to_owned(),
-    };
-    let host = url.host_str().unwrap_or("localhost");
-    let request = Request::get(path)
-        .header(HOST, host)
-        .body(Empty::new())
-        .map_err(|error| error.to_string())?;
-    sender
-        .ready()
-        .await
-        .map_err(|error| format!("HTTP: {error}"))?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|error| format!("HTTP: {error}"))?;
+async fn get(sender: &mut SendRequest, url: &Url) -> Result<Response<Incoming>, String> {
+    let response = match sender {
+        SendRequest::Http1(sender) => {
+            let path = match url.query() {
+                Some(query) => format!("{}?{query}", url.path()),
+                None => url.path().to_owned(),
+            };
+            let host = url.host_str().unwrap_or("localhost");
+            let request = Request::get(path)
+                .header(HOST, host)
+                .body(Empty::new())
+                .map_err(|error| error.to_string())?;
+            sender
+                .ready()
+                .await
+                .map_err(|error| format!("HTTP: {error}"))?;
+            sender.send_request(request).await
+        }
+        SendRequest::Http2(sender) => {
+            // HTTP/2 names the scheme and authority in the request itself.
+            let request = Request::get(url.as_str())
+                .body(Empty::new())
+                .map_err(|error| error.to_string())?;
+            sender
+                .ready()
+                .await
+                .map_err(|error| format!("HTTP/2: {error}"))?;
+            sender.send_request(request).await
+        }
+    }
+    .map_err(|error| format!("HTTP: {error}"))?;
     if !response.status().is_success() {
         return Err(format!("HTTP {}", response.status()));
     }
@@ -277,7 +386,7 @@ async fn open_streamed(
     shared: &Shared,
     url: &Url,
     what: &str,
-) -> Option<(SendRequest<Empty<Bytes>>, Response<Incoming>)> {
+) -> Option<(SendRequest, Response<Incoming>)> {
     let permit = shared.connecting.acquire().await;
     let opened = async {
         let mut sender = http_connection(shared, url).await?;
@@ -430,7 +539,7 @@ pub async fn stalled(url: Url) {
 
 /// The server's `tickscope_wire_bytes_total` for `transport`, (down, up), from its
 /// `/metrics`; `None` for a server without it (the peers), or when it cannot be read.
-pub async fn server_wire(url: &Url, transport: Transport) -> Option<(u64, u64)> {
+pub async fn server_wire(url: &Url, transport: Transport, tls: Option<&Tls>) -> Option<(u64, u64)> {
     let name = match transport {
         Transport::Websocket => "websocket",
         Transport::Sse => "sse",
@@ -440,11 +549,16 @@ pub async fn server_wire(url: &Url, transport: Transport) -> Option<(u64, u64)> 
         Transport::Socketio => return None,
     };
     let mut metrics = url.clone();
-    metrics.set_scheme("http").ok()?;
+    let scheme = if matches!(url.scheme(), "https" | "wss") {
+        "https"
+    } else {
+        "http"
+    };
+    metrics.set_scheme(scheme).ok()?;
     metrics.set_path("/metrics");
     metrics.set_query(None);
     // Over a connection of the server's `other` account; not counted as the clients' bytes.
-    let scratch = Shared::new(1, Duration::ZERO, false);
+    let scratch = Shared::new(1, Duration::ZERO, false, tls.cloned());
     let mut sender = http_connection(&scratch, &metrics).await.ok()?;
     let response = get(&mut sender, &metrics).await.ok()?;
     let body = response.into_body().collect().await.ok()?.to_bytes();

@@ -94,6 +94,12 @@ struct RunArgs {
     /// Keep ramping after a step misses the goal.
     #[arg(long)]
     keep_going: bool,
+    /// Trust this PEM certificate for https and wss URLs (the server's `--tls-cert`).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// HTTP transports over HTTP/2 (https only; one connection per client, as one browser's).
+    #[arg(long)]
+    http2: bool,
     /// Write the run as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -171,6 +177,10 @@ fn check(args: &RunArgs) -> anyhow::Result<()> {
         "--seconds must be between 1 and {MAX_SECONDS}"
     );
     ensure!(args.interval_ms > 0, "--interval-ms must be above 0");
+    ensure!(
+        !args.http2 || args.url.scheme() == "https",
+        "--http2 is for https URLs (HTTP/2 is offered by ALPN)"
+    );
     if (args.idle || args.stalled > 0) && args.transport != Transport::Websocket {
         bail!("--idle and --stalled are for --transport websocket");
     }
@@ -185,10 +195,16 @@ fn check(args: &RunArgs) -> anyhow::Result<()> {
 }
 
 async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
+    let tls = args
+        .tls_ca
+        .as_deref()
+        .map(|ca| clients::Tls::new(ca, args.http2))
+        .transpose()?;
     let shared = Rc::new(Shared::new(
         args.connect_concurrency,
         Duration::from_millis(args.interval_ms),
         args.idle,
+        tls.clone(),
     ));
     let baseline = args.server_pid.map(process::sample).transpose()?;
     let mut clients: Vec<AbortHandle> = Vec::new();
@@ -228,14 +244,15 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         sleep(Duration::from_secs(args.warmup_seconds)).await;
         let before = args.server_pid.map(process::sample).transpose()?;
         let load_before = process::sample(std::process::id())?;
-        let server_wire_before = clients::server_wire(&args.url, args.transport).await;
+        let server_wire_before =
+            clients::server_wire(&args.url, args.transport, tls.as_ref()).await;
         let wire_before = shared.wire.read();
         shared.recorder.borrow_mut().measuring = true;
         let started = Instant::now();
         sleep(Duration::from_secs(args.seconds)).await;
         shared.recorder.borrow_mut().measuring = false;
         let wire_after = shared.wire.read();
-        let server_wire_after = clients::server_wire(&args.url, args.transport).await;
+        let server_wire_after = clients::server_wire(&args.url, args.transport, tls.as_ref()).await;
         let seconds = started.elapsed().as_secs_f64();
         let load_after = process::sample(std::process::id())?;
         let after = args.server_pid.map(process::sample).transpose()?;
