@@ -3,6 +3,8 @@
 //! up (its cursor against the server's head). `just bench` runs it; the sizes of the built
 //! files are measured there too.
 
+// Shared with the tests; each example uses part of it.
+#[allow(dead_code)]
 #[path = "../tests/it/chromedriver.rs"]
 mod chromedriver;
 

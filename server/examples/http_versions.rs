@@ -4,6 +4,8 @@
 //! figures give the bytes per delivered tick each way (the server's count of the TLS records,
 //! proven against the client's socket by the `tls` tests), requests per tick and lag.
 
+// Shared with the tests; each example uses part of it.
+#[allow(dead_code)]
 #[path = "../tests/it/chromedriver.rs"]
 mod chromedriver;
 
