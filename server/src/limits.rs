@@ -47,7 +47,8 @@ struct State {
     open: usize,
     per_ip: HashMap<IpAddr, PerIp>,
     /// Each polling connection's (peer address's) tokens and when they were counted.
-    polls: HashMap<SocketAddr, (f64, Instant)>,
+    /// Per connection and page meter: on HTTP/2 one connection carries every tab's polls.
+    polls: HashMap<(SocketAddr, Option<u64>), (f64, Instant)>,
     /// `polls` is swept of full buckets when it grows past this.
     sweep_at: usize,
 }
@@ -141,9 +142,12 @@ impl Limits {
     }
 
     /// Refuses a poll when the connection polls faster than one per minimum interval on
-    /// average. A burst of [`POLL_BURST`] is let through, so a page switching between polling
-    /// rates on one keep-alive connection is not refused.
-    pub fn poll(&self, peer: SocketAddr) -> Result<(), ApiError> {
+    /// average, per page meter (`meter=`) it names: over HTTP/2 one connection carries the
+    /// polls of every tab and transport of a browser. A burst of [`POLL_BURST`] is let
+    /// through, so a page switching between polling rates on one keep-alive connection is
+    /// not refused.
+    pub fn poll(&self, peer: SocketAddr, meter: Option<u64>) -> Result<(), ApiError> {
+        let peer = (peer, meter);
         let min = self.inner.min_poll_interval;
         if min.is_zero() {
             return Ok(());
@@ -261,13 +265,15 @@ mod tests {
         let one: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         let other: SocketAddr = "10.0.0.1:4001".parse().unwrap();
         for _ in 0..3 {
-            limits.poll(one).unwrap();
+            limits.poll(one, Some(7)).unwrap();
         }
-        let Err(ApiError::TooMany { retry_after, .. }) = limits.poll(one) else {
+        let Err(ApiError::TooMany { retry_after, .. }) = limits.poll(one, Some(7)) else {
             panic!("a fourth poll at once is refused");
         };
         assert!(retry_after > Duration::from_secs(59));
-        limits.poll(other).unwrap();
+        limits.poll(other, Some(7)).unwrap();
+        // Another page's polls on the same (HTTP/2) connection have their own bucket.
+        limits.poll(one, Some(8)).unwrap();
     }
 
     #[test]
@@ -282,7 +288,7 @@ mod tests {
         assert_eq!(slots.len(), 5000);
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
         for _ in 0..10 {
-            limits.poll(peer).unwrap();
+            limits.poll(peer, None).unwrap();
         }
     }
 }

@@ -145,6 +145,7 @@ struct WireLabel {
 /// One page transport's running cost, named by the page (`meter=`).
 #[derive(Debug, Default)]
 pub struct Meter {
+    name: u64,
     up: AtomicU64,
     down: AtomicU64,
     requests: AtomicU64,
@@ -153,6 +154,11 @@ pub struct Meter {
 }
 
 impl Meter {
+    /// The name the page gave it.
+    pub fn name(&self) -> u64 {
+        self.name
+    }
+
     /// The totals so far, read now.
     pub fn report(&self) -> WireReport {
         WireReport {
@@ -259,7 +265,10 @@ impl Wire {
                         return None;
                     }
                 }
-                let meter = Arc::new(Meter::default());
+                let meter = Arc::new(Meter {
+                    name,
+                    ..Meter::default()
+                });
                 meters.by_name.insert((ip, name), meter.clone());
                 *meters.per_ip.entry(ip).or_insert(0) += 1;
                 meter

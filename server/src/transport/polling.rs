@@ -15,7 +15,8 @@ use crate::query::Params;
 pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let metrics = state.metrics.transport(Transport::Polling);
     metrics.requests.inc();
-    state.limits.poll(limits::peer(&req))?;
+    let meter = crate::wire::meter(&req).map(|meter| meter.name());
+    state.limits.poll(limits::peer(&req), meter)?;
     let params = Params::parse(req.query_string())?;
     let since = params.since()?;
     let filter = params.symbols(state.universe(), state.max_symbols())?;
