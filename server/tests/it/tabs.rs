@@ -186,9 +186,9 @@ async fn on_http2_eight_sse_tabs_and_eight_compare_tabs_all_stay_live() {
             );
         }
     }
-    // Liveness is this test's point; a clean log is the browser tests'. One full run (of
-    // six) saw an error logged here under the whole suite's load, and it did not say what:
-    // shown, not asserted, until it is understood.
+    // Liveness is this test's point; a clean log is the browser tests'. The first full run
+    // of the suite saw an error logged here under its load, and did not say what (alone and
+    // beside busy loops, five runs logged none): shown, not asserted, until it is understood.
     let errors = crate::chromedriver::console_errors(&browser).await;
     if !errors.is_empty() {
         println!("the browser's log over sixteen tabs: {errors:#?}");
