@@ -67,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
         browser.goto(&args.url).await?;
         for id in &args.transports {
             browser
-                .find(Locator::Css(&format!("[data-testid=transport-{id}]")))
+                .wait()
+                .at_most(Duration::from_secs(20))
+                .for_element(Locator::Css(&format!("[data-testid=transport-{id}]")))
                 .await
                 .with_context(|| format!("the switch has no {id}"))?
                 .click()

@@ -413,7 +413,7 @@ impl Connection {
     }
 
     /// `plaintext` crossed TLS going `direction` on an HTTP/2 connection.
-    fn h2_carried(&self, direction: Direction, plaintext: &[u8]) {
+    fn h2_carried<'a>(&self, direction: Direction, plaintext: impl IntoIterator<Item = &'a [u8]>) {
         if let Some(streams) = &mut *self.h2.borrow_mut() {
             streams.carried(direction, plaintext, &|charge, direction, bytes| {
                 self.wire.add(charge, direction, bytes);

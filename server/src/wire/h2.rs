@@ -191,12 +191,12 @@ impl Streams {
         }
     }
 
-    /// `plaintext` went `direction` through TLS: shares the TLS bytes counted since among its
-    /// frames' streams and charges them with `add`.
-    pub(super) fn carried(
+    /// `plaintext` (one I/O call's, in pieces) went `direction` through TLS: shares the TLS
+    /// bytes counted since among its frames' streams and charges them with `add`.
+    pub(super) fn carried<'a>(
         &mut self,
         direction: Direction,
-        plaintext: &[u8],
+        plaintext: impl IntoIterator<Item = &'a [u8]>,
         add: &impl Fn(&Charge, Direction, u64),
     ) {
         let d = direction as usize;
@@ -204,7 +204,9 @@ impl Streams {
         let mut shares = std::mem::take(&mut self.shares);
         events.clear();
         shares.clear();
-        self.readers[d].read(plaintext, &mut events);
+        for piece in plaintext {
+            self.readers[d].read(piece, &mut events);
+        }
         for event in &events {
             match *event {
                 Event::Bytes { stream, bytes } => match shares.last_mut() {
@@ -351,7 +353,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Frames<T> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.io).poll_read(cx, buf);
         self.connection
-            .h2_carried(Direction::Up, &buf.filled()[before..]);
+            .h2_carried(Direction::Up, [&buf.filled()[before..]]);
         result
     }
 }
@@ -367,19 +369,48 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Frames<T> {
             Poll::Ready(Ok(written)) => written,
             _ => 0,
         };
-        self.connection.h2_carried(Direction::Down, &buf[..written]);
+        self.connection
+            .h2_carried(Direction::Down, [&buf[..written]]);
         result
+    }
+
+    /// A frame's head and its payload in one call, so TLS seals them in one record.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        let mut left = match result {
+            Poll::Ready(Ok(written)) => written,
+            _ => 0,
+        };
+        let written = bufs.iter().map_while(|buf| {
+            (left > 0).then(|| {
+                let taken = left.min(buf.len());
+                left -= taken;
+                &buf[..taken]
+            })
+        });
+        self.connection.h2_carried(Direction::Down, written);
+        result
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.io).poll_flush(cx);
-        self.connection.h2_carried(Direction::Down, &[]);
+        self.connection
+            .h2_carried(Direction::Down, std::iter::empty());
         result
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let result = Pin::new(&mut self.io).poll_shutdown(cx);
-        self.connection.h2_carried(Direction::Down, &[]);
+        self.connection
+            .h2_carried(Direction::Down, std::iter::empty());
         result
     }
 }
@@ -462,7 +493,7 @@ mod tests {
         hello.extend(frame(4, 0, 0, 6)); // 39 bytes of connection
         hello.extend(frame(HEADERS, END_STREAM | 0x4, 1, 30)); // 39 bytes of stream 1
         streams.raw[Direction::Up as usize] = 78 + 44;
-        streams.carried(Direction::Up, &hello, &add);
+        streams.carried(Direction::Up, [&hello[..]], &add);
         // Stream 1 is not bound yet: its share waits; the connection's is `other`.
         assert_eq!(total(&ledger, Account::Other, Direction::Up), 61);
         streams.bind(polling(), &add);
@@ -471,7 +502,7 @@ mod tests {
         let mut answer = frame(HEADERS, 0x4, 1, 20);
         answer.extend(frame(DATA, END_STREAM, 1, 100));
         streams.raw[Direction::Down as usize] = answer.len() as u64 + 22;
-        streams.carried(Direction::Down, &answer, &add);
+        streams.carried(Direction::Down, [&answer[..]], &add);
         assert_eq!(
             total(&ledger, polling().account, Direction::Down),
             answer.len() as u64 + 22
@@ -483,7 +514,7 @@ mod tests {
         );
         // A late WINDOW_UPDATE for it is the connection's.
         streams.raw[Direction::Up as usize] = 13 + 22;
-        streams.carried(Direction::Up, &frame(8, 0, 1, 4), &add);
+        streams.carried(Direction::Up, [&frame(8, 0, 1, 4)[..]], &add);
         assert_eq!(total(&ledger, Account::Other, Direction::Up), 61 + 35);
     }
 
@@ -495,14 +526,14 @@ mod tests {
         let mut opens = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
         opens.extend(frame(HEADERS, 0x4, 1, 10));
         opens.extend(frame(HEADERS, 0x4, 3, 10));
-        streams.carried(Direction::Up, &opens, &add);
+        streams.carried(Direction::Up, [&opens[..]], &add);
         // The server resets stream 1 before the app sees it; the next request is stream 3's.
-        streams.carried(Direction::Down, &frame(RST_STREAM, 0, 1, 4), &add);
+        streams.carried(Direction::Down, [&frame(RST_STREAM, 0, 1, 4)[..]], &add);
         streams.bind(polling(), &add);
         let mut data = frame(DATA, END_STREAM, 3, 5);
         data.extend(frame(DATA, END_STREAM, 1, 5));
         streams.raw[Direction::Up as usize] = data.len() as u64;
-        streams.carried(Direction::Up, &data, &add);
+        streams.carried(Direction::Up, [&data[..]], &add);
         assert_eq!(total(&ledger, polling().account, Direction::Up), 14);
         assert_eq!(total(&ledger, Account::Other, Direction::Up), 14);
     }

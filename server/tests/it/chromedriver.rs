@@ -91,11 +91,23 @@ impl ChromeDriver {
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!("a JSON object literal")
         };
-        ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&self.url)
-            .await
-            .expect("opening a Chromium session")
+        // chromedriver has, once in a full run, answered a new session with an empty body
+        // (`NotW3C("")`) and no Chromium: a session that never began, tried again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&self.url)
+                .await
+            {
+                Ok(browser) => return browser,
+                Err(err) if attempt < 3 => {
+                    println!("opening a Chromium session, attempt {attempt}: {err:?}");
+                }
+                Err(err) => panic!("opening a Chromium session: {err:?}"),
+            }
+        }
     }
 
     /// The pids of this driver's Chromium processes: those started with its profile folder.
