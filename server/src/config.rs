@@ -190,8 +190,9 @@ pub struct Config {
     #[arg(long, env = "TICKSCOPE_MAX_LONG_POLLS_PER_IP", default_value_t = 100)]
     pub max_long_polls_per_ip: u64,
 
-    /// Shortest time between two polls on one connection, in milliseconds; a sooner poll gets
-    /// 429 with Retry-After. 0: no limit.
+    /// Shortest average time between two polls on one connection and page meter (`meter=`;
+    /// on HTTP/2 one connection carries every tab's polls), in milliseconds, after a burst of
+    /// 3; a sooner poll gets 429 with Retry-After. 0: no limit.
     #[arg(long, env = "TICKSCOPE_MIN_POLL_INTERVAL_MS", default_value_t = 100)]
     pub min_poll_interval_ms: u64,
 
