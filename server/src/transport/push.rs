@@ -29,11 +29,18 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant, interval_at};
 use tokio_util::sync::ReusableBoxFuture;
 
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
 use crate::AppState;
 use crate::encode::Framing;
+use crate::error::ApiError;
 use crate::feed::Subscription;
-use crate::limits::Slot;
+use crate::limits::{self, Kind, Slot};
 use crate::metrics::Transport;
+use crate::peer;
+use crate::query::Reconnect;
+use crate::symbols::SymbolFilter;
 use crate::wire::{self, Meter};
 
 /// What a connection's task and its body share (both run on the connection's worker).
@@ -241,12 +248,50 @@ impl MessageBody for PushBody {
     }
 }
 
-/// What a streamed HTTP response writes besides batches: its transport (for the metrics) and
-/// how it frames a heartbeat and a wire report.
+/// What a streamed HTTP response is: its transport (for the metrics and limits), its media
+/// type, how it frames batches, and how it frames a heartbeat and a wire report.
 pub struct Streamed {
     pub transport: Transport,
+    pub content_type: &'static str,
+    pub framing: Framing,
     pub heartbeat: fn() -> Bytes,
     pub wire: fn(&Meter) -> Bytes,
+}
+
+/// Opens a streamed response (SSE, HTTP streaming) once its input is read: admits it, counts
+/// its reconnect, subscribes it from `since`, starts [`keep_streaming`] beside it, and answers
+/// with the body that takes batches from the feed, `first` ahead of them.
+pub fn open_streamed(
+    req: &HttpRequest,
+    state: web::Data<AppState>,
+    filter: SymbolFilter,
+    since: Option<u64>,
+    reconnect: Option<Reconnect>,
+    first: Bytes,
+    streamed: Streamed,
+) -> Result<HttpResponse, ApiError> {
+    let transport = streamed.transport;
+    let slot = state.limits.admit(limits::peer(req).ip(), Kind::Stream)?;
+    if let Some(reason) = reconnect {
+        state.metrics.reconnected(transport, reason);
+    }
+    let dead_peer = peer::Watch::new(req, &state.metrics, transport);
+    let meter = wire::meter(req);
+    let state = state.into_inner();
+    // Batches go straight from the feed into the response body; the first chunk, heartbeats
+    // and reports come from the connection's task through a small channel.
+    let outbox = Outbox::new();
+    outbox.subscribe(Subscription::new(&state.feed, filter, since));
+    let (body, events) = streamed_body(state.clone(), outbox.clone(), streamed.framing, first);
+    let content_type = streamed.content_type;
+    actix_web::rt::spawn(keep_streaming(state, outbox, events, slot, meter, streamed));
+    let mut response = HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .body(body);
+    dead_peer.attach(&mut response);
+    Ok(response)
 }
 
 /// Keeps one streamed response (SSE, HTTP streaming) alive, sending heartbeats and the

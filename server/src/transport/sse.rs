@@ -9,22 +9,18 @@
 //! ([`push::keep_streaming`]) sends the rest through a small channel and drops a client that
 //! takes no data for the slow-client timeout. When the client goes away the channel closes
 //! and the task ends.
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 
 use crate::AppState;
 use crate::encode::Framing;
 use crate::error::ApiError;
-use crate::feed::Subscription;
-use crate::limits::{self, Kind};
 use crate::metrics::Transport;
 use crate::origin;
-use crate::peer;
 use crate::query::{Params, parse_number};
-use crate::wire::{self, Meter};
+use crate::wire::Meter;
 
-use super::push::{self, Outbox, Streamed};
+use super::push::{self, Streamed};
 
 /// How long a browser waits before reconnecting a dropped stream, in milliseconds.
 const RECONNECT_MS: u32 = 1000;
@@ -48,34 +44,21 @@ pub async fn stream(
     };
     let filter = params.symbols(state.universe(), state.max_symbols())?;
     let reconnect = params.reconnect()?;
-    let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
-    if let Some(reason) = reconnect {
-        state.metrics.reconnected(Transport::Sse, reason);
-    }
-    let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::Sse);
-    let meter = wire::meter(&req);
-    let state = state.into_inner();
-    // Batches go straight from the feed into the response body (`push`); the retry line,
-    // heartbeats and reports come from the connection's task through a small channel.
-    let outbox = Outbox::new();
-    outbox.subscribe(Subscription::new(&state.feed, filter, since));
-    let retry = Bytes::from(format!("retry: {RECONNECT_MS}\n\n"));
-    let (body, events) = push::streamed_body(state.clone(), outbox.clone(), Framing::Sse, retry);
-    let streamed = Streamed {
-        transport: Transport::Sse,
-        heartbeat: heartbeat_event,
-        wire: wire_event,
-    };
-    actix_web::rt::spawn(push::keep_streaming(
-        state, outbox, events, slot, meter, streamed,
-    ));
-    let mut response = HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .body(body);
-    dead_peer.attach(&mut response);
-    Ok(response)
+    push::open_streamed(
+        &req,
+        state,
+        filter,
+        since,
+        reconnect,
+        Bytes::from(format!("retry: {RECONNECT_MS}\n\n")),
+        Streamed {
+            transport: Transport::Sse,
+            content_type: "text/event-stream",
+            framing: Framing::Sse,
+            heartbeat: heartbeat_event,
+            wire: wire_event,
+        },
+    )
 }
 
 /// A `wire` event: the stream's meter, for the page's cost figures. No `id` either.

@@ -10,7 +10,6 @@
 //! body takes batches from the feed itself ([`super::push`]) and
 //! [`push::keep_streaming`] keeps the rest.
 
-use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 use tickscope_shared::wire::ServerMessage;
@@ -18,15 +17,12 @@ use tickscope_shared::wire::ServerMessage;
 use crate::AppState;
 use crate::encode::Framing;
 use crate::error::ApiError;
-use crate::feed::Subscription;
-use crate::limits::{self, Kind};
 use crate::metrics::Transport;
 use crate::origin;
-use crate::peer;
 use crate::query::Params;
-use crate::wire::{self, Meter};
+use crate::wire::Meter;
 
-use super::push::{self, Outbox, Streamed};
+use super::push::{self, Streamed};
 
 /// The media type of the stream: one JSON document per line.
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
@@ -42,36 +38,21 @@ pub async fn stream(
     let since = params.since()?;
     let filter = params.symbols(state.universe(), state.max_symbols())?;
     let reconnect = params.reconnect()?;
-    let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
-    if let Some(reason) = reconnect {
-        state.metrics.reconnected(Transport::Stream, reason);
-    }
-    let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::Stream);
-    let meter = wire::meter(&req);
-    let state = state.into_inner();
-    let outbox = Outbox::new();
-    outbox.subscribe(Subscription::new(&state.feed, filter, since));
-    let (body, events) = push::streamed_body(
-        state.clone(),
-        outbox.clone(),
-        Framing::Ndjson,
+    push::open_streamed(
+        &req,
+        state,
+        filter,
+        since,
+        reconnect,
         heartbeat_line(),
-    );
-    let streamed = Streamed {
-        transport: Transport::Stream,
-        heartbeat: heartbeat_line,
-        wire: wire_line,
-    };
-    actix_web::rt::spawn(push::keep_streaming(
-        state, outbox, events, slot, meter, streamed,
-    ));
-    let mut response = HttpResponse::Ok()
-        .content_type(CONTENT_TYPE)
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .body(body);
-    dead_peer.attach(&mut response);
-    Ok(response)
+        Streamed {
+            transport: Transport::Stream,
+            content_type: CONTENT_TYPE,
+            framing: Framing::Ndjson,
+            heartbeat: heartbeat_line,
+            wire: wire_line,
+        },
+    )
 }
 
 fn line(message: &ServerMessage) -> Bytes {
