@@ -338,10 +338,6 @@ impl<T> Frames<T> {
     pub fn get_ref(&self) -> &T {
         &self.io
     }
-
-    pub fn connection(&self) -> &Rc<Connection> {
-        &self.connection
-    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Frames<T> {
