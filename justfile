@@ -14,19 +14,25 @@ default:
 setup *FLAGS:
     scripts/setup.sh {{FLAGS}}
 
-# Build the browser app and run the server with it at http://127.0.0.1:8080 (flags go to the server; --tls serves https://localhost:8080 with HTTP/2 and a self-signed certificate made once)
+# Build the browser app and run the server with it at http://127.0.0.1:8080 (flags go to the server; --tls serves https://localhost:8080 with HTTP/2, and HTTP/1.1 only on :8081 for compare mode, with a self-signed certificate made once)
 run *ARGS: setup build-app
     #!/usr/bin/env bash
     set -euo pipefail
     args=()
+    tls=""
     for arg in {{ARGS}}; do
       if [ "$arg" = "--tls" ]; then
         read -r cert key < <(scripts/localhost-cert.sh target/tls)
         args+=(--tls-cert "$cert" --tls-key "$key")
+        tls=1
       else
         args+=("$arg")
       fi
     done
+    # With --tls, a second port serves HTTP/1.1 only, for compare mode's HTTP/1.1 columns.
+    if [ -n "$tls" ] && [[ " ${args[*]} " != *" --http1-addr "* ]] && [ -z "${TICKSCOPE_HTTP1_ADDR:-}" ]; then
+      args+=(--http1-addr 127.0.0.1:8081)
+    fi
     cargo run --release -p tickscope -- "${args[@]}"
 
 # Build the browser app into dist/ (size-optimised profile, wasm-opt -Oz)
@@ -136,15 +142,15 @@ soak MINUTES="30":
     cargo build --release -p tickscope -p tickscope-load
     bench/soak.sh {{MINUTES}}
 
-# Bytes per tick and lag of the HTTP transports over HTTP/1.1 and HTTP/2 (TLS), in headless Chromium
-bench-http SECONDS="30": (setup "--browser") build-app
+# Bytes per tick and lag of the HTTP transports over HTTP/1.1 and HTTP/2 (TLS) in headless Chromium, one after the other and then side by side in compare mode (SERVER_ARGS go to the server, like --rate 5)
+bench-http SECONDS="30" *SERVER_ARGS: (setup "--browser") build-app
     #!/usr/bin/env bash
     set -euo pipefail
     cargo build --release -p tickscope --examples
     read -r cert key < <(scripts/localhost-cert.sh target/tls)
     port=18443
     taskset -c 0 ./target/release/tickscope --addr 127.0.0.1:$port --workers 1 --static-dir dist \
-      --tls-cert "$cert" --tls-key "$key" 2>/dev/null & server=$!
+      --tls-cert "$cert" --tls-key "$key" --http1-addr 127.0.0.1:$((port + 1)) {{SERVER_ARGS}} 2>/dev/null & server=$!
     trap 'kill $server' EXIT
     taskset -c 1 ./target/release/examples/http_versions --url https://localhost:$port --seconds {{SECONDS}}
 

@@ -5,7 +5,9 @@
 use gloo_net::http::Request;
 use serde::de::DeserializeOwned;
 use tickscope_shared::lab::LabStatus;
-use tickscope_shared::wire::{Batch, History, ServerTime, Snapshot, SymbolList, WireReport};
+use tickscope_shared::wire::{
+    Batch, History, Origins, ServerTime, Snapshot, SymbolList, WireReport,
+};
 
 /// A failure a person can read: what was asked and what went wrong.
 pub type ApiResult<T> = Result<T, String>;
@@ -64,10 +66,11 @@ pub async fn history(symbol: &str, seconds: u32) -> ApiResult<History> {
     .value)
 }
 
-/// The URL of clock exchange number `exchange` for `transport` (its wire name), charged to
-/// it and to `meter`. The number makes it unique, so its Resource Timing entry can be found.
-pub fn time_url(transport: &str, meter: &str, exchange: u32) -> String {
-    format!("/api/time?transport={transport}&meter={meter}&exchange={exchange}")
+/// The URL of clock exchange number `exchange` on `origin` (empty: the page's) for
+/// `transport` (its wire name), charged to it and to `meter`. The number makes it unique, so
+/// its Resource Timing entry can be found.
+pub fn time_url(origin: &str, transport: &str, meter: &str, exchange: u32) -> String {
+    format!("{origin}/api/time?transport={transport}&meter={meter}&exchange={exchange}")
 }
 
 /// A clock exchange at `url`, from [`time_url`].
@@ -75,25 +78,34 @@ pub async fn time(url: &str, abort: &web_sys::AbortSignal) -> ApiResult<Answer<S
     get_json(url, Some(abort)).await
 }
 
+/// The server's other origins (its HTTP/1.1-only one), for compare mode.
+pub async fn origins() -> ApiResult<Origins> {
+    Ok(get_json("/api/origins", None).await?.value)
+}
+
+/// A poll from `since` on `origin` (empty: the page's), charged to `meter`.
 pub async fn poll(
+    origin: &str,
     since: u64,
     meter: &str,
     abort: &web_sys::AbortSignal,
 ) -> ApiResult<Answer<Batch>> {
     get_json(
-        &format!("/api/poll?since={since}&meter={meter}"),
+        &format!("{origin}/api/poll?since={since}&meter={meter}"),
         Some(abort),
     )
     .await
 }
 
+/// A long poll from `since` on `origin` (empty: the page's), charged to `meter`.
 pub async fn long_poll(
+    origin: &str,
     since: u64,
     meter: &str,
     abort: &web_sys::AbortSignal,
 ) -> ApiResult<Answer<Batch>> {
     get_json(
-        &format!("/api/long-poll?since={since}&meter={meter}"),
+        &format!("{origin}/api/long-poll?since={since}&meter={meter}"),
         Some(abort),
     )
     .await

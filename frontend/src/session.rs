@@ -11,7 +11,7 @@ use tickscope_shared::wire::{Batch, Candle, Snapshot, SymbolInfo, Tick};
 
 use crate::series::{CandleSeries, Sparkline};
 use crate::stats::TransportStats;
-use crate::transport::{FeedEvent, TransportKind};
+use crate::transport::{FeedEvent, Transport};
 
 /// How long a changed price stays highlighted.
 const FLASH_US: i64 = 700_000;
@@ -126,7 +126,7 @@ impl Market {
 
 /// One running transport: its client's view of the feed.
 pub struct Channel {
-    pub kind: TransportKind,
+    pub kind: Transport,
     pub chain: CursorChain,
     pub clock: ClockOffset,
     pub stats: TransportStats,
@@ -141,7 +141,7 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub fn new(kind: TransportKind, since: u64, now_us: i64) -> Self {
+    pub fn new(kind: Transport, since: u64, now_us: i64) -> Self {
         Self {
             kind,
             chain: CursorChain::new(Some(since), true),
@@ -171,7 +171,7 @@ pub struct Session {
 impl Session {
     /// The transports still trying to connect for the first time after `after_us`: a request
     /// the browser holds back (no connection to this site is free) never fails, it waits.
-    pub fn waiting(&self, now_us: i64, after_us: i64) -> Vec<TransportKind> {
+    pub fn waiting(&self, now_us: i64, after_us: i64) -> Vec<Transport> {
         self.channels
             .iter()
             .filter(|channel| channel.stats.connecting_for_us(now_us) > after_us)
@@ -188,7 +188,8 @@ impl Session {
     }
 
     #[cfg(test)]
-    fn channel(&self, kind: TransportKind) -> Option<&Channel> {
+    fn channel(&self, kind: impl Into<Transport>) -> Option<&Channel> {
+        let kind = kind.into();
         self.channels.iter().find(|channel| channel.kind == kind)
     }
 
@@ -200,7 +201,8 @@ impl Session {
 
     /// Replaces the running channels with one of `kind`, carrying the previous channel's
     /// chain over so the switch itself is checked for loss. Returns the cursor to start from.
-    pub fn switch_to(&mut self, kind: TransportKind, now_us: i64) -> u64 {
+    pub fn switch_to(&mut self, kind: impl Into<Transport>, now_us: i64) -> u64 {
+        let kind = kind.into();
         let previous = self.channels.drain(..).next();
         let mut channel = Channel::new(kind, self.market.applied, now_us);
         if let Some(previous) = previous {
@@ -218,7 +220,7 @@ impl Session {
 
     /// Runs every transport of `kinds` side by side, each from the current cursor with a
     /// chain of its own.
-    pub fn compare(&mut self, kinds: &[TransportKind], now_us: i64) -> u64 {
+    pub fn compare(&mut self, kinds: &[Transport], now_us: i64) -> u64 {
         let since = self.market.applied;
         self.channels = kinds
             .iter()
@@ -229,7 +231,8 @@ impl Session {
     }
 
     /// Takes one event of the transport `kind`.
-    pub fn handle(&mut self, kind: TransportKind, event: FeedEvent, now_us: i64) {
+    pub fn handle(&mut self, kind: impl Into<Transport>, event: FeedEvent, now_us: i64) {
+        let kind = kind.into();
         let Some(channel) = self
             .channels
             .iter_mut()
@@ -321,6 +324,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::TransportKind;
     use tickscope_shared::clock::ClockSample;
 
     fn info(symbol: &str) -> SymbolInfo {
@@ -395,7 +399,10 @@ mod tests {
         let mut session = session();
         session.switch_to(TransportKind::Sse, 0);
         assert!(session.waiting(3_000_000, 4_000_000).is_empty());
-        assert_eq!(session.waiting(5_000_000, 4_000_000), [TransportKind::Sse]);
+        assert_eq!(
+            session.waiting(5_000_000, 4_000_000),
+            [Transport::from(TransportKind::Sse)]
+        );
         session.handle(TransportKind::Sse, FeedEvent::Connected, 5_000_000);
         assert!(session.waiting(9_000_000, 4_000_000).is_empty());
     }
@@ -439,7 +446,7 @@ mod tests {
     #[test]
     fn compare_mode_applies_each_tick_once_and_keeps_chains_apart() {
         let mut session = session();
-        let since = session.compare(&TransportKind::COMPARED, 0);
+        let since = session.compare(&Transport::compared(false), 0);
         assert_eq!(since, 2);
         let ws = TransportKind::WebSocket;
         let polling = TransportKind::Polling { interval_ms: 1000 };
@@ -459,6 +466,29 @@ mod tests {
         );
         assert_eq!(session.channel(polling).unwrap().chain.ticks(), 2);
         assert_eq!(session.channel(ws).unwrap().breaks, 0);
+    }
+
+    #[test]
+    fn compare_mode_keeps_a_transport_on_http1_apart_from_it_on_the_page_origin() {
+        let mut session = session();
+        let transports = Transport::compared(true);
+        assert_eq!(
+            transports.len(),
+            9,
+            "four HTTP transports twice, WebSocket once"
+        );
+        session.compare(&transports, 0);
+        let (page, http1) = (
+            Transport::from(TransportKind::Sse),
+            Transport::http1(TransportKind::Sse),
+        );
+        session.handle(page, batch(3, vec![tick(3, "AAA", 11.0)]), 0);
+        session.handle(http1, batch(3, vec![tick(3, "AAA", 11.0)]), 0);
+        session.handle(http1, batch(4, vec![tick(4, "AAA", 12.0)]), 0);
+        assert_eq!(session.channel(page).unwrap().chain.ticks(), 1);
+        assert_eq!(session.channel(http1).unwrap().chain.ticks(), 2);
+        assert_eq!(http1.label(), "SSE · HTTP/1.1");
+        assert_eq!(http1.id(), "sse-http1");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! server on https (`just bench-http` starts one): the page runs each HTTP transport over
 //! HTTP/1.1 (Chromium's `--disable-http2`) and then over HTTP/2, and the lag panel's own
 //! figures give the bytes per delivered tick each way (the server's count of the TLS records,
-//! proven against the client's socket by the `tls` tests), requests per tick and lag.
+//! proven against the client's socket by the `tls` tests), requests per tick and lag. Then,
+//! when the server has an HTTP/1.1-only port (`--http1-addr`), the same in one page: compare
+//! mode with each HTTP transport over HTTP/2 and over HTTP/1.1 at once, on the same ticks.
 
 // Shared with the tests; each example uses part of it.
 #[allow(dead_code)]
@@ -103,7 +105,16 @@ async fn main() -> anyhow::Result<()> {
         browser.close().await?;
     }
     println!();
-    for id in &args.transports {
+    summary(&args.transports, &totals);
+    let browser = driver.browser_with(&["--ignore-certificate-errors"]).await;
+    side_by_side(&browser, &args).await?;
+    browser.close().await?;
+    Ok(())
+}
+
+/// Each transport's bytes per tick on HTTP/2 against HTTP/1.1.
+fn summary(transports: &[String], totals: &[(String, String, f64)]) {
+    for id in transports {
         let of = |version: &str| {
             totals
                 .iter()
@@ -118,7 +129,83 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+}
+
+/// Compare mode with HTTP/1.1 beside HTTP/2: every row read at the start and the end of one
+/// window, so both versions carry the same ticks at the same moments.
+async fn side_by_side(browser: &Client, args: &Args) -> anyhow::Result<()> {
+    browser.goto(&args.url).await?;
+    let Ok(button) = browser
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("[data-testid=mode-compare-versions]"))
+        .await
+    else {
+        println!("\nThe server has no HTTP/1.1 port (--http1-addr): no side-by-side run.");
+        return Ok(());
+    };
+    button.click().await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rows = |id: &str| [id.to_string(), format!("{id}-http1")];
+    let mut start = Vec::new();
+    for id in &args.transports {
+        for row in rows(id) {
+            start.push(read_row(browser, &row).await?);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    println!(
+        "\nSide by side in one page (compare mode, {} s, the same ticks):\n",
+        args.seconds
+    );
+    println!(
+        "| transport | HTTP | down B/tick | up B/tick | B/tick both ways | requests/tick | p50 ms | p99 ms |"
+    );
+    println!("|---|---|--:|--:|--:|--:|--:|--:|");
+    let mut totals = Vec::new();
+    let mut start = start.into_iter();
+    for id in &args.transports {
+        for (row, expect) in rows(id).into_iter().zip(["h2", "http/1.1"]) {
+            let (start, end) = (start.next().expect("read"), read_row(browser, &row).await?);
+            if end.protocol != expect {
+                bail!("{row} went over {:?}, not {expect}", end.protocol);
+            }
+            let ticks = end.ticks - start.ticks;
+            if ticks <= 0.0 {
+                bail!("{row} delivered no ticks in {} s", args.seconds);
+            }
+            let (down, up) = ((end.down - start.down) / ticks, (end.up - start.up) / ticks);
+            let version = if expect == "h2" { "2" } else { "1.1" };
+            println!(
+                "| {id} | {version} | {down:.0} | {up:.0} | {:.0} | {:.3} | {:.2} | {:.2} |",
+                down + up,
+                (end.requests - start.requests) / ticks,
+                end.p50_us / 1000.0,
+                end.p99_us / 1000.0
+            );
+            totals.push((id.clone(), version.to_string(), down + up));
+        }
+    }
+    println!();
+    summary(&args.transports, &totals);
+    let errors = chromedriver::console_errors(browser).await;
+    anyhow::ensure!(errors.is_empty(), "the browser logged errors: {errors:#?}");
     Ok(())
+}
+
+/// One compare row's figures (`compare-row-<row>`).
+async fn read_row(browser: &Client, row: &str) -> anyhow::Result<Reading> {
+    let values = browser
+        .execute(
+            "const r = document.querySelector(`[data-testid=compare-row-${arguments[0]}]`); \
+             const chain = r.querySelector('[data-testid=breaks]').textContent; \
+             const ticks = (chain.match(/([0-9]+) ticks/) || [0, ''])[1]; \
+             return [r.dataset.wireUp, r.dataset.wireDown, r.dataset.wireRequests, ticks, \
+                     r.dataset.lagP50Us, r.dataset.lagP99Us, r.dataset.protocol || ''];",
+            vec![row.into()],
+        )
+        .await?;
+    reading(&values)
 }
 
 async fn read(browser: &Client) -> anyhow::Result<Reading> {
@@ -132,6 +219,11 @@ async fn read(browser: &Client) -> anyhow::Result<Reading> {
             vec![],
         )
         .await?;
+    reading(&values)
+}
+
+/// The seven figures the page's scripts return, in `Reading`'s order.
+fn reading(values: &serde_json::Value) -> anyhow::Result<Reading> {
     let field = |i: usize| -> anyhow::Result<f64> {
         values
             .get(i)

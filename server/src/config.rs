@@ -222,6 +222,12 @@ pub struct Config {
     #[arg(long, env = "TICKSCOPE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// A second HTTPS address that offers only HTTP/1.1 (needs `--tls-cert`), so compare
+    /// mode can run the HTTP transports over HTTP/1.1 beside HTTP/2 in one page: a browser
+    /// picks one protocol per origin. Pages of the main port may call it (CORS, streams).
+    #[arg(long, env = "TICKSCOPE_HTTP1_ADDR", requires = "tls_cert")]
+    pub http1_addr: Option<SocketAddr>,
+
     /// The built browser app (trunk's output), served at `/`.
     #[arg(long, env = "TICKSCOPE_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,

@@ -4,7 +4,7 @@
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
-use tickscope_shared::wire::{History, ServerTime, SymbolList};
+use tickscope_shared::wire::{History, Origins, ServerTime, SymbolList};
 
 use crate::clock::now_us;
 use crate::cluster::ClusterHealth;
@@ -29,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/snapshot", web::get().to(snapshot))
             .route("/history", web::get().to(history))
             .route("/time", web::get().to(time))
+            .route("/origins", web::get().to(origins))
             .route("/poll", web::get().to(transport::polling::poll))
             .route(
                 "/long-poll",
@@ -128,6 +129,22 @@ async fn time() -> HttpResponse {
         .json(ServerTime {
             server_time: now_us(),
         })
+}
+
+/// The HTTP/1.1-only origin (`--http1-addr`) on the host the request named, so a page reached
+/// by `localhost` or by an address gets an origin its certificate and its browser accept alike.
+async fn origins(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let host = req.connection_info().host().to_owned();
+    let name = match host.rsplit_once(':') {
+        // Not the colons of an IPv6 address without a port (`[::1]`).
+        Some((name, port)) if !port.contains(']') => name,
+        _ => host.as_str(),
+    };
+    let http1 = state
+        .config
+        .http1_addr
+        .map(|addr| format!("https://{name}:{}", addr.port()));
+    HttpResponse::Ok().json(Origins { http1 })
 }
 
 #[derive(Serialize)]

@@ -44,7 +44,7 @@ pub async fn switch(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    origin::check(&req, &state.config.allowed_origins)?;
+    origin::check(&req, &state.config)?;
     let socket = socket(&state)?;
     if body.len() > CHOICE_MAX {
         return Err(ApiError::BadRequest(format!(

@@ -100,10 +100,24 @@ impl AppState {
 /// get `shutdown_timeout_ms` to finish.
 pub async fn run(
     listener: TcpListener,
-    config: Config,
+    mut config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate().map_err(|err| anyhow!(err))?;
+    // The addresses actually bound (a test binds port 0): the page is told the HTTP/1.1 one,
+    // and the origin checks know both as this server's own.
+    config.addr = listener
+        .local_addr()
+        .context("reading the listener's address")?;
+    let http1 = match config.http1_addr {
+        Some(addr) => {
+            let http1 =
+                TcpListener::bind(addr).with_context(|| format!("binding --http1-addr {addr}"))?;
+            config.http1_addr = Some(http1.local_addr().context("reading its address")?);
+            Some(http1)
+        }
+        None => None,
+    };
     let mut shutdown = std::pin::pin!(shutdown);
     let stop = CancellationToken::new();
     let ready = Arc::new(OnceLock::new());
@@ -114,10 +128,8 @@ pub async fn run(
         let source = Source::start(&config, &stop, &wire).await?;
         tasks = ready_state(&ready, source, &config, &stop, &wire);
     }
-    let addr = listener
-        .local_addr()
-        .context("reading the listener's address")?;
-    let server = http_server(listener, &config, ready.clone(), wire.clone())?;
+    let addr = config.addr;
+    let server = http_server(listener, http1, &config, ready.clone(), wire.clone())?;
     let handle = server.handle();
     let mut server = std::pin::pin!(server);
     if ready.get().is_none() {
@@ -150,7 +162,17 @@ pub async fn run(
             }
         }
     }
-    info!(%addr, "tickscope listening on http://{addr}");
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    match config.http1_addr {
+        Some(http1) => {
+            info!(%addr, %http1, "tickscope listening on {scheme}://{addr} (HTTP/1.1 only on {scheme}://{http1})")
+        }
+        None => info!(%addr, "tickscope listening on {scheme}://{addr}"),
+    }
 
     tokio::select! {
         result = &mut server => result.context("the HTTP server stopped")?,
@@ -209,6 +231,7 @@ fn ready_state(
 /// actix-http the bare `TcpStream`.
 fn http_server(
     listener: TcpListener,
+    http1: Option<TcpListener>,
     config: &Config,
     ready: Arc<OnceLock<web::Data<AppState>>>,
     wire: Arc<Wire>,
@@ -219,21 +242,21 @@ fn http_server(
     };
     let dead_peer_timeout = Duration::from_millis(config.dead_peer_timeout_ms);
     let request_head_timeout = Duration::from_millis(config.request_head_timeout_ms);
-    let addr = listener
-        .local_addr()
-        .context("reading the listener's address")?;
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(tls::acceptor(cert, key)?),
-        _ => None,
+    let acceptor = |alpn| match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => tls::acceptor(cert, key, alpn).map(Some),
+        _ => Ok(None),
     };
-    let app_config = config.clone();
     let builder = actix_server::Server::build();
     let graceful = builder.graceful_shutdown_signal();
-    let server = builder
-        .workers(workers)
-        .disable_signals()
-        .shutdown_timeout(config.shutdown_timeout_ms.div_ceil(1000))
-        .listen("tickscope", listener, move || {
+    // One listener's connections: accepted, counted, under TLS offering `tls`'s protocols, then
+    // served by actix-http with the app. Both listeners serve the same app and state.
+    let connections = |listener: &TcpListener, tls: Option<tokio_rustls::TlsAcceptor>| {
+        let addr = listener
+            .local_addr()
+            .context("reading the listener's address")?;
+        let app_config = config.clone();
+        let (ready, wire, graceful) = (ready.clone(), wire.clone(), graceful.clone());
+        anyhow::Ok(move || {
             let app = app(&app_config, ready.clone(), wire.clone());
             let graceful = graceful.clone();
             let http = actix_http::HttpService::build()
@@ -282,8 +305,21 @@ fn http_server(
             })
             .and_then(http)
         })
-        .context("serving on the listener")?
-        .run();
+    };
+    let main = connections(&listener, acceptor(tls::BOTH)?)?;
+    let mut builder = builder
+        .workers(workers)
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout_ms.div_ceil(1000))
+        .listen("tickscope", listener, main)
+        .context("serving on the listener")?;
+    if let Some(http1) = http1 {
+        let factory = connections(&http1, acceptor(tls::HTTP1_ONLY)?)?;
+        builder = builder
+            .listen("tickscope-http1", http1, factory)
+            .context("serving on the HTTP/1.1 listener")?;
+    }
+    let server = builder.run();
     info!(workers, "HTTP server started");
     Ok(server)
 }
@@ -307,11 +343,13 @@ fn app(
         data: OnceCell::new(),
         role: config.role,
     });
+    let cross_origin = !config.cors_origins.is_empty() || config.http1_addr.is_some();
     App::new()
         .wrap(actix_web::middleware::from_fn(pieces::in_pieces))
+        .wrap(Condition::new(cross_origin, cors(config)))
         .wrap(Condition::new(
-            !config.cors_origins.is_empty(),
-            cors(&config.cors_origins),
+            cross_origin,
+            actix_web::middleware::from_fn(timing_allowed),
         ))
         .wrap(actix_web::middleware::from_fn(move |req, next| {
             Gate::pass(gate.clone(), req, next)
@@ -472,17 +510,58 @@ impl Source {
     }
 }
 
-/// CORS for the HTTP API: GET from the configured origins only (`*` for any).
-fn cors(origins: &[String]) -> Cors {
+/// CORS for the HTTP API: GET from the origins of `--cors-origins` (`*` for any), and with
+/// `--http1-addr` from the server's sibling port (`origin::sibling`), exposing the meter's
+/// report. A request from any other origin goes on without CORS headers (the browser keeps the
+/// answer from the page); streams check origins themselves (`origin::check`).
+fn cors(config: &Config) -> Cors {
     let cors = Cors::default()
         .allowed_methods(["GET"])
         .allowed_header(actix_web::http::header::CONTENT_TYPE)
-        .expose_headers([actix_web::http::header::RETRY_AFTER])
+        .expose_headers([
+            actix_web::http::header::RETRY_AFTER,
+            actix_web::http::header::HeaderName::from_static(
+                tickscope_shared::wire::WireReport::HEADER,
+            ),
+        ])
+        .block_on_origin_mismatch(false)
         .max_age(3600);
-    if origins.iter().any(|origin| origin == "*") {
+    if config.cors_origins.iter().any(|origin| origin == "*") {
         return cors.allow_any_origin();
     }
-    origins
-        .iter()
-        .fold(cors, |cors, origin| cors.allowed_origin(origin))
+    let config = config.clone();
+    cors.allowed_origin_fn(move |origin, head| {
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        let host = head
+            .headers()
+            .get(actix_web::http::header::HOST)
+            .and_then(|host| host.to_str().ok());
+        config
+            .cors_origins
+            .iter()
+            .any(|listed| listed.eq_ignore_ascii_case(origin))
+            || host.is_some_and(|host| origin::sibling(origin, host, &config))
+    })
+}
+
+/// Lets a page the answer is shared with (CORS) read its Resource Timing too, which the page
+/// times clock exchanges by and reads each transport's HTTP version from.
+async fn timing_allowed(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut res = next.call(req).await?;
+    let headers = res.headers_mut();
+    if let Some(origin) = headers
+        .get(actix_web::http::header::ACCESS_CONTROL_ALLOW_ORIGIN)
+        .cloned()
+    {
+        headers.insert(
+            actix_web::http::header::HeaderName::from_static("timing-allow-origin"),
+            origin,
+        );
+    }
+    Ok(res)
 }

@@ -1,15 +1,18 @@
-//! Which browser pages may open a stream (WebSocket or SSE): the server's own origin, and the
-//! origins of `--allowed-origins`. This is what stops cross-site WebSocket hijacking: a page
+//! Which browser pages may open a stream (WebSocket or SSE): the server's own origin, its
+//! sibling (the same host's other port, with `--http1-addr`), and the origins of
+//! `--allowed-origins`. This is what stops cross-site WebSocket hijacking: a page
 //! elsewhere cannot open a feed in a visitor's browser. Requests without an `Origin` header
 //! come from programs, not pages, and are let through.
 
 use actix_web::HttpRequest;
 use actix_web::http::header;
 
+use crate::config::Config;
 use crate::error::ApiError;
 
-/// Refuses a request whose `Origin` is neither the server's own nor allowed.
-pub fn check(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
+/// Refuses a request whose `Origin` is neither the server's own (or its sibling's) nor allowed.
+pub fn check(req: &HttpRequest, config: &Config) -> Result<(), ApiError> {
+    let allowed = &config.allowed_origins;
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return Ok(());
     };
@@ -32,10 +35,34 @@ pub fn check(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
     {
         return Ok(());
     }
+    if host.is_some_and(|host| sibling(origin, host, config)) {
+        return Ok(());
+    }
     Err(ApiError::Forbidden(format!(
         "pages from {origin} may not open this stream: the server allows its own origin and \
          those of --allowed-origins"
     )))
+}
+
+/// Whether `origin` is this server on the host the request named (`host`, its `Host` header)
+/// at its other HTTPS port: with `--http1-addr`, the page of the main port runs transports
+/// against the HTTP/1.1 port, and the two are one site served by one process.
+pub fn sibling(origin: &str, host: &str, config: &Config) -> bool {
+    let Some(http1) = config.http1_addr else {
+        return false;
+    };
+    let Some(("https", rest)) = origin.split_once("://") else {
+        return false;
+    };
+    let (Some((origin_name, port)), Some((name, _))) =
+        (rest.rsplit_once(':'), host.rsplit_once(':'))
+    else {
+        return false;
+    };
+    origin_name.eq_ignore_ascii_case(name)
+        && port
+            .parse::<u16>()
+            .is_ok_and(|port| port == config.addr.port() || port == http1.port())
 }
 
 /// Checks the shape of a configured origin: `*`, or `scheme://host[:port]` with no path.
@@ -61,6 +88,12 @@ mod tests {
 
     use super::*;
 
+    fn allowing(origins: &[&str]) -> Config {
+        let mut config = Config::defaults();
+        config.allowed_origins = origins.iter().map(|origin| origin.to_string()).collect();
+        config
+    }
+
     fn request(origin: Option<&str>) -> HttpRequest {
         let mut req = TestRequest::get().insert_header((header::HOST, "ticks.example:8080"));
         if let Some(origin) = origin {
@@ -71,22 +104,57 @@ mod tests {
 
     #[test]
     fn same_origin_and_programs_pass() {
-        assert!(check(&request(None), &[]).is_ok());
-        assert!(check(&request(Some("http://ticks.example:8080")), &[]).is_ok());
-        assert!(check(&request(Some("https://TICKS.example:8080")), &[]).is_ok());
+        assert!(check(&request(None), &allowing(&[])).is_ok());
+        assert!(check(&request(Some("http://ticks.example:8080")), &allowing(&[])).is_ok());
+        assert!(check(&request(Some("https://TICKS.example:8080")), &allowing(&[])).is_ok());
     }
 
     #[test]
     fn other_origins_need_the_allowlist() {
         let evil = request(Some("https://evil.example"));
-        assert!(matches!(check(&evil, &[]), Err(ApiError::Forbidden(_))));
-        assert!(check(&request(Some("null")), &[]).is_err());
+        assert!(matches!(
+            check(&evil, &allowing(&[])),
+            Err(ApiError::Forbidden(_))
+        ));
+        assert!(check(&request(Some("null")), &allowing(&[])).is_err());
         assert!(
-            check(&request(Some("http://ticks.example")), &[]).is_err(),
+            check(&request(Some("http://ticks.example")), &allowing(&[])).is_err(),
             "another port"
         );
-        assert!(check(&evil, &["https://evil.example".into()]).is_ok());
-        assert!(check(&evil, &["*".into()]).is_ok());
+        assert!(check(&evil, &allowing(&["https://evil.example"])).is_ok());
+        assert!(check(&evil, &allowing(&["*"])).is_ok());
+    }
+
+    #[test]
+    fn the_http1_port_and_the_main_port_are_one_site() {
+        let mut config = allowing(&[]);
+        config.tls_cert = Some("cert.pem".into());
+        config.addr = "127.0.0.1:8080".parse().unwrap();
+        assert!(!sibling(
+            "https://ticks.example:8081",
+            "ticks.example:8080",
+            &config
+        ));
+        config.http1_addr = Some("127.0.0.1:8081".parse().unwrap());
+        let http1 = TestRequest::get()
+            .insert_header((header::HOST, "ticks.example:8081"))
+            .insert_header((header::ORIGIN, "https://ticks.example:8080"))
+            .to_http_request();
+        assert!(check(&http1, &config).is_ok());
+        assert!(sibling(
+            "https://ticks.example:8081",
+            "ticks.example:8080",
+            &config
+        ));
+        for other in [
+            "http://ticks.example:8080",
+            "https://evil.example:8080",
+            "https://ticks.example:8082",
+            "https://ticks.example",
+            "https://ticks.example:x",
+        ] {
+            assert!(!sibling(other, "ticks.example:8081", &config), "{other}");
+        }
     }
 
     #[test]

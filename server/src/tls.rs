@@ -26,9 +26,13 @@ use crate::wire::{Connection, Frames, Metered};
 /// offer only `http/1.1` (actix-http has no RFC 8441 WebSocket over HTTP/2).
 pub const ALPN_H2: &[u8] = b"h2";
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// What the main port offers, and what `--http1-addr` offers.
+pub const BOTH: &[&[u8]] = &[ALPN_H2, ALPN_HTTP1];
+pub const HTTP1_ONLY: &[&[u8]] = &[ALPN_HTTP1];
 
-/// The acceptor for the certificate chain at `cert` and the key at `key` (PEM).
-pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
+/// The acceptor for the certificate chain at `cert` and the key at `key` (PEM), offering the
+/// protocols of `alpn` (in order of preference).
+pub fn acceptor(cert: &Path, key: &Path, alpn: &[&[u8]]) -> anyhow::Result<TlsAcceptor> {
     let chain = CertificateDer::pem_file_iter(cert)
         .with_context(|| format!("reading the certificate {}", cert.display()))?
         .collect::<Result<Vec<_>, _>>()
@@ -47,7 +51,7 @@ pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .context("the certificate and the key do not make a pair")?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+    config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

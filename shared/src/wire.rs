@@ -91,6 +91,14 @@ pub struct ServerTime {
     pub server_time: i64,
 }
 
+/// Answer of `GET /api/origins`: where else this server serves the page's API.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Origins {
+    /// An origin offering only HTTP/1.1 (`--http1-addr`), on the host the page asked by, for
+    /// compare mode's HTTP/1.1 columns; `None` when the server has none.
+    pub http1: Option<String>,
+}
+
 /// Body of every 4xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {

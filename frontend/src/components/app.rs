@@ -17,18 +17,28 @@ use super::watchlist::Watchlist;
 use crate::api;
 use crate::backoff;
 use crate::session::{Market, Session};
-use crate::transport::{FeedClient, FeedEvent, TransportKind, now_us};
+use crate::transport::{FeedClient, FeedEvent, Transport, TransportKind, Via, now_us};
 
 /// How often the page redraws from the session.
 const FRAME: Duration = Duration::from_millis(250);
 /// How long a transport may try to connect before the page says what may hold it.
 const WAIT_HINT_US: i64 = 4_000_000;
 
-/// What the page shows: one transport, or all four side by side.
+/// What the page shows: one transport, or all side by side (with `versions`, each HTTP one
+/// over HTTP/2 and over HTTP/1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Single(TransportKind),
-    Compare,
+    Compare { versions: bool },
+}
+
+impl Mode {
+    fn transports(self) -> Vec<Transport> {
+        match self {
+            Mode::Single(kind) => vec![kind.into()],
+            Mode::Compare { versions } => Transport::compared(versions),
+        }
+    }
 }
 
 /// The session, once loaded. Local storage: it holds `Rc`s and never leaves this thread.
@@ -43,6 +53,8 @@ pub fn App() -> impl IntoView {
     let load_error = RwSignal::new(None::<String>);
     let mode = RwSignal::new(Mode::Single(TransportKind::WebSocket));
     let selected = RwSignal::new(0usize);
+    // The server's HTTP/1.1-only origin, when it has one (`--http1-addr`).
+    let http1 = StoredValue::new(None::<String>);
 
     let ticker = set_interval_with_handle(move || frame.update(|n| *n += 1), FRAME)
         .expect("setting the frame interval");
@@ -68,8 +80,10 @@ pub fn App() -> impl IntoView {
             }
         };
         load_error.set(None);
+        // Optional: without it compare mode runs on the page's origin only.
+        http1.set_value(api::origins().await.ok().and_then(|origins| origins.http1));
         session.set_value(Some(Session::new(market)));
-        start(mode.get_untracked(), session, clients);
+        start(mode.get_untracked(), session, clients, http1);
         loaded.set(true);
         // A mark the budget benchmark reads: the first frame with prices on screen.
         request_animation_frame(|| {
@@ -83,7 +97,7 @@ pub fn App() -> impl IntoView {
     Effect::new(move |previous: Option<Mode>| {
         let current = mode.get();
         if previous.is_some_and(|previous| previous != current) && loaded.get_untracked() {
-            start(current, session, clients);
+            start(current, session, clients, http1);
         }
         current
     });
@@ -136,15 +150,15 @@ pub fn App() -> impl IntoView {
                 <Watchlist session frame selected />
                 <section class="main">
                     <Chart session frame selected />
-                    <Switch mode />
+                    <Switch mode versions=http1.get_value().is_some() />
                     <Network />
                     {move || match mode.get() {
                         Mode::Single(kind) => view! {
                             <LagPanel session frame kind />
                             <Explain kinds=vec![kind] />
                         }.into_any(),
-                        Mode::Compare => view! {
-                            <Compare session frame />
+                        mode @ Mode::Compare { .. } => view! {
+                            <Compare session frame transports=mode.transports() />
                             <Explain kinds=TransportKind::COMPARED.to_vec() />
                         }.into_any(),
                     }}
@@ -162,34 +176,42 @@ async fn load() -> Result<Market, String> {
 }
 
 /// Stops the running clients and starts those of `mode` from the session's cursor.
-fn start(mode: Mode, session: SessionStore, clients: StoredValue<Vec<FeedClient>, LocalStorage>) {
+fn start(
+    mode: Mode,
+    session: SessionStore,
+    clients: StoredValue<Vec<FeedClient>, LocalStorage>,
+    http1: StoredValue<Option<String>>,
+) {
     clients.update_value(Vec::clear);
     let now = now_us();
     let started = session
         .try_update_value(|session| {
             let session = session.as_mut()?;
             Some(match mode {
-                Mode::Single(kind) => vec![(kind, session.switch_to(kind, now))],
-                Mode::Compare => {
-                    let since = session.compare(&TransportKind::COMPARED, now);
-                    TransportKind::COMPARED
-                        .iter()
-                        .map(|&kind| (kind, since))
-                        .collect()
+                Mode::Single(kind) => vec![(kind.into(), session.switch_to(kind, now))],
+                Mode::Compare { .. } => {
+                    let transports = mode.transports();
+                    let since = session.compare(&transports, now);
+                    transports.into_iter().map(|kind| (kind, since)).collect()
                 }
             })
         })
         .flatten()
         .unwrap_or_default();
-    for (kind, since) in started {
+    let http1 = http1.get_value().unwrap_or_default();
+    for (transport, since) in started {
         let emit = Rc::new(move |event: FeedEvent| {
             session.try_update_value(|session| {
                 if let Some(session) = session.as_mut() {
-                    session.handle(kind, event, now_us());
+                    session.handle(transport, event, now_us());
                 }
             });
         });
-        let client = FeedClient::start(kind, since, emit);
+        let origin = match transport.via {
+            Via::Page => "",
+            Via::Http1 => http1.as_str(),
+        };
+        let client = FeedClient::start(transport.kind, origin, since, emit);
         clients.update_value(|clients| clients.push(client));
     }
 }

@@ -1,5 +1,5 @@
-//! Compare mode: all four transports on the same feed at once, one lag-over-time line each
-//! and their figures in one table.
+//! Compare mode: every transport on the same feed at once (with HTTP/1.1 beside HTTP/2 when
+//! asked), one lag-over-time line each and their figures in one table.
 
 use leptos::html::Canvas;
 use leptos::prelude::*;
@@ -7,11 +7,11 @@ use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 
 use super::app::SessionStore;
-use super::lag_panel::{Figures, figures, lag_cell, protocol_cell, wire_cell};
+use super::lag_panel::{Figures, figures, lag_cell, lag_us, protocol_cell, wire_cell, wire_total};
 use super::theme::{BACKGROUND, dark_mesh};
 use crate::format;
 use crate::stats::PLOT_US;
-use crate::transport::{TransportKind, now_us};
+use crate::transport::{Transport, TransportKind, Via, now_us};
 
 /// The plot's drawing size in pixels; CSS scales it to the column.
 const WIDTH: u32 = 800;
@@ -30,8 +30,16 @@ fn colour(kind: TransportKind) -> RGBColor {
     }
 }
 
+/// The swatch's classes: the kind's colour (style.css), dashed over HTTP/1.1.
+fn swatch(transport: Transport) -> String {
+    match transport.via {
+        Via::Page => format!("swatch {}", transport.kind.id()),
+        Via::Http1 => format!("swatch {} http1", transport.kind.id()),
+    }
+}
+
 /// One line per transport: (seconds ago, lag in ms) points of the last minute.
-type Lines = Vec<(TransportKind, Vec<(f64, f64)>)>;
+type Lines = Vec<(Transport, Vec<(f64, f64)>)>;
 
 fn paint(element: web_sys::HtmlCanvasElement, lines: &Lines) -> Option<()> {
     let root = CanvasBackend::with_canvas_object(element)?.into_drawing_area();
@@ -55,22 +63,32 @@ fn paint(element: web_sys::HtmlCanvasElement, lines: &Lines) -> Option<()> {
         .y_label_formatter(&|ms| format::lag_ms((*ms * 1000.0) as i64))
         .draw()
         .ok()?;
-    for (kind, points) in lines {
+    for (transport, points) in lines {
         let clamped = points
             .iter()
             .map(|&(s, ms)| (s, ms.clamp(LAG_RANGE_MS.start, LAG_RANGE_MS.end)));
-        chart
-            .draw_series(LineSeries::new(clamped, colour(*kind).stroke_width(2)))
-            .ok()?;
+        let style = colour(transport.kind).stroke_width(2);
+        // The same transport over HTTP/1.1: its colour, dashed.
+        match transport.via {
+            Via::Page => chart.draw_series(LineSeries::new(clamped, style)).ok()?,
+            Via::Http1 => chart
+                .draw_series(DashedLineSeries::new(clamped, 6, 4, style))
+                .ok()?,
+        };
     }
     root.present().ok()
 }
 
 #[component]
-pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
+pub fn Compare(
+    session: SessionStore,
+    frame: RwSignal<u64>,
+    transports: Vec<Transport>,
+) -> impl IntoView {
+    let versions = transports.iter().any(|t| t.via == Via::Http1);
     let rows = Memo::new(move |_| {
         frame.get();
-        TransportKind::COMPARED
+        transports
             .iter()
             .map(|&kind| (kind, figures(session, kind)))
             .collect::<Vec<_>>()
@@ -104,7 +122,11 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
     };
     view! {
         <section class="compare" data-testid="compare">
-            <h2>"All transports, same feed: lag of each batch over the last minute, and what each delivered tick costs on the wire"</h2>
+            <h2>{if versions {
+                "Every transport, same feed, the HTTP ones over HTTP/2 and over HTTP/1.1 (dashed): lag of each batch over the last minute, and what each delivered tick costs on the wire"
+            } else {
+                "All transports, same feed: lag of each batch over the last minute, and what each delivered tick costs on the wire"
+            }}</h2>
             <div class="compare-top">
                 <canvas class="lag-plot" node_ref=canvas width=WIDTH height=HEIGHT></canvas>
                 <Costs rows=rows />
@@ -118,8 +140,14 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
                 </thead>
                 <tbody>
                     {move || rows.get().into_iter().map(|(kind, f)| view! {
-                        <tr data-testid=format!("compare-row-{}", kind.id())>
-                            <td><span class=format!("swatch {}", kind.id())></span>{kind.label()}</td>
+                        <tr data-testid=format!("compare-row-{}", kind.id())
+                            data-wire-up=wire_total(&f, |w| w.up as i64)
+                            data-wire-down=wire_total(&f, |w| w.down as i64)
+                            data-wire-requests=wire_total(&f, |w| w.requests as i64)
+                            data-lag-p50-us=lag_us(&f, |l| l.p50_us)
+                            data-lag-p99-us=lag_us(&f, |l| l.p99_us)
+                            data-protocol=f.as_ref().and_then(|f| f.protocol.clone())>
+                            <td><span class=swatch(kind)></span>{kind.label()}</td>
                             <td>{cell(&f, &|f| f.view.state.label())}</td>
                             <td>{cell(&f, &|f| lag_cell(f, |l| l.current_us))}</td>
                             <td data-testid="p50">{cell(&f, &|f| lag_cell(f, |l| l.p50_us))}</td>
@@ -127,7 +155,7 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
                             <td>{cell(&f, &|f| lag_cell(f, |l| l.max_us))}</td>
                             <td>{cell(&f, &|f| format::rate(f.view.updates_per_s))}</td>
                             <td>{cell(&f, &|f| format::rate(f.view.requests_per_s))}</td>
-                            <td>{cell(&f, &|f| wire_cell(f, |w| format::bytes_per_s(w.down_per_s)))}</td>
+                            <td data-testid="wire-down">{cell(&f, &|f| wire_cell(f, |w| format::bytes_per_s(w.down_per_s)))}</td>
                             <td>{cell(&f, &|f| wire_cell(f, |w| format::bytes_per_s(w.up_per_s)))}</td>
                             <td>{cell(&f, &|f| format::share(f.view.empty_share))}</td>
                             <td>{cell(&f, &|f| format::share(f.view.timeout_share))}</td>
@@ -146,7 +174,7 @@ pub fn Compare(session: SessionStore, frame: RwSignal<u64>) -> impl IntoView {
 /// on one scale, with requests per tick: polling's empty answers, long polling's request per
 /// batch and push's near-zero upstream read at a glance.
 #[component]
-fn Costs(rows: Memo<Vec<(TransportKind, Option<Figures>)>>) -> impl IntoView {
+fn Costs(rows: Memo<Vec<(Transport, Option<Figures>)>>) -> impl IntoView {
     let bars = move || {
         let rows = rows.get();
         let per_tick = |f: &Option<Figures>| {
@@ -168,7 +196,7 @@ fn Costs(rows: Memo<Vec<(TransportKind, Option<Figures>)>>) -> impl IntoView {
                 let (down, up, requests) = per_tick(&f).unwrap_or_default();
                 view! {
                     <div class="cost" data-testid=format!("cost-{}", kind.id())>
-                        <div class="cost-name"><span class=format!("swatch {}", kind.id())></span>{kind.label()}</div>
+                        <div class="cost-name"><span class=swatch(kind)></span>{kind.label()}</div>
                         <div class="cost-bar down" style=width(down)></div>
                         <div class="cost-figure">{format!("{} down", format::bytes_per_tick(Some(down)))}</div>
                         <div class="cost-bar up" style=width(up)></div>

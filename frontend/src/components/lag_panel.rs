@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use super::app::SessionStore;
 use crate::format;
 use crate::stats::{StatsView, WireView};
-use crate::transport::{TransportKind, now_us};
+use crate::transport::{Transport, TransportKind, now_us};
 use tickscope_shared::wire::WireReport;
 
 /// One transport's figures, ready to show.
@@ -38,7 +38,7 @@ pub fn protocol_cell(figures: &Figures) -> String {
 }
 
 /// The figures of `kind` at this instant, if it runs.
-pub fn figures(session: SessionStore, kind: TransportKind) -> Option<Figures> {
+pub fn figures(session: SessionStore, kind: Transport) -> Option<Figures> {
     session
         .try_update_value(|s| {
             let channel = s.as_mut()?.channels.iter_mut().find(|c| c.kind == kind)?;
@@ -75,18 +75,27 @@ pub fn wire_cell(figures: &Figures, show: fn(&WireView) -> String) -> String {
 
 /// A field of the latest wire report, for the page's `data-wire-*` attributes (what the
 /// packet-capture test reads).
-fn wire_total(figures: &Option<Figures>, pick: fn(&WireReport) -> i64) -> String {
+pub fn wire_total(figures: &Option<Figures>, pick: fn(&WireReport) -> i64) -> String {
     figures
         .as_ref()
         .and_then(|f| f.view.wire.as_ref())
         .map_or_else(String::new, |wire| pick(&wire.total).to_string())
 }
 
+/// A lag figure in µs, for the `data-lag-*` attributes benchmarks read.
+pub fn lag_us(
+    figures: &Option<Figures>,
+    pick: fn(&tickscope_shared::lag::LagSummary) -> i64,
+) -> Option<String> {
+    let lag = figures.as_ref()?.view.lag.as_ref()?;
+    Some(pick(lag).to_string())
+}
+
 #[component]
 pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind) -> impl IntoView {
     let figures = Memo::new(move |_| {
         frame.get();
-        figures(session, kind)
+        figures(session, kind.into())
     });
     let show = move |f: fn(&Figures) -> String| {
         move || figures.with(|x| x.as_ref().map(f).unwrap_or_default())
@@ -99,8 +108,8 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
             data-wire-at=move || figures.with(|f| wire_total(f, |w| w.at))
             data-offset-us=move || figures.with(|f| f.as_ref().and_then(|f| f.offset_us).map(|o| o.to_string()))
             data-offset-error-us=move || figures.with(|f| f.as_ref().and_then(|f| f.offset_error_us).map(|e| e.to_string()))
-            data-lag-p50-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p50_us.to_string()))
-            data-lag-p99-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.p99_us.to_string()))
+            data-lag-p50-us=move || figures.with(|f| lag_us(f, |l| l.p50_us))
+            data-lag-p99-us=move || figures.with(|f| lag_us(f, |l| l.p99_us))
             data-lag-mean-us=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| (l.mean_us as i64).to_string()))
             data-lag-count=move || figures.with(|f| f.as_ref().and_then(|f| f.view.lag.as_ref()).map(|l| l.count.to_string()))
             data-protocol=move || figures.with(|f| f.as_ref().and_then(|f| f.protocol.clone()))>

@@ -1,4 +1,5 @@
-//! The transport switch: one button per transport (three polling intervals), and compare mode.
+//! The transport switch: one button per transport (three polling intervals), and compare mode,
+//! also with HTTP/1.1 beside HTTP/2 when the server has an HTTP/1.1 origin.
 
 use leptos::prelude::*;
 
@@ -6,7 +7,7 @@ use super::app::Mode;
 use crate::transport::TransportKind;
 
 #[component]
-pub fn Switch(mode: RwSignal<Mode>) -> impl IntoView {
+pub fn Switch(mode: RwSignal<Mode>, versions: bool) -> impl IntoView {
     let buttons = TransportKind::CHOICES
         .into_iter()
         .map(|kind| {
@@ -27,12 +28,23 @@ pub fn Switch(mode: RwSignal<Mode>) -> impl IntoView {
             {buttons}
             <button
                 class="compare-button"
-                class:active=move || mode.get() == Mode::Compare
+                class:active=move || mode.get() == Mode::Compare { versions: false }
                 data-testid="mode-compare"
-                on:click=move |_| mode.set(Mode::Compare)
+                on:click=move |_| mode.set(Mode::Compare { versions: false })
             >
                 "Compare all"
             </button>
+            <Show when=move || versions>
+                <button
+                    class="compare-button"
+                    class:active=move || mode.get() == Mode::Compare { versions: true }
+                    data-testid="mode-compare-versions"
+                    title="Each HTTP transport over HTTP/2 and over HTTP/1.1 (the server's second port), side by side"
+                    on:click=move |_| mode.set(Mode::Compare { versions: true })
+                >
+                    "Compare HTTP/1.1 and HTTP/2"
+                </button>
+            </Show>
         </nav>
     }
 }

@@ -93,8 +93,8 @@ async fn ask(
     *requests += 1;
     emit(FeedEvent::Request { at_us: now_us() });
     let answer = match ask {
-        Ask::Poll => api::poll(*cursor, &stop.meter, &stop.signal).await,
-        Ask::LongPoll => api::long_poll(*cursor, &stop.meter, &stop.signal).await,
+        Ask::Poll => api::poll(&stop.origin, *cursor, &stop.meter, &stop.signal).await,
+        Ask::LongPoll => api::long_poll(&stop.origin, *cursor, &stop.meter, &stop.signal).await,
     };
     match answer {
         Ok(api::Answer {
@@ -136,6 +136,7 @@ pub(super) async fn sync_clock(kind: TransportKind, stop: &Stop, emit: &Emit) {
     static EXCHANGES: AtomicU32 = AtomicU32::new(0);
     for _ in 0..3 {
         let url = api::time_url(
+            &stop.origin,
             kind.wire_name(),
             &stop.meter,
             EXCHANGES.fetch_add(1, Ordering::Relaxed),
@@ -166,7 +167,7 @@ pub(super) async fn sync_clock(kind: TransportKind, stop: &Stop, emit: &Emit) {
     }
 }
 
-/// When the request to `path` went out and its answer's first byte came back, as the
+/// When the request to `url` went out and its answer's first byte came back, as the
 /// browser's Resource Timing recorded them (client clock, Unix µs), and the protocol it went
 /// over. That is the round trip on the wire, without the time the page took to start the fetch
 /// and to run the code that reads the answer: in headless Chromium those made a loopback
@@ -175,9 +176,9 @@ pub(super) async fn sync_clock(kind: TransportKind, stop: &Stop, emit: &Emit) {
 ///
 /// Chromium may add the entry a task after the answer's body resolved (it did over HTTP/2),
 /// so a missing one is looked for again after a few turns of the event loop.
-async fn on_the_wire(path: &str) -> Option<(i64, i64, String)> {
+async fn on_the_wire(url: &str) -> Option<(i64, i64, String)> {
     for _ in 0..4 {
-        if let Some(timing) = resource_timing(path) {
+        if let Some(timing) = resource_timing(url) {
             return Some(timing);
         }
         gloo_timers::future::TimeoutFuture::new(0).await;
@@ -185,10 +186,16 @@ async fn on_the_wire(path: &str) -> Option<(i64, i64, String)> {
     None
 }
 
-fn resource_timing(path: &str) -> Option<(i64, i64, String)> {
+/// `url` is a path on the page's origin, or a whole URL on another (whose answers carry
+/// `Timing-Allow-Origin`, without which the browser records no times for them).
+fn resource_timing(url: &str) -> Option<(i64, i64, String)> {
     let window = web_sys::window()?;
     let performance = window.performance()?;
-    let name = format!("{}{path}", window.location().origin().ok()?);
+    let name = if url.starts_with('/') {
+        format!("{}{url}", window.location().origin().ok()?)
+    } else {
+        url.to_owned()
+    };
     // gloo-net ends the URL it fetches with `&`, and the entry is named by that URL.
     let entries = performance.get_entries_by_type("resource");
     let entry = (0..entries.length())

@@ -104,6 +104,73 @@ impl TransportKind {
     }
 }
 
+/// Which of the server's origins a transport's requests go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// The page's own origin: HTTP/2 when the server offers it over TLS.
+    Page,
+    /// The server's HTTP/1.1-only origin (`/api/origins`), for compare mode: a browser uses one
+    /// protocol per origin, so HTTP/1.1 beside HTTP/2 needs a second one.
+    Http1,
+}
+
+/// A running transport: its kind and the origin it goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Transport {
+    pub kind: TransportKind,
+    pub via: Via,
+}
+
+impl From<TransportKind> for Transport {
+    fn from(kind: TransportKind) -> Self {
+        Self {
+            kind,
+            via: Via::Page,
+        }
+    }
+}
+
+impl Transport {
+    /// The HTTP transports of compare mode, over the HTTP/1.1-only origin.
+    pub fn http1(kind: TransportKind) -> Self {
+        Self {
+            kind,
+            via: Via::Http1,
+        }
+    }
+
+    /// Compare mode's transports: the five on the page's origin, and with `versions`, each HTTP
+    /// one again over HTTP/1.1 beside it (WebSocket is on HTTP/1.1 already).
+    pub fn compared(versions: bool) -> Vec<Transport> {
+        TransportKind::COMPARED
+            .iter()
+            .flat_map(|&kind| {
+                let again = versions && kind != TransportKind::WebSocket;
+                std::iter::once(Transport::from(kind)).chain(again.then(|| Transport::http1(kind)))
+            })
+            .collect()
+    }
+
+    pub fn label(self) -> String {
+        match self.via {
+            Via::Page => self.kind.label(),
+            Via::Http1 => format!("{} · HTTP/1.1", self.kind.label()),
+        }
+    }
+
+    /// A stable id for `data-testid`s and CSS classes.
+    pub fn id(self) -> String {
+        match self.via {
+            Via::Page => self.kind.id(),
+            Via::Http1 => format!("{}-http1", self.kind.id()),
+        }
+    }
+
+    pub fn stall_after_us(self) -> i64 {
+        self.kind.stall_after_us()
+    }
+}
+
 /// What a transport client reports.
 #[derive(Debug, Clone)]
 pub enum FeedEvent {
@@ -171,8 +238,8 @@ pub struct FeedClient {
 }
 
 impl FeedClient {
-    /// Starts `kind` from cursor `since`.
-    pub fn start(kind: TransportKind, since: u64, emit: Emit) -> Self {
+    /// Starts `kind` from cursor `since`, its requests going to `origin` (empty: the page's).
+    pub fn start(kind: TransportKind, origin: &str, since: u64, emit: Emit) -> Self {
         let stopped = Rc::new(Cell::new(false));
         let abort = web_sys::AbortController::new().expect("AbortController exists in browsers");
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -190,6 +257,7 @@ impl FeedClient {
             signal: abort.signal(),
             dropped: stop_rx.shared(),
             meter: new_meter().into(),
+            origin: origin.into(),
         };
         leptos::task::spawn_local(async move {
             match kind {
@@ -227,6 +295,8 @@ pub(crate) struct Stop {
     /// The name of this client's meter on the server (`meter=` on each of its requests), so
     /// the server counts what it costs on the wire.
     pub(crate) meter: Rc<str>,
+    /// The origin its requests go to (`https://host:port`), or empty for the page's own.
+    pub(crate) origin: Rc<str>,
 }
 
 /// A new meter name: 64 random bits in hex.
@@ -280,20 +350,21 @@ pub(crate) async fn reconnecting(
     }
 }
 
-/// A streamed transport's URL at `path`: from `cursor`, on `meter`, saying why the last
-/// stream ended when it did.
+/// A streamed transport's URL at `path` on its origin: from `cursor`, on its meter, saying
+/// why the last stream ended when it did.
 pub(crate) fn stream_url(
     path: &str,
     cursor: u64,
-    meter: &str,
+    stop: &Stop,
     reconnect: Option<Reconnect>,
 ) -> String {
+    let (origin, meter) = (&stop.origin, &stop.meter);
     match reconnect {
         Some(reason) => format!(
-            "{path}?since={cursor}&meter={meter}&reconnect={}",
+            "{origin}{path}?since={cursor}&meter={meter}&reconnect={}",
             reason.as_str()
         ),
-        None => format!("{path}?since={cursor}&meter={meter}"),
+        None => format!("{origin}{path}?since={cursor}&meter={meter}"),
     }
 }
 

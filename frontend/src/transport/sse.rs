@@ -42,7 +42,7 @@ async fn stream(
     stop: &Stop,
     emit: &Emit,
 ) -> Result<(), String> {
-    let url = stream_url("/api/sse", *cursor, &stop.meter, reconnect.take());
+    let url = stream_url("/api/sse", *cursor, stop, reconnect.take());
     let source =
         EventSource::new(&url).map_err(|err| format!("cannot open the event stream: {err:?}"))?;
     let (signals, mut received) = mpsc::unbounded::<Signal>();

@@ -35,7 +35,7 @@ async fn stream(
     stop: &Stop,
     emit: &Emit,
 ) -> Result<(), String> {
-    let url = stream_url("/api/stream", *cursor, &stop.meter, reconnect.take());
+    let url = stream_url("/api/stream", *cursor, stop, reconnect.take());
     emit(FeedEvent::Request { at_us: now_us() });
     let response = Request::get(&url)
         .abort_signal(Some(&stop.signal))

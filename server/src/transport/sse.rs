@@ -31,7 +31,7 @@ pub async fn stream(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.metrics.transport(Transport::Sse).requests.inc();
-    origin::check(&req, &state.config.allowed_origins)?;
+    origin::check(&req, &state.config)?;
     let params = Params::parse(req.query_string())?;
     let since = match req.headers().get("last-event-id") {
         Some(value) => {

@@ -33,7 +33,7 @@ pub async fn stream(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.metrics.transport(Transport::Stream).requests.inc();
-    origin::check(&req, &state.config.allowed_origins)?;
+    origin::check(&req, &state.config)?;
     let params = Params::parse(req.query_string())?;
     let since = params.since()?;
     let filter = params.symbols(state.universe(), state.max_symbols())?;

@@ -47,7 +47,7 @@ pub async fn handshake(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.metrics.transport(Transport::WebSocket).requests.inc();
-    origin::check(&req, &state.config.allowed_origins)?;
+    origin::check(&req, &state.config)?;
     let reconnect = Params::parse(req.query_string())?.reconnect()?;
     let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
     let max_bytes = state.config.max_ws_message_bytes;

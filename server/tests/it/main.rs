@@ -24,4 +24,5 @@ mod stream;
 mod tabs;
 mod tls;
 mod transports;
+mod versions;
 mod wire;
