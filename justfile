@@ -146,7 +146,7 @@ soak MINUTES="30":
 bench-http SECONDS="30" *SERVER_ARGS: (setup "--browser") build-app
     #!/usr/bin/env bash
     set -euo pipefail
-    cargo build --release -p tickscope --examples
+    cargo build --release -p tickscope --bins --examples
     read -r cert key < <(scripts/localhost-cert.sh target/tls)
     port=18443
     taskset -c 0 ./target/release/tickscope --addr 127.0.0.1:$port --workers 1 --static-dir dist \
@@ -158,7 +158,7 @@ bench-http SECONDS="30" *SERVER_ARGS: (setup "--browser") build-app
 bench-app SECONDS="30": (setup "--browser") build-app
     #!/usr/bin/env bash
     set -euo pipefail
-    cargo build --release -p tickscope --examples
+    cargo build --release -p tickscope --bins --examples
     echo "== app size"
     total=0
     for f in dist/*.wasm dist/*.js; do
