@@ -436,7 +436,8 @@ impl Source {
         if config.role == Role::All {
             let feed = new_feed(generated, seq_base, &metrics);
             let simulator = Simulator::new(feed.universe(), config.rate, config.speed, rng);
-            let tasks = vec![tokio::spawn(simulator::run(
+            // The opening quotes are in the feed before the first request.
+            let tasks = vec![tokio::spawn(simulator::start(
                 simulator,
                 feed.clone(),
                 stop.clone(),
@@ -473,11 +474,12 @@ impl Source {
                 status.clone(),
                 stop.clone(),
             )));
-            tasks.push(tokio::spawn(simulator::run(
-                simulator,
-                feed.clone(),
-                stop.clone(),
-            )));
+            // Started in its task, after `forward` has taken the feed's head: the opening
+            // quotes go to NATS like every tick.
+            tasks.push(tokio::spawn({
+                let (feed, stop) = (feed.clone(), stop.clone());
+                async move { simulator::start(simulator, feed, stop).await }
+            }));
             feed
         } else {
             let universe = cluster::start_edge(&broker, stop).await?;

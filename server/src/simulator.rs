@@ -141,11 +141,21 @@ fn cents_up(value: f64) -> f64 {
     (value * 100.0).ceil() / 100.0
 }
 
-/// Runs the simulation until `shutdown`: publishes the opening quotes, then every tick whose
-/// arrival time has come, in one publish per wake-up. Sleeping until the next arrival and
-/// catching up on all that are due keeps the rate right even when the timer wakes late.
-pub async fn run(mut simulator: Simulator, feed: Feed, shutdown: CancellationToken) {
+/// Publishes the opening quotes at once, when called (so a server's snapshot is complete
+/// before it takes a request, whichever thread serves it), and returns the simulation to run.
+pub fn start(
+    mut simulator: Simulator,
+    feed: Feed,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> {
     feed.publish(&simulator.opening_quotes());
+    run(simulator, feed, shutdown)
+}
+
+/// Runs the simulation until `shutdown`: every tick whose arrival time has come, in one
+/// publish per wake-up. Sleeping until the next arrival and catching up on all that are due
+/// keeps the rate right even when the timer wakes late.
+async fn run(mut simulator: Simulator, feed: Feed, shutdown: CancellationToken) {
     let start = Instant::now();
     let Some(first) = simulator.next_arrival() else {
         shutdown.cancelled().await;
