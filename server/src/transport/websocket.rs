@@ -15,13 +15,8 @@
 //! [`crate::frame_guard`]), 1002 for a broken frame; 1001 when the server shuts down. A
 //! connection the server closes is shut down a short grace later ([`crate::hang_up`]).
 
-use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::io::IoSlice;
-use std::pin::Pin;
-use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use actix_codec::{Decoder, Encoder};
@@ -29,7 +24,7 @@ use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, Message, Protoc
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, interval_at};
 use tracing::debug;
 
@@ -100,7 +95,7 @@ pub async fn handshake(
 /// refuses an oversized frame at its header, and the message being put together from
 /// fragments.
 struct Socket {
-    conn: Rc<Conn>,
+    io: tls::Io,
     read: BytesMut,
     scanner: FrameScanner,
     codec: Codec,
@@ -133,10 +128,10 @@ const KEEP_READ_BUFFER: usize = 4096;
 const DRAIN_AFTER_CLOSE: usize = 16 * 1024;
 
 impl Socket {
-    fn new(conn: Rc<Conn>, leftover: &[u8], max_bytes: u64) -> Self {
+    fn new(io: tls::Io, leftover: &[u8], max_bytes: u64) -> Self {
         let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         Self {
-            conn,
+            io,
             read: BytesMut::from(leftover),
             scanner: FrameScanner::new(max_bytes),
             codec: Codec::new().max_size(max),
@@ -147,13 +142,15 @@ impl Socket {
 
     /// Reads what the client sent; `Ok(false)` when it has closed its side.
     async fn read(&mut self) -> std::io::Result<bool> {
-        let mut chunk = [0u8; READ_CHUNK];
-        let read = self.conn.read(&mut chunk).await?;
+        if self.read.capacity() - self.read.len() < READ_CHUNK {
+            self.read.reserve(READ_CHUNK);
+        }
+        let before = self.read.len();
+        let read = self.io.read_buf(&mut self.read).await?;
         // Refused at the header, before the frame is held (`frame_guard`).
-        if let Err(refusal) = self.scanner.scan(&chunk[..read]) {
+        if let Err(refusal) = self.scanner.scan(&self.read[before..]) {
             return Err(std::io::Error::other(refusal));
         }
-        self.read.extend_from_slice(&chunk[..read]);
         Ok(read > 0)
     }
 
@@ -214,15 +211,9 @@ impl Socket {
         }))
     }
 
-    /// Writes `parts` after whatever waits, within the slow-client timeout.
+    /// Writes `parts` as they are, within the slow-client timeout.
     async fn write(&mut self, parts: &[&[u8]], timeout: Duration) -> Result<(), Stop> {
-        self.conn.put(parts).map_err(|_| Stop::Gone)?;
-        self.drain(timeout).await
-    }
-
-    /// Writes what waits for the socket, within the slow-client timeout.
-    async fn drain(&mut self, timeout: Duration) -> Result<(), Stop> {
-        match tokio::time::timeout(timeout, self.conn.drain()).await {
+        match tokio::time::timeout(timeout, write_all(&mut self.io, parts)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => Err(Stop::Gone),
             Err(_elapsed) => Err(Stop::TooSlow),
@@ -239,225 +230,19 @@ impl Socket {
     }
 }
 
-/// A WebSocket's socket, shared by its connection's task and its worker's fan-out task
-/// ([`Hub`]), both on the worker's thread. The fan-out writes each publish's batches straight
-/// to every socket that has nothing waiting; what a socket does not take waits in `backlog`,
-/// and the connection's task writes it (and what the client fell behind on) when the socket can
-/// take it, or drops the client as too slow.
-struct Conn {
-    io: RefCell<tls::Io>,
-    subscription: RefCell<Option<Subscription>>,
-    /// Bytes the socket has not taken yet, in order.
-    backlog: RefCell<VecDeque<Bytes>>,
-    /// TLS records written into the session but not yet to the socket.
-    unflushed: Cell<bool>,
-    /// The connection's task, while it waits for something to write.
-    task: Cell<Option<Waker>>,
-    /// The connection is closing: no more batches.
-    closed: Cell<bool>,
-}
-
-impl Conn {
-    fn new(io: tls::Io) -> Rc<Self> {
-        Rc::new(Self {
-            io: RefCell::new(io),
-            subscription: RefCell::new(None),
-            backlog: RefCell::new(VecDeque::new()),
-            unflushed: Cell::new(false),
-            task: Cell::new(None),
-            closed: Cell::new(false),
-        })
-    }
-
-    fn waiting(&self) -> bool {
-        !self.backlog.borrow().is_empty() || self.unflushed.get()
-    }
-
-    /// Writes `parts` now as far as the socket takes them, keeping the rest for the task.
-    fn put(&self, parts: &[&[u8]]) -> std::io::Result<()> {
-        if self.waiting() {
-            let mut backlog = self.backlog.borrow_mut();
-            backlog.extend(parts.iter().map(|part| Bytes::copy_from_slice(part)));
-            return Ok(());
+/// Writes every byte of `parts`, in as few calls as the socket allows.
+async fn write_all(io: &mut (impl AsyncWrite + Unpin), parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+    let mut slices = &mut slices[..];
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let written = io.write_vectored(slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
         }
-        let mut io = self.io.borrow_mut();
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
-        let mut slices = &mut slices[..];
-        let mut written_in_all = 0;
-        while !slices.is_empty() {
-            match Pin::new(&mut *io).poll_write_vectored(&mut cx, slices) {
-                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
-                Poll::Ready(Ok(written)) => {
-                    written_in_all += written;
-                    IoSlice::advance_slices(&mut slices, written);
-                }
-                Poll::Ready(Err(err)) => return Err(err),
-                Poll::Pending => break,
-            }
-        }
-        if !slices.is_empty() {
-            // The rest waits, from the first byte the socket did not take.
-            let mut skip = written_in_all;
-            let mut backlog = self.backlog.borrow_mut();
-            for part in parts {
-                if skip >= part.len() {
-                    skip -= part.len();
-                    continue;
-                }
-                backlog.push_back(Bytes::copy_from_slice(&part[skip..]));
-                skip = 0;
-            }
-        }
-        if !matches!(Pin::new(&mut *io).poll_flush(&mut cx), Poll::Ready(Ok(()))) {
-            self.unflushed.set(true);
-        }
-        drop(io);
-        if self.waiting()
-            && let Some(task) = self.task.take()
-        {
-            task.wake();
-        }
-        Ok(())
+        IoSlice::advance_slices(&mut slices, written);
     }
-
-    /// Writes the batches the subscription is behind on, unless something waits already.
-    fn push(&self, state: &AppState) -> std::io::Result<()> {
-        if self.closed.get() || self.waiting() {
-            return Ok(());
-        }
-        loop {
-            let frame = {
-                let mut subscription = self.subscription.borrow_mut();
-                let Some(subscription) = subscription.as_mut() else {
-                    return Ok(());
-                };
-                subscription.next_frame(&state.feed, Framing::WebSocket, state.max_batch_ticks())
-            };
-            let Some(frame) = frame else { return Ok(()) };
-            let payload = frame.text.into_bytes();
-            state.metrics.sent(Transport::WebSocket, payload.len());
-            let header = super::push::text_frame_header(payload.len());
-            self.put(&[&header, &payload])?;
-            if self.waiting() {
-                return Ok(());
-            }
-        }
-    }
-
-    /// Resolves once something waits to be written.
-    async fn backlogged(&self) {
-        std::future::poll_fn(|cx| {
-            if self.waiting() {
-                Poll::Ready(())
-            } else {
-                self.task.set(Some(cx.waker().clone()));
-                Poll::Pending
-            }
-        })
-        .await;
-    }
-
-    /// Writes everything that waits, as fast as the socket takes it.
-    async fn drain(&self) -> std::io::Result<()> {
-        std::future::poll_fn(|cx| {
-            let mut io = self.io.borrow_mut();
-            loop {
-                let mut backlog = self.backlog.borrow_mut();
-                let Some(front) = backlog.front_mut() else {
-                    break;
-                };
-                match Pin::new(&mut *io).poll_write(cx, front) {
-                    Poll::Ready(Ok(0)) => {
-                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
-                    }
-                    Poll::Ready(Ok(written)) => {
-                        let _ = front.split_to(written);
-                        if front.is_empty() {
-                            backlog.pop_front();
-                        }
-                        self.unflushed.set(true);
-                    }
-                    Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            let flushed = Pin::new(&mut *io).poll_flush(cx);
-            if flushed.is_ready() {
-                self.unflushed.set(false);
-            }
-            flushed
-        })
-        .await
-    }
-
-    async fn read(&self, chunk: &mut [u8]) -> std::io::Result<usize> {
-        std::future::poll_fn(|cx| {
-            let mut buf = ReadBuf::new(chunk);
-            let mut io = self.io.borrow_mut();
-            std::task::ready!(Pin::new(&mut *io).poll_read(cx, &mut buf))?;
-            Poll::Ready(Ok(buf.filled().len()))
-        })
-        .await
-    }
-}
-
-/// A worker's WebSocket connections, and the one task that writes each publish to them all.
-struct Hub {
-    conns: RefCell<Vec<Weak<Conn>>>,
-}
-
-thread_local! {
-    static HUB: RefCell<Option<Rc<Hub>>> = const { RefCell::new(None) };
-}
-
-impl Hub {
-    /// Adds `conn` to this worker's hub, starting the hub's task with the first.
-    fn join(state: &Arc<AppState>, conn: &Rc<Conn>) {
-        let hub = HUB.with(|hub| {
-            hub.borrow_mut()
-                .get_or_insert_with(|| {
-                    let hub = Rc::new(Hub {
-                        conns: RefCell::new(Vec::new()),
-                    });
-                    actix_web::rt::spawn(fan_out(hub.clone(), state.clone()));
-                    hub
-                })
-                .clone()
-        });
-        hub.conns.borrow_mut().push(Rc::downgrade(conn));
-    }
-}
-
-/// On each publish, writes every connection's batches to its socket, one after the other.
-async fn fan_out(hub: Rc<Hub>, state: Arc<AppState>) {
-    let mut published = state.feed.subscribe();
-    let shutdown = state.shutdown.clone();
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            changed = published.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
-        published.borrow_and_update();
-        let conns: Vec<Rc<Conn>> = {
-            let mut conns = hub.conns.borrow_mut();
-            conns.retain(|conn| conn.strong_count() > 0);
-            conns.iter().filter_map(Weak::upgrade).collect()
-        };
-        for conn in conns {
-            if conn.push(&state).is_err() {
-                // Its task finds the socket broken on its next read or write.
-                conn.closed.set(true);
-                if let Some(task) = conn.task.take() {
-                    task.wake();
-                }
-            }
-        }
-    }
+    io.flush().await
 }
 
 /// Serves one client from the upgrade on (`leftover`: what it sent after the handshake's
@@ -471,9 +256,7 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     } = takeover;
     let _slot: Slot = slot;
     let _client = state.metrics.client(Transport::WebSocket);
-    let conn = Conn::new(io);
-    Hub::join(&state, &conn);
-    let mut socket = Socket::new(conn.clone(), leftover, state.config.max_ws_message_bytes);
+    let mut socket = Socket::new(io, leftover, state.config.max_ws_message_bytes);
     // Declared after the socket, so dropped before it: it reads the socket's TCP state.
     let _dead_peer = dead_peer;
     let slow = state.config.slow_client_timeout();
@@ -482,6 +265,9 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     let mut last_heard = Instant::now();
     let mut budget = MessageBudget::new(state.config.max_ws_messages_per_s);
+    let mut subscription: Option<Subscription> = None;
+    let mut published = state.feed.subscribe();
+    let mut feed_gone = false;
     let mut client_closed = false;
     let shutdown = state.shutdown.clone();
     let mut shutting_down = std::pin::pin!(shutdown.cancelled());
@@ -530,12 +316,17 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                                         }
                                     },
                                 };
+                                // Seen before the feed is read, so a publish in between
+                                // wakes the loop again.
+                                published.borrow_and_update();
+                                let mut subscribed = Subscription::new(&state.feed, filter, since);
                                 // Served at once: a cursor behind the head needs no publish.
-                                *conn.subscription.borrow_mut() =
-                                    Some(Subscription::new(&state.feed, filter, since));
-                                if conn.push(&state).is_err() {
-                                    break 'connection None;
+                                if let Err(stop) =
+                                    send_batches(&state, &mut socket, &mut subscribed).await
+                                {
+                                    break 'connection stop.close(&state);
                                 }
+                                subscription = Some(subscribed);
                             }
                             Ok(ClientMessage::Ping { t }) => {
                                 let pong = ServerMessage::Pong {
@@ -589,16 +380,15 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                     },
                 }
             }
-            () = conn.backlogged() => {
-                if conn.closed.get() {
-                    break None;
+            changed = published.changed(), if subscription.is_some() && !feed_gone => {
+                if changed.is_err() {
+                    feed_gone = true;
+                    continue;
                 }
-                // What the socket did not take, then what the client fell behind on meanwhile.
-                if let Err(stop) = socket.drain(slow).await {
+                published.borrow_and_update();
+                let Some(subscribed) = subscription.as_mut() else { continue };
+                if let Err(stop) = send_batches(&state, &mut socket, subscribed).await {
                     break stop.close(&state);
-                }
-                if conn.push(&state).is_err() {
-                    break None;
                 }
             }
             _ = report.tick(), if meter.is_some() => {
@@ -622,8 +412,6 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
             }
         }
     };
-    // No batch after the close.
-    conn.closed.set(true);
     let Some(close) = close else { return };
     // A slow client may not take even the close frame; it is dropped either way.
     if socket
@@ -642,7 +430,7 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
         let mut drain = [0u8; 1024];
         let mut left = DRAIN_AFTER_CLOSE;
         while left > 0 {
-            match conn.read(&mut drain).await {
+            match socket.io.read(&mut drain).await {
                 Ok(read) if read > 0 => left = left.saturating_sub(read),
                 _ => return,
             }
@@ -650,11 +438,26 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
         std::future::pending::<()>().await;
     })
     .await;
-    let _ = tokio::time::timeout(
-        Duration::from_millis(100),
-        std::future::poll_fn(|cx| Pin::new(&mut *conn.io.borrow_mut()).poll_shutdown(cx)),
-    )
-    .await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), socket.io.shutdown()).await;
+}
+
+/// Sends the client every batch its subscription is behind on, each a text frame: a header
+/// of its own and the payload shared by every client at the same cursor.
+async fn send_batches(
+    state: &AppState,
+    socket: &mut Socket,
+    subscription: &mut Subscription,
+) -> Result<(), Stop> {
+    let slow = state.config.slow_client_timeout();
+    while let Some(frame) =
+        subscription.next_frame(&state.feed, Framing::WebSocket, state.max_batch_ticks())
+    {
+        let payload = frame.text.into_bytes();
+        state.metrics.sent(Transport::WebSocket, payload.len());
+        let header = super::push::text_frame_header(payload.len());
+        socket.write(&[&header, &payload], slow).await?;
+    }
+    Ok(())
 }
 
 /// How many messages a client may still send in the current second.
