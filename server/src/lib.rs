@@ -7,8 +7,8 @@
 //!   a client's cursor into it;
 //! - [`encode`]: batches written from pre-encoded ticks;
 //! - [`http`]: the REST endpoints and the routes; [`transport`]: polling, long polling,
-//!   WebSocket (with [`frame_guard`], frames refused at their header, and [`hang_up`], closed
-//!   connections ended) and Server-Sent Events, a file each;
+//!   WebSocket (with [`frame_guard`], frames refused at their header, and [`upgrade`], which
+//!   hands it its connection) and Server-Sent Events, a file each;
 //! - [`query`] and [`error`]: decoding client input and answering its errors;
 //! - [`metrics`]: the Prometheus series; [`peer`]: finding and counting dead peers;
 //! - [`pieces`]: response bodies in pieces, so connections' write buffers stay small;
@@ -25,7 +25,6 @@ pub mod encode;
 pub mod error;
 pub mod feed;
 pub mod frame_guard;
-pub mod hang_up;
 pub mod http;
 pub mod lab;
 pub mod limits;

@@ -70,9 +70,13 @@ where
             .send(Message::Item((head, BodySize::None)))
             .await
             .map_err(|err| failed("writing the handshake's answer", &err))?;
-        let parts = framed.into_parts();
-        // The dispatcher's buffers go: the connection keeps a small one of its own.
-        websocket::run(parts.io, &parts.read_buf, takeover).await;
+        // The dispatcher's buffers (kilobytes each) go now, not with the connection: only
+        // what the client sent after the handshake is kept.
+        let (io, leftover) = {
+            let parts = framed.into_parts();
+            (parts.io, parts.read_buf.to_vec())
+        };
+        websocket::run(io, &leftover, takeover).await;
         return Ok(());
     }
     // Not a WebSocket: the answer, whole, and the connection ends.

@@ -1,4 +1,4 @@
-//! The response body of a push transport (WebSocket, SSE, HTTP streaming) that takes its
+//! The response body of a streamed HTTP transport (SSE, HTTP streaming) that takes its
 //! batches from the feed itself, and the task that keeps a streamed HTTP response (SSE, HTTP
 //! streaming) alive beside it ([`keep_streaming`]).
 //!

@@ -13,7 +13,7 @@
 //! 1003 for binary messages, 1007 for text that is not UTF-8, 1008 for a message that is not a
 //! valid request, 1009 for one over the size limit (refused at the header that declares it,
 //! [`crate::frame_guard`]), 1002 for a broken frame; 1001 when the server shuts down. A
-//! connection the server closes is shut down a short grace later ([`crate::hang_up`]).
+//! connection the server closes is shut down a short grace later ([`CLOSE_GRACE`]).
 
 use std::io::IoSlice;
 use std::sync::Arc;
@@ -34,7 +34,6 @@ use crate::encode::Framing;
 use crate::error::ApiError;
 use crate::feed::Subscription;
 use crate::frame_guard::{FrameScanner, Refusal};
-use crate::hang_up::CLOSE_GRACE;
 use crate::limits::{self, Kind, Slot};
 use crate::metrics::Transport;
 use crate::origin;
@@ -124,6 +123,8 @@ enum Received {
 /// keeps a small buffer.
 const READ_CHUNK: usize = 512;
 const KEEP_READ_BUFFER: usize = 4096;
+/// How long a client gets, after the server's close frame, to close the connection itself.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// What a client may still send after the server's close and have it read.
 const DRAIN_AFTER_CLOSE: usize = 16 * 1024;
 
