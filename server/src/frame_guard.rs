@@ -6,22 +6,13 @@
 //! enough data", and actix-ws 0.4's `MessageStream` keeps appending what the client sends. A
 //! client that declares 2^40 bytes and streams made the server hold 200 MiB for 200 MiB sent.
 //! [`FrameScanner`] follows the frame boundaries as the bytes pass through, holding at most one
-//! header's 14 bytes, and [`FrameGuard`] ends the request payload with a [`Refusal`] as soon as
-//! a header's length field is complete and over the limit. The guard can go once actix-http
-//! checks the declared length at the header.
+//! header's 14 bytes, and refuses ([`Refusal`]) as soon as a header's length field is complete
+//! and over the limit. The WebSocket connection (`transport::websocket`) scans every byte it
+//! reads before decoding, so a refused frame is never held.
 //!
 //! The same scan refuses, at the header, a fragment that takes its message's running total
 //! past the limit, and a control frame declaring more than the 125 bytes RFC 6455 allows
 //! (actix-http buffers those too before checking).
-
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
-
-use actix_web::error::PayloadError;
-use actix_ws::ProtocolError;
-use bytes::Bytes;
-use futures_util::Stream;
 
 /// The longest frame header: 2 bytes, a 64-bit length, a 4-byte mask.
 const MAX_HEADER_BYTES: usize = 14;
@@ -38,22 +29,6 @@ pub enum Refusal {
     /// A ping, pong or close declaring more than 125 bytes.
     #[error("control frame of {declared} bytes; at most 125 are allowed")]
     ControlTooLong { declared: u64 },
-}
-
-impl Refusal {
-    /// The refusal inside an error of the message stream, if that is why it ended. actix-ws
-    /// wraps the payload's error in `ProtocolError::Io`, and the guard's `PayloadError::Io`
-    /// holds the refusal.
-    pub fn of(err: &ProtocolError) -> Option<Refusal> {
-        let ProtocolError::Io(outer) = err else {
-            return None;
-        };
-        let payload = outer.get_ref()?.downcast_ref::<PayloadError>()?;
-        let PayloadError::Io(inner) = payload else {
-            return None;
-        };
-        inner.get_ref()?.downcast_ref::<Refusal>().copied()
-    }
 }
 
 /// Where the scan is in the client's byte stream.
@@ -233,47 +208,6 @@ fn parse(bytes: &[u8]) -> Option<Header> {
     })
 }
 
-/// The request payload of a WebSocket, scanned by a [`FrameScanner`]: chunks pass through
-/// unchanged until a header is refused, which ends the payload with that [`Refusal`] (inside
-/// `PayloadError::Io`) and drops the chunk that carried it.
-pub struct FrameGuard<S> {
-    payload: S,
-    scanner: FrameScanner,
-    ended: bool,
-}
-
-impl<S> FrameGuard<S> {
-    pub fn new(payload: S, max_message_bytes: u64) -> Self {
-        Self {
-            payload,
-            scanner: FrameScanner::new(max_message_bytes),
-            ended: false,
-        }
-    }
-}
-
-impl<S> Stream for FrameGuard<S>
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin,
-{
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        let item = ready!(Pin::new(&mut this.payload).poll_next(cx));
-        if let Some(Ok(chunk)) = &item
-            && let Err(refusal) = this.scanner.scan(chunk)
-        {
-            this.ended = true;
-            return Poll::Ready(Some(Err(PayloadError::Io(io::Error::other(refusal)))));
-        }
-        Poll::Ready(item)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,15 +324,5 @@ mod tests {
                 Err(Refusal::ControlTooLong { declared: 126 })
             );
         }
-    }
-
-    #[test]
-    fn the_refusal_is_found_inside_the_stream_error() {
-        let refusal = Refusal::ControlTooLong { declared: 200 };
-        let payload_error = PayloadError::Io(io::Error::other(refusal));
-        // As actix-ws 0.4's MessageStream wraps a payload error.
-        let err = ProtocolError::Io(io::Error::other(payload_error));
-        assert_eq!(Refusal::of(&err), Some(refusal));
-        assert_eq!(Refusal::of(&ProtocolError::Overflow), None);
     }
 }

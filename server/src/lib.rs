@@ -7,8 +7,8 @@
 //!   a client's cursor into it;
 //! - [`encode`]: batches written from pre-encoded ticks;
 //! - [`http`]: the REST endpoints and the routes; [`transport`]: polling, long polling,
-//!   WebSocket (with [`frame_guard`], frames refused at their header, and [`hang_up`], closed
-//!   connections ended) and Server-Sent Events, a file each;
+//!   WebSocket (with [`frame_guard`], frames refused at their header, and [`upgrade`], which
+//!   hands it its connection) and Server-Sent Events, a file each;
 //! - [`query`] and [`error`]: decoding client input and answering its errors;
 //! - [`metrics`]: the Prometheus series; [`peer`]: finding and counting dead peers;
 //! - [`pieces`]: response bodies in pieces, so connections' write buffers stay small;
@@ -25,7 +25,6 @@ pub mod encode;
 pub mod error;
 pub mod feed;
 pub mod frame_guard;
-pub mod hang_up;
 pub mod http;
 pub mod lab;
 pub mod limits;
@@ -38,6 +37,7 @@ pub mod simulator;
 pub mod symbols;
 pub mod tls;
 pub mod transport;
+pub mod upgrade;
 pub mod wire;
 
 use std::cell::OnceCell;
@@ -257,6 +257,16 @@ fn http_server(
         let app_config = config.clone();
         let (ready, wire, graceful) = (ready.clone(), wire.clone(), graceful.clone());
         anyhow::Ok(move || {
+            let app_config_fn = move |()| {
+                // What `HttpServer` passes: this address as the host a request without a
+                // Host header is taken to name.
+                actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
+            };
+            // Upgrade requests come with their connection, which a WebSocket keeps.
+            let upgrade = upgrade::factory(actix_service::map_config(
+                app(&app_config, ready.clone(), wire.clone()),
+                app_config_fn,
+            ));
             let app = app(&app_config, ready.clone(), wire.clone());
             let graceful = graceful.clone();
             let http = actix_http::HttpService::build()
@@ -275,11 +285,8 @@ fn http_server(
                     extensions.insert(io.connection().clone());
                     peer::on_connect(io.tcp(), extensions);
                 })
-                .finish(actix_service::map_config(app, move |()| {
-                    // What `HttpServer` passes: this address as the host a request without a
-                    // Host header is taken to name.
-                    actix_web::dev::AppConfig::__priv_test_new(false, addr.to_string(), addr)
-                }));
+                .upgrade(upgrade)
+                .finish(actix_service::map_config(app, app_config_fn));
             let (wire, tls) = (wire.clone(), tls.clone());
             use actix_service::ServiceFactoryExt;
             actix_service::fn_service(move |io: actix_web::rt::net::TcpStream| {

@@ -17,8 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use crate::metrics::{Metrics, Transport};
 
-/// The connection's socket, kept in its extensions for [`Watch`] and
-/// [`crate::hang_up::HangUp`]. Only its number is kept: actix owns the socket and closes it
+/// The connection's socket, kept in its extensions for [`Watch`]. Only its number is kept: actix owns the socket and closes it
 /// after dropping the request's body and handler, so it is open while they are.
 #[derive(Debug, Clone, Copy)]
 pub struct Socket(i32);
@@ -28,22 +27,6 @@ impl Socket {
     pub fn of(req: &HttpRequest) -> Option<Socket> {
         req.conn_data::<Socket>().copied()
     }
-
-    /// Shuts the connection down both ways: the peer gets a FIN, and actix's next write to it
-    /// fails. Only while the request's body or handler is alive (see [`Socket`]), or the
-    /// number may name another connection's socket by now.
-    #[cfg(unix)]
-    pub fn shut_down(self) {
-        // SAFETY: the caller holds the request's body or handler, so actix has not closed the
-        // socket (see above), and the borrow ends with this call.
-        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
-        if let Err(err) = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both) {
-            tracing::debug!("shutting a connection down: {err}");
-        }
-    }
-
-    #[cfg(not(unix))]
-    pub fn shut_down(self) {}
 }
 
 /// Run for each accepted connection: makes the kernel close it when its peer acknowledges

@@ -1,4 +1,4 @@
-//! The response body of a push transport (WebSocket, SSE, HTTP streaming) that takes its
+//! The response body of a streamed HTTP transport (SSE, HTTP streaming) that takes its
 //! batches from the feed itself, and the task that keeps a streamed HTTP response (SSE, HTTP
 //! streaming) alive beside it ([`keep_streaming`]).
 //!
@@ -190,7 +190,7 @@ impl PushBody {
 }
 
 /// The header of an unmasked, final text frame of `len` bytes (RFC 6455 section 5.2).
-fn text_frame_header(len: usize) -> Bytes {
+pub(super) fn text_frame_header(len: usize) -> Bytes {
     const FIN_TEXT: u8 = 0x81;
     let mut header = Vec::with_capacity(10);
     header.push(FIN_TEXT);

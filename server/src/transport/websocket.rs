@@ -1,26 +1,30 @@
 //! WebSocket: one full-duplex connection; the client subscribes, the server pushes batches.
 //!
-//! Each connection is one task running [`connection`]: a single `select!` loop over the
-//! client's messages, the feed's publish signal, the heartbeat and shutdown, which breaks with
-//! the close reason to send. Bad input closes only that connection, with a code and a reason:
+//! The handshake goes through the app like any request (origin check, limits, the wire
+//! meter); its 101 answer carries a [`Takeover`], and [`crate::upgrade`], which actix-http
+//! hands every upgrade request with its connection, writes the answer and runs [`run`] on the
+//! socket itself: no actix-http dispatcher, no response body and no actix-ws session between
+//! the feed and the socket. Each connection is one task: a single `select!` loop over the
+//! client's frames, the feed's publish signal, the heartbeat, the meter's reports and
+//! shutdown, which breaks with the close reason to send. A publish has the task write each
+//! waiting batch as a frame header of its own and the payload shared by every client at the
+//! same cursor, in one vectored write; a write the client does not take within the
+//! slow-client timeout drops it as too slow (1008). Bad input closes only that connection, with a code and a reason:
 //! 1003 for binary messages, 1007 for text that is not UTF-8, 1008 for a message that is not a
 //! valid request, 1009 for one over the size limit (refused at the header that declares it,
 //! [`crate::frame_guard`]), 1002 for a broken frame; 1001 when the server shuts down. A
-//! connection the server closes is shut down a short grace later ([`crate::hang_up`]).
+//! connection the server closes is shut down a short grace later ([`CLOSE_GRACE`]).
 
-use std::pin::Pin;
-use std::rc::Rc;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use actix_ws::{
-    AggregatedMessage, AggregatedMessageStream, CloseCode, CloseReason, ProtocolError, Session,
-};
-use futures_util::Stream;
+use actix_codec::{Decoder, Encoder};
+use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, Message, ProtocolError};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use bytes::{Bytes, BytesMut};
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, interval_at};
 use tracing::debug;
 
@@ -29,42 +33,45 @@ use crate::clock::now_us;
 use crate::encode::Framing;
 use crate::error::ApiError;
 use crate::feed::Subscription;
-use crate::frame_guard::{FrameGuard, Refusal};
-use crate::hang_up::{Arm, HangUp};
+use crate::frame_guard::{FrameScanner, Refusal};
 use crate::limits::{self, Kind, Slot};
 use crate::metrics::Transport;
 use crate::origin;
 use crate::peer;
 use crate::query::{InputError, Params, symbol_filter};
+use crate::tls;
 use crate::wire::{self, Meter};
 
-use super::push::{Outbox, PushBody};
+/// Put on a request by [`crate::upgrade`], which takes the connection over once the handshake
+/// is answered: only such a request can become a WebSocket.
+pub struct Upgrading;
 
-/// `GET /api/ws`: upgrades the connection and spawns its task.
+/// What the handshake hands over with its 101 answer, for [`run`].
+pub struct Takeover {
+    state: Arc<AppState>,
+    slot: Slot,
+    meter: Option<Arc<Meter>>,
+    dead_peer: peer::Watch,
+}
+
+/// `GET /api/ws`: checks the request and answers 101 with the connection's [`Takeover`];
+/// [`crate::upgrade`] writes the answer and runs the connection.
 pub async fn handshake(
     req: HttpRequest,
-    body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     state.metrics.transport(Transport::WebSocket).requests.inc();
     origin::check(&req, &state.config)?;
     let reconnect = Params::parse(req.query_string())?.reconnect()?;
-    let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
-    let max_bytes = state.config.max_ws_message_bytes;
-    // Frames declaring more than the limit are refused at their header, before actix buffers
-    // them (see `frame_guard`).
-    let guarded: Pin<Box<dyn Stream<Item = _>>> = Box::pin(FrameGuard::new(body, max_bytes));
-    let body = web::Payload::from_request(&req, &mut Payload::Stream { payload: guarded })
-        .await
-        .expect("web::Payload takes any payload: its extractor cannot fail");
-    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|err| {
+    let mut response = actix_http::ws::handshake(req.head()).map_err(|err| {
         ApiError::BadRequest(format!("this endpoint takes a WebSocket upgrade: {err}"))
     })?;
-    let max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
-    let stream = stream
-        .max_frame_size(max_bytes)
-        .aggregate_continuations()
-        .max_continuation_size(max_bytes);
+    if !req.extensions().contains::<Upgrading>() {
+        return Err(ApiError::BadRequest(
+            "a WebSocket opens over HTTP/1.1 (this server has no WebSocket over HTTP/2)".into(),
+        ));
+    }
+    let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
     if let Some(reason) = reconnect {
         state.metrics.reconnected(Transport::WebSocket, reason);
     }
@@ -72,112 +79,317 @@ pub async fn handshake(
     if let Some(wire) = wire::Connection::of(&req) {
         wire.stream();
     }
-    let meter = wire::meter(&req);
-    let hang_up = Arm::default();
-    let socket = peer::Socket::of(&req);
-    let state = state.into_inner();
-    // Batches go straight from the feed into the response body; the session carries the rest.
-    let outbox = Outbox::new();
-    let mut response = response.map_body(|_, body| {
-        let body = PushBody::new(body, outbox.clone(), state.clone(), Framing::WebSocket).boxed();
-        HangUp::new(body, hang_up.clone(), socket).boxed()
-    });
-    let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::WebSocket);
-    actix_web::rt::spawn(connection(
-        state, session, stream, slot, hang_up, meter, outbox,
-    ));
-    dead_peer.attach(&mut response);
+    let takeover = Takeover {
+        dead_peer: peer::Watch::new(&req, &state.metrics, Transport::WebSocket),
+        meter: wire::meter(&req),
+        state: state.into_inner(),
+        slot,
+    };
+    let mut response = HttpResponse::from(response.finish().map_into_boxed_body());
+    response.extensions_mut().insert(takeover);
     Ok(response)
 }
 
-/// Serves one client until it leaves, misbehaves, goes silent, or the server shuts down.
-async fn connection(
-    state: Arc<AppState>,
-    mut session: Session,
-    mut stream: AggregatedMessageStream,
-    _slot: Slot,
-    hang_up: Arm,
-    meter: Option<Arc<Meter>>,
-    outbox: Rc<Outbox>,
-) {
+/// A connection's socket after the upgrade: the bytes read and not yet decoded, the scan that
+/// refuses an oversized frame at its header, and the message being put together from
+/// fragments.
+struct Socket {
+    io: tls::Io,
+    read: BytesMut,
+    scanner: FrameScanner,
+    codec: Codec,
+    /// A fragmented message so far: text or not, and its bytes.
+    message: Option<(bool, BytesMut)>,
+    max_bytes: usize,
+}
+
+/// What a client's bytes came to.
+enum Incoming {
+    Message(Received),
+    /// Not a whole frame yet.
+    More,
+}
+
+/// A whole message from the client.
+enum Received {
+    Text(Bytes),
+    Binary,
+    Ping(Bytes),
+    Pong,
+    Close,
+}
+
+/// Bytes read for a connection beyond this are given back once decoded: an idle connection
+/// keeps a small buffer.
+const READ_CHUNK: usize = 512;
+const KEEP_READ_BUFFER: usize = 4096;
+/// How long a client gets, after the server's close frame, to close the connection itself.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// What a client may still send after the server's close and have it read.
+const DRAIN_AFTER_CLOSE: usize = 16 * 1024;
+
+impl Socket {
+    fn new(io: tls::Io, leftover: &[u8], max_bytes: u64) -> Self {
+        let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        Self {
+            io,
+            read: BytesMut::from(leftover),
+            scanner: FrameScanner::new(max_bytes),
+            codec: Codec::new().max_size(max),
+            message: None,
+            max_bytes: max,
+        }
+    }
+
+    /// Reads what the client sent; `Ok(false)` when it has closed its side.
+    async fn read(&mut self) -> std::io::Result<bool> {
+        if self.read.capacity() - self.read.len() < READ_CHUNK {
+            self.read.reserve(READ_CHUNK);
+        }
+        let before = self.read.len();
+        let read = self.io.read_buf(&mut self.read).await?;
+        // Refused at the header, before the frame is held (`frame_guard`).
+        if let Err(refusal) = self.scanner.scan(&self.read[before..]) {
+            return Err(std::io::Error::other(refusal));
+        }
+        Ok(read > 0)
+    }
+
+    /// The next whole message in what was read.
+    fn next(&mut self) -> Result<Incoming, ProtocolError> {
+        loop {
+            let Some(frame) = self.codec.decode(&mut self.read)? else {
+                if self.read.is_empty() && self.read.capacity() > KEEP_READ_BUFFER {
+                    self.read = BytesMut::new();
+                }
+                return Ok(Incoming::More);
+            };
+            let whole = match frame {
+                Frame::Text(text) => Received::Text(text),
+                Frame::Binary(_) => Received::Binary,
+                Frame::Ping(bytes) => Received::Ping(bytes),
+                Frame::Pong(_) => Received::Pong,
+                Frame::Close(_) => Received::Close,
+                Frame::Continuation(item) => match self.fragment(item)? {
+                    Some(whole) => whole,
+                    None => continue,
+                },
+            };
+            return Ok(Incoming::Message(whole));
+        }
+    }
+
+    /// Adds a fragment to the message being put together; the message once it is whole.
+    fn fragment(&mut self, item: Item) -> Result<Option<Received>, ProtocolError> {
+        let (first, text, bytes, last) = match item {
+            Item::FirstText(bytes) => (true, true, bytes, false),
+            Item::FirstBinary(bytes) => (true, false, bytes, false),
+            Item::Continue(bytes) => (false, false, bytes, false),
+            Item::Last(bytes) => (false, false, bytes, true),
+        };
+        match (&mut self.message, first) {
+            (None, true) => self.message = Some((text, BytesMut::from(&bytes[..]))),
+            (Some(_), true) => return Err(ProtocolError::ContinuationStarted),
+            (None, false) => return Err(ProtocolError::ContinuationNotStarted),
+            (Some((_, so_far)), false) => {
+                if so_far.len() + bytes.len() > self.max_bytes {
+                    return Err(ProtocolError::Overflow);
+                }
+                so_far.extend_from_slice(&bytes);
+            }
+        }
+        if !last {
+            return Ok(None);
+        }
+        let (text, whole) = self
+            .message
+            .take()
+            .expect("a message is being put together");
+        Ok(Some(if text {
+            Received::Text(whole.freeze())
+        } else {
+            Received::Binary
+        }))
+    }
+
+    /// Writes `parts` as they are, within the slow-client timeout.
+    async fn write(&mut self, parts: &[&[u8]], timeout: Duration) -> Result<(), Stop> {
+        match tokio::time::timeout(timeout, write_all(&mut self.io, parts)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_elapsed) => Err(Stop::TooSlow),
+        }
+    }
+
+    /// Sends a control message or a text the server makes (a pong, a report).
+    async fn send(&mut self, message: Message, timeout: Duration) -> Result<(), Stop> {
+        let mut frame = BytesMut::new();
+        self.codec
+            .encode(message, &mut frame)
+            .map_err(|_| Stop::Gone)?;
+        self.write(&[&frame], timeout).await
+    }
+}
+
+/// Writes every byte of `parts`, in as few calls as the socket allows.
+async fn write_all(io: &mut (impl AsyncWrite + Unpin), parts: &[&[u8]]) -> std::io::Result<()> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
+    let mut slices = &mut slices[..];
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        let written = io.write_vectored(slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, written);
+    }
+    io.flush().await
+}
+
+/// Serves one client from the upgrade on (`leftover`: what it sent after the handshake's
+/// head) until it leaves, misbehaves, goes silent, or the server shuts down.
+pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
+    let Takeover {
+        state,
+        slot,
+        meter,
+        dead_peer,
+    } = takeover;
+    let _slot: Slot = slot;
     let _client = state.metrics.client(Transport::WebSocket);
+    let mut socket = Socket::new(io, leftover, state.config.max_ws_message_bytes);
+    // Declared after the socket, so dropped before it: it reads the socket's TCP state.
+    let _dead_peer = dead_peer;
+    let slow = state.config.slow_client_timeout();
     let mut report = interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY);
-    // Often enough to drop a client that takes no data within a quarter of the timeout.
-    let slow_every = state.config.slow_client_timeout() / 4;
-    let mut slow_check = interval_at(Instant::now() + slow_every, slow_every);
     let heartbeat_every = state.config.ws_heartbeat();
     let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     let mut last_heard = Instant::now();
     let mut budget = MessageBudget::new(state.config.max_ws_messages_per_s);
+    let mut subscription: Option<Subscription> = None;
+    let mut published = state.feed.subscribe();
+    let mut feed_gone = false;
     let mut client_closed = false;
-    // Made once: registering with the token on every turn of the loop costs a lock.
     let shutdown = state.shutdown.clone();
     let mut shutting_down = std::pin::pin!(shutdown.cancelled());
+    // What came with the handshake's head is read first.
+    let mut pending = !socket.read.is_empty();
 
-    let close: Option<CloseReason> = loop {
-        tokio::select! {
-            () = &mut shutting_down => {
-                break Some(reason(CloseCode::Away, "server shutting down"));
-            }
-            message = stream.recv() => {
-                last_heard = Instant::now();
-                let Some(message) = message else { break None };
-                if !budget.take(last_heard) {
+    let close: Option<CloseReason> = 'connection: loop {
+        if pending {
+            pending = false;
+            loop {
+                let message = match socket.next() {
+                    Ok(Incoming::More) => break,
+                    Ok(Incoming::Message(message)) => message,
+                    Err(err) => break 'connection Some(protocol_close(&state, &err)),
+                };
+                if !budget.take(Instant::now()) {
                     let max = state.config.max_ws_messages_per_s;
-                    break Some(reason(
+                    break 'connection Some(reason(
                         CloseCode::Policy,
                         &format!("too many messages: at most {max} per second"),
                     ));
                 }
                 match message {
-                    Ok(AggregatedMessage::Text(text)) => match decode(&text) {
-                        Ok(ClientMessage::Subscribe { symbols, since }) => {
-                            let filter = match symbols {
-                                None => crate::symbols::SymbolFilter::All,
-                                Some(names) => match symbol_filter(
-                                    names.iter().map(String::as_str),
-                                    state.universe(),
-                                    state.max_symbols(),
-                                ) {
-                                    Ok(filter) => filter,
-                                    Err(err) => break Some(reason(CloseCode::Policy, &err.0)),
-                                },
-                            };
-                            outbox.subscribe(Subscription::new(&state.feed, filter, since));
-                        }
-                        Ok(ClientMessage::Ping { t }) => {
-                            let pong = ServerMessage::Pong { t, server_time: now_us() };
-                            let text = serde_json::to_string(&pong).expect("a pong always encodes");
-                            state.metrics.sent(Transport::WebSocket, text.len());
-                            if let Err(stop) = control(&state, session.text(text)).await {
-                                break stop.close(&state);
+                    Received::Text(text) => {
+                        let Ok(text) = std::str::from_utf8(&text) else {
+                            break 'connection Some(reason(
+                                CloseCode::Invalid,
+                                "text message is not valid UTF-8",
+                            ));
+                        };
+                        match decode(text) {
+                            Ok(ClientMessage::Subscribe { symbols, since }) => {
+                                let filter = match symbols {
+                                    None => crate::symbols::SymbolFilter::All,
+                                    Some(names) => match symbol_filter(
+                                        names.iter().map(String::as_str),
+                                        state.universe(),
+                                        state.max_symbols(),
+                                    ) {
+                                        Ok(filter) => filter,
+                                        Err(err) => {
+                                            break 'connection Some(reason(
+                                                CloseCode::Policy,
+                                                &err.0,
+                                            ));
+                                        }
+                                    },
+                                };
+                                // Seen before the feed is read, so a publish in between
+                                // wakes the loop again.
+                                published.borrow_and_update();
+                                let mut subscribed = Subscription::new(&state.feed, filter, since);
+                                // Served at once: a cursor behind the head needs no publish.
+                                if let Err(stop) =
+                                    send_batches(&state, &mut socket, &mut subscribed).await
+                                {
+                                    break 'connection stop.close(&state);
+                                }
+                                subscription = Some(subscribed);
                             }
+                            Ok(ClientMessage::Ping { t }) => {
+                                let pong = ServerMessage::Pong {
+                                    t,
+                                    server_time: now_us(),
+                                };
+                                let text =
+                                    serde_json::to_string(&pong).expect("a pong always encodes");
+                                state.metrics.sent(Transport::WebSocket, text.len());
+                                if let Err(stop) =
+                                    socket.send(Message::Text(text.into()), slow).await
+                                {
+                                    break 'connection stop.close(&state);
+                                }
+                            }
+                            Err(err) => break 'connection Some(reason(CloseCode::Policy, &err.0)),
                         }
-                        Err(err) => break Some(reason(CloseCode::Policy, &err.0)),
-                    },
-                    Ok(AggregatedMessage::Binary(_)) => {
-                        break Some(reason(
+                    }
+                    Received::Binary => {
+                        break 'connection Some(reason(
                             CloseCode::Unsupported,
                             "binary messages are not supported; send JSON text",
                         ));
                     }
-                    Ok(AggregatedMessage::Ping(bytes)) => {
-                        if let Err(stop) = control(&state, session.pong(&bytes)).await {
-                            break stop.close(&state);
+                    Received::Ping(bytes) => {
+                        if let Err(stop) = socket.send(Message::Pong(bytes), slow).await {
+                            break 'connection stop.close(&state);
                         }
                     }
-                    Ok(AggregatedMessage::Pong(_)) => {}
-                    Ok(AggregatedMessage::Close(their_reason)) => {
-                        debug!(?their_reason, "websocket client closed");
+                    Received::Pong => {}
+                    Received::Close => {
+                        debug!("websocket client closed");
                         client_closed = true;
-                        break Some(reason(CloseCode::Normal, "bye"));
+                        break 'connection Some(reason(CloseCode::Normal, "bye"));
                     }
-                    Err(err) => break Some(protocol_close(&state, &err)),
                 }
             }
-            _ = slow_check.tick() => {
-                if outbox.stalled_for(&state) > state.config.slow_client_timeout() {
-                    break Stop::TooSlow.close(&state);
+        }
+        tokio::select! {
+            () = &mut shutting_down => {
+                break Some(reason(CloseCode::Away, "server shutting down"));
+            }
+            read = socket.read() => {
+                last_heard = Instant::now();
+                match read {
+                    Ok(true) => pending = true,
+                    Ok(false) => break None,
+                    Err(err) => match err.get_ref().and_then(|inner| inner.downcast_ref::<Refusal>()) {
+                        Some(refusal) => break Some(refused(*refusal)),
+                        None => break None,
+                    },
+                }
+            }
+            changed = published.changed(), if subscription.is_some() && !feed_gone => {
+                if changed.is_err() {
+                    feed_gone = true;
+                    continue;
+                }
+                published.borrow_and_update();
+                let Some(subscribed) = subscription.as_mut() else { continue };
+                if let Err(stop) = send_batches(&state, &mut socket, subscribed).await {
+                    break stop.close(&state);
                 }
             }
             _ = report.tick(), if meter.is_some() => {
@@ -185,7 +397,7 @@ async fn connection(
                 let text = serde_json::to_string(&ServerMessage::Wire(meter.report()))
                     .expect("a report always encodes");
                 state.metrics.sent(Transport::WebSocket, text.len());
-                if let Err(stop) = control(&state, session.text(text)).await {
+                if let Err(stop) = socket.send(Message::Text(text.into()), slow).await {
                     break stop.close(&state);
                 }
             }
@@ -195,23 +407,58 @@ async fn connection(
                     state.metrics.transport(Transport::WebSocket).silent_dropped.inc();
                     break None;
                 }
-                if let Err(stop) = control(&state, session.ping(b"")).await {
+                if let Err(stop) = socket.send(Message::Ping(Bytes::new()), slow).await {
                     break stop.close(&state);
                 }
             }
         }
     };
-    // No data frame after the close.
-    outbox.close();
-    // A close the client started is ended by the client; any other by the server, which
-    // keeps the client's stream unread meanwhile.
-    if !client_closed {
-        hang_up.arm(stream);
+    let Some(close) = close else { return };
+    // A slow client may not take even the close frame; it is dropped either way.
+    if socket
+        .send(Message::Close(Some(close)), Duration::from_secs(1))
+        .await
+        .is_err()
+        || client_closed
+    {
+        return;
     }
-    if let Some(close) = close {
-        // A slow client may not take even the close frame; it is dropped either way.
-        let _ = tokio::time::timeout(Duration::from_secs(1), session.close(Some(close))).await;
+    // A close the server started: the client gets a moment to read it and close its side.
+    // Up to a few KiB of what it still sends are read and let go, looking for that end; past
+    // them the socket is left unread, so TCP holds back a client that keeps sending, and the
+    // connection ends when the moment is over.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        let mut drain = [0u8; 1024];
+        let mut left = DRAIN_AFTER_CLOSE;
+        while left > 0 {
+            match socket.io.read(&mut drain).await {
+                Ok(read) if read > 0 => left = left.saturating_sub(read),
+                _ => return,
+            }
+        }
+        std::future::pending::<()>().await;
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_millis(100), socket.io.shutdown()).await;
+}
+
+/// Sends the client every batch its subscription is behind on, each a text frame: a header
+/// of its own and the payload shared by every client at the same cursor.
+async fn send_batches(
+    state: &AppState,
+    socket: &mut Socket,
+    subscription: &mut Subscription,
+) -> Result<(), Stop> {
+    let slow = state.config.slow_client_timeout();
+    while let Some(frame) =
+        subscription.next_frame(&state.feed, Framing::WebSocket, state.max_batch_ticks())
+    {
+        let payload = frame.text.into_bytes();
+        state.metrics.sent(Transport::WebSocket, payload.len());
+        let header = super::push::text_frame_header(payload.len());
+        socket.write(&[&header, &payload], slow).await?;
     }
+    Ok(())
 }
 
 /// How many messages a client may still send in the current second.
@@ -267,19 +514,6 @@ impl Stop {
     }
 }
 
-/// Queues a control message (a pong, a ping, a report). A client that takes none for the
-/// slow-client timeout is too slow; batches never queue (see [`super::push`]).
-async fn control<E>(
-    state: &AppState,
-    send: impl std::future::Future<Output = Result<(), E>>,
-) -> Result<(), Stop> {
-    match tokio::time::timeout(state.config.slow_client_timeout(), send).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_closed)) => Err(Stop::Gone),
-        Err(_elapsed) => Err(Stop::TooSlow),
-    }
-}
-
 /// Decodes a client message; the error names what was wrong (the README shows the shapes).
 pub fn decode(text: &str) -> Result<ClientMessage, InputError> {
     serde_json::from_str(text).map_err(|err| InputError(format!("invalid message: {err}")))
@@ -287,30 +521,19 @@ pub fn decode(text: &str) -> Result<ClientMessage, InputError> {
 
 fn protocol_close(state: &AppState, err: &ProtocolError) -> CloseReason {
     let max = state.config.max_ws_message_bytes;
-    if let Some(refusal) = Refusal::of(err) {
-        let code = match refusal {
-            Refusal::MessageTooLarge { .. } => CloseCode::Size,
-            Refusal::ControlTooLong { .. } => CloseCode::Protocol,
-        };
-        return reason(code, &refusal.to_string());
-    }
     match err {
         ProtocolError::Overflow => reason(CloseCode::Size, &format!("message over {max} bytes")),
-        ProtocolError::Io(io) if is_utf8_error(io) => {
-            reason(CloseCode::Invalid, "text message is not valid UTF-8")
-        }
-        ProtocolError::Io(io) if io.to_string().contains("continuation size") => {
-            reason(CloseCode::Size, &format!("message over {max} bytes"))
-        }
         other => reason(CloseCode::Protocol, &format!("protocol error: {other}")),
     }
 }
 
-/// Whether actix-ws ended the stream on a text message that is not UTF-8, and not on another
-/// `InvalidData`, such as a frame with reserved bits set. It words the error as
-/// `str::Utf8Error` does ("invalid utf-8 sequence ...", "incomplete utf-8 byte sequence ...").
-fn is_utf8_error(err: &std::io::Error) -> bool {
-    err.kind() == std::io::ErrorKind::InvalidData && err.to_string().contains("utf-8")
+/// The close for a frame refused at its header.
+fn refused(refusal: Refusal) -> CloseReason {
+    let code = match refusal {
+        Refusal::MessageTooLarge { .. } => CloseCode::Size,
+        Refusal::ControlTooLong { .. } => CloseCode::Protocol,
+    };
+    reason(code, &refusal.to_string())
 }
 
 /// A close reason; the text is cut to fit the 123 bytes a close frame allows.
