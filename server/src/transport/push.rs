@@ -4,11 +4,10 @@
 //!
 //! A publish wakes each subscribed connection's own task (actix-http's dispatcher), whose
 //! body asks the feed for what its subscription is behind on and hands over the frame shared
-//! by every client at the same cursor (on a WebSocket after a 2- to 10-byte header of its
-//! own), with no copy and no channel. There is no second task to wake and no per-client
-//! encoding. What else the connection sends (WebSocket pings, pongs and the close through
-//! actix-ws's session; SSE's retry line and heartbeats; wire reports) comes through the
-//! control body, first.
+//! by every client at the same cursor, with no copy and no channel. There is no second task
+//! to wake and no per-client encoding. What else the connection sends (SSE's retry line and
+//! heartbeats, wire reports) comes through the control body, first. (A WebSocket writes to
+//! its socket itself: `websocket.rs`.)
 //!
 //! The body is polled only while the connection can take data. A client that takes none
 //! while data waits stops the body being polled; [`Outbox::stalled_for`] tells the
@@ -226,8 +225,7 @@ impl MessageBody for PushBody {
         }
         match Pin::new(&mut this.control).poll_next(cx) {
             Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
-            // The control body ends with the connection (actix-ws's after the close frame,
-            // SSE's when its task ends): so does this one.
+            // The control body ends when the connection's task does: so does this one.
             Poll::Ready(None) => return Poll::Ready(None),
             Poll::Pending => {}
         }
