@@ -114,12 +114,11 @@ pub struct PushBody {
     control: BoxBody,
     outbox: Rc<Outbox>,
     state: Arc<AppState>,
-    /// `WebSocket` (a header before each payload) or `Sse` (the event as it is).
+    /// The transport (SSE or HTTP streaming) and how it frames a batch, which goes as it is.
+    transport: Transport,
     framing: Framing,
     /// Armed at the first subscription, so an idle connection holds none.
     changed: Option<Changed>,
-    /// The payload whose header was just handed over.
-    payload: Option<Bytes>,
     /// The feed ended (shutdown): only control frames from now on.
     feed_gone: bool,
 }
@@ -129,15 +128,16 @@ impl PushBody {
         control: BoxBody,
         outbox: Rc<Outbox>,
         state: Arc<AppState>,
+        transport: Transport,
         framing: Framing,
     ) -> Self {
         Self {
             control,
             outbox,
             state,
+            transport,
             framing,
             changed: None,
-            payload: None,
             feed_gone: false,
         }
     }
@@ -162,8 +162,7 @@ impl PushBody {
         }
     }
 
-    /// The next batch: an SSE event whole, or a WebSocket frame's header, keeping its payload
-    /// for the next poll.
+    /// The next batch: an SSE event, or a line of HTTP streaming.
     fn next_frame(&mut self) -> Option<Bytes> {
         let mut subscription = self.outbox.subscription.borrow_mut();
         let subscription = subscription.as_mut()?;
@@ -171,40 +170,9 @@ impl PushBody {
             subscription.next_frame(&self.state.feed, self.framing, self.state.max_batch_ticks());
         self.outbox.taken.set(Instant::now());
         let payload = frame?.text.into_bytes();
-        let streamed = match self.framing {
-            Framing::Sse => Some(Transport::Sse),
-            Framing::Ndjson => Some(Transport::Stream),
-            Framing::WebSocket | Framing::Json => None,
-        };
-        if let Some(transport) = streamed {
-            // An SSE event, or a line of HTTP streaming, goes as it is.
-            self.state.metrics.sent(transport, payload.len());
-            return Some(payload);
-        }
-        self.state.metrics.sent(Transport::WebSocket, payload.len());
-        let header = text_frame_header(payload.len());
-        self.payload = Some(payload);
-        Some(header)
+        self.state.metrics.sent(self.transport, payload.len());
+        Some(payload)
     }
-}
-
-/// The header of an unmasked, final text frame of `len` bytes (RFC 6455 section 5.2).
-pub(super) fn text_frame_header(len: usize) -> Bytes {
-    const FIN_TEXT: u8 = 0x81;
-    let mut header = Vec::with_capacity(10);
-    header.push(FIN_TEXT);
-    match len {
-        0..=125 => header.push(len as u8),
-        126..=0xffff => {
-            header.push(126);
-            header.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            header.push(127);
-            header.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    Bytes::from(header)
 }
 
 impl MessageBody for PushBody {
@@ -219,10 +187,6 @@ impl MessageBody for PushBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         let this = self.get_mut();
-        // A frame's payload goes right after its header.
-        if let Some(payload) = this.payload.take() {
-            return Poll::Ready(Some(Ok(payload)));
-        }
         match Pin::new(&mut this.control).poll_next(cx) {
             Poll::Ready(Some(chunk)) => return Poll::Ready(Some(chunk)),
             // The control body ends when the connection's task does: so does this one.
@@ -280,7 +244,13 @@ pub fn open_streamed(
     // and reports come from the connection's task through a small channel.
     let outbox = Outbox::new();
     outbox.subscribe(Subscription::new(&state.feed, filter, since));
-    let (body, events) = streamed_body(state.clone(), outbox.clone(), streamed.framing, first);
+    let (body, events) = streamed_body(
+        state.clone(),
+        outbox.clone(),
+        transport,
+        streamed.framing,
+        first,
+    );
     let content_type = streamed.content_type;
     actix_web::rt::spawn(keep_streaming(state, outbox, events, slot, meter, streamed));
     let mut response = HttpResponse::Ok()
@@ -367,6 +337,7 @@ async fn send(
 pub fn streamed_body(
     state: Arc<AppState>,
     outbox: Rc<Outbox>,
+    transport: Transport,
     framing: Framing,
     first: Bytes,
 ) -> (PushBody, mpsc::Sender<Bytes>) {
@@ -380,25 +351,11 @@ pub fn streamed_body(
             .map(|event| event.map(Ok::<_, Infallible>))
     }))
     .boxed();
-    (PushBody::new(control, outbox, state, framing), events)
+    (
+        PushBody::new(control, outbox, state, transport, framing),
+        events,
+    )
 }
 
 /// Chunks buffered for a streamed response before its task waits for the client to read.
 const STREAM_BUFFER: usize = 16;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_headers_take_the_shortest_length_form() {
-        assert_eq!(&text_frame_header(0)[..], [0x81, 0]);
-        assert_eq!(&text_frame_header(125)[..], [0x81, 125]);
-        assert_eq!(&text_frame_header(126)[..], [0x81, 126, 0, 126]);
-        assert_eq!(&text_frame_header(65_535)[..], [0x81, 126, 0xff, 0xff]);
-        assert_eq!(
-            &text_frame_header(65_536)[..],
-            [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
-        );
-    }
-}

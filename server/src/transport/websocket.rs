@@ -275,95 +275,20 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     // What came with the handshake's head is read first.
     let mut pending = !socket.read.is_empty();
 
-    let close: Option<CloseReason> = 'connection: loop {
+    let close: Option<CloseReason> = loop {
         if pending {
             pending = false;
-            loop {
-                let message = match socket.next() {
-                    Ok(Incoming::More) => break,
-                    Ok(Incoming::Message(message)) => message,
-                    Err(err) => break 'connection Some(protocol_close(&state, &err)),
-                };
-                if !budget.take(Instant::now()) {
-                    let max = state.config.max_ws_messages_per_s;
-                    break 'connection Some(reason(
-                        CloseCode::Policy,
-                        &format!("too many messages: at most {max} per second"),
-                    ));
-                }
-                match message {
-                    Received::Text(text) => {
-                        let Ok(text) = std::str::from_utf8(&text) else {
-                            break 'connection Some(reason(
-                                CloseCode::Invalid,
-                                "text message is not valid UTF-8",
-                            ));
-                        };
-                        match decode(text) {
-                            Ok(ClientMessage::Subscribe { symbols, since }) => {
-                                let filter = match symbols {
-                                    None => crate::symbols::SymbolFilter::All,
-                                    Some(names) => match symbol_filter(
-                                        names.iter().map(String::as_str),
-                                        state.universe(),
-                                        state.max_symbols(),
-                                    ) {
-                                        Ok(filter) => filter,
-                                        Err(err) => {
-                                            break 'connection Some(reason(
-                                                CloseCode::Policy,
-                                                &err.0,
-                                            ));
-                                        }
-                                    },
-                                };
-                                // Seen before the feed is read, so a publish in between
-                                // wakes the loop again.
-                                published.borrow_and_update();
-                                let mut subscribed = Subscription::new(&state.feed, filter, since);
-                                // Served at once: a cursor behind the head needs no publish.
-                                if let Err(stop) =
-                                    send_batches(&state, &mut socket, &mut subscribed).await
-                                {
-                                    break 'connection stop.close(&state);
-                                }
-                                subscription = Some(subscribed);
-                            }
-                            Ok(ClientMessage::Ping { t }) => {
-                                let pong = ServerMessage::Pong {
-                                    t,
-                                    server_time: now_us(),
-                                };
-                                let text =
-                                    serde_json::to_string(&pong).expect("a pong always encodes");
-                                state.metrics.sent(Transport::WebSocket, text.len());
-                                if let Err(stop) =
-                                    socket.send(Message::Text(text.into()), slow).await
-                                {
-                                    break 'connection stop.close(&state);
-                                }
-                            }
-                            Err(err) => break 'connection Some(reason(CloseCode::Policy, &err.0)),
-                        }
-                    }
-                    Received::Binary => {
-                        break 'connection Some(reason(
-                            CloseCode::Unsupported,
-                            "binary messages are not supported; send JSON text",
-                        ));
-                    }
-                    Received::Ping(bytes) => {
-                        if let Err(stop) = socket.send(Message::Pong(bytes), slow).await {
-                            break 'connection stop.close(&state);
-                        }
-                    }
-                    Received::Pong => {}
-                    Received::Close => {
-                        debug!("websocket client closed");
-                        client_closed = true;
-                        break 'connection Some(reason(CloseCode::Normal, "bye"));
-                    }
-                }
+            let answered = answer_all(
+                &state,
+                &mut socket,
+                &mut budget,
+                &mut subscription,
+                &mut published,
+                &mut client_closed,
+            )
+            .await;
+            if let Err(close) = answered {
+                break close;
             }
         }
         tokio::select! {
@@ -442,6 +367,86 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     let _ = tokio::time::timeout(Duration::from_millis(100), socket.io.shutdown()).await;
 }
 
+/// Answers every whole message read so far. `Err` with the close to send (none for a client
+/// gone) when the connection ends; `client_closed` says the client started it.
+async fn answer_all(
+    state: &AppState,
+    socket: &mut Socket,
+    budget: &mut MessageBudget,
+    subscription: &mut Option<Subscription>,
+    published: &mut tokio::sync::watch::Receiver<u64>,
+    client_closed: &mut bool,
+) -> Result<(), Option<CloseReason>> {
+    let slow = state.config.slow_client_timeout();
+    loop {
+        let message = match socket.next() {
+            Ok(Incoming::More) => return Ok(()),
+            Ok(Incoming::Message(message)) => message,
+            Err(err) => return Err(Some(protocol_close(state, &err))),
+        };
+        if !budget.take(Instant::now()) {
+            let max = state.config.max_ws_messages_per_s;
+            return Err(Some(reason(
+                CloseCode::Policy,
+                &format!("too many messages: at most {max} per second"),
+            )));
+        }
+        let sent = match message {
+            Received::Text(text) => {
+                let Ok(text) = std::str::from_utf8(&text) else {
+                    return Err(Some(reason(
+                        CloseCode::Invalid,
+                        "text message is not valid UTF-8",
+                    )));
+                };
+                match decode(text).map_err(|err| Some(reason(CloseCode::Policy, &err.0)))? {
+                    ClientMessage::Subscribe { symbols, since } => {
+                        let filter = match symbols {
+                            None => crate::symbols::SymbolFilter::All,
+                            Some(names) => symbol_filter(
+                                names.iter().map(String::as_str),
+                                state.universe(),
+                                state.max_symbols(),
+                            )
+                            .map_err(|err| Some(reason(CloseCode::Policy, &err.0)))?,
+                        };
+                        // Seen before the feed is read, so a publish in between wakes the
+                        // loop again.
+                        published.borrow_and_update();
+                        let subscribed =
+                            subscription.insert(Subscription::new(&state.feed, filter, since));
+                        // Served at once: a cursor behind the head needs no publish.
+                        send_batches(state, socket, subscribed).await
+                    }
+                    ClientMessage::Ping { t } => {
+                        let pong = ServerMessage::Pong {
+                            t,
+                            server_time: now_us(),
+                        };
+                        let text = serde_json::to_string(&pong).expect("a pong always encodes");
+                        state.metrics.sent(Transport::WebSocket, text.len());
+                        socket.send(Message::Text(text.into()), slow).await
+                    }
+                }
+            }
+            Received::Binary => {
+                return Err(Some(reason(
+                    CloseCode::Unsupported,
+                    "binary messages are not supported; send JSON text",
+                )));
+            }
+            Received::Ping(bytes) => socket.send(Message::Pong(bytes), slow).await,
+            Received::Pong => Ok(()),
+            Received::Close => {
+                debug!("websocket client closed");
+                *client_closed = true;
+                return Err(Some(reason(CloseCode::Normal, "bye")));
+            }
+        };
+        sent.map_err(|stop| stop.close(state))?;
+    }
+}
+
 /// Sends the client every batch its subscription is behind on, each a text frame: a header
 /// of its own and the payload shared by every client at the same cursor.
 async fn send_batches(
@@ -455,10 +460,29 @@ async fn send_batches(
     {
         let payload = frame.text.into_bytes();
         state.metrics.sent(Transport::WebSocket, payload.len());
-        let header = super::push::text_frame_header(payload.len());
+        let header = text_frame_header(payload.len());
         socket.write(&[&header, &payload], slow).await?;
     }
     Ok(())
+}
+
+/// The header of an unmasked, final text frame of `len` bytes (RFC 6455 section 5.2).
+fn text_frame_header(len: usize) -> Bytes {
+    const FIN_TEXT: u8 = 0x81;
+    let mut header = Vec::with_capacity(10);
+    header.push(FIN_TEXT);
+    match len {
+        0..=125 => header.push(len as u8),
+        126..=0xffff => {
+            header.push(126);
+            header.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            header.push(127);
+            header.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    Bytes::from(header)
 }
 
 /// How many messages a client may still send in the current second.
@@ -545,5 +569,22 @@ fn reason(code: CloseCode, text: &str) -> CloseReason {
     CloseReason {
         code,
         description: Some(text[..end].to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_headers_take_the_shortest_length_form() {
+        assert_eq!(&text_frame_header(0)[..], [0x81, 0]);
+        assert_eq!(&text_frame_header(125)[..], [0x81, 125]);
+        assert_eq!(&text_frame_header(126)[..], [0x81, 126, 0, 126]);
+        assert_eq!(&text_frame_header(65_535)[..], [0x81, 126, 0xff, 0xff]);
+        assert_eq!(
+            &text_frame_header(65_536)[..],
+            [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
     }
 }
