@@ -6,7 +6,7 @@ use gloo_net::http::Request;
 use serde::de::DeserializeOwned;
 use tickscope_shared::lab::LabStatus;
 use tickscope_shared::wire::{
-    Batch, History, Origins, ServerTime, Snapshot, SymbolList, WireReport,
+    Batch, History, Origins, ServerTime, Snapshot, SymbolList, WebTransportInfo, WireReport,
 };
 
 /// A failure a person can read: what was asked and what went wrong.
@@ -76,6 +76,12 @@ pub fn time_url(origin: &str, transport: &str, meter: &str, exchange: u32) -> St
 /// A clock exchange at `url`, from [`time_url`].
 pub async fn time(url: &str, abort: &web_sys::AbortSignal) -> ApiResult<Answer<ServerTime>> {
     get_json(url, Some(abort)).await
+}
+
+/// Where the server's WebTransport endpoint is and the certificate hashes to pin; an error
+/// (404) when it has none.
+pub async fn webtransport() -> ApiResult<WebTransportInfo> {
+    Ok(get_json("/api/webtransport", None).await?.value)
 }
 
 /// The server's other origins (its HTTP/1.1-only one), for compare mode.

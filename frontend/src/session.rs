@@ -446,7 +446,7 @@ mod tests {
     #[test]
     fn compare_mode_applies_each_tick_once_and_keeps_chains_apart() {
         let mut session = session();
-        let since = session.compare(&Transport::compared(false), 0);
+        let since = session.compare(&Transport::compared(false, true), 0);
         assert_eq!(since, 2);
         let ws = TransportKind::WebSocket;
         let polling = TransportKind::Polling { interval_ms: 1000 };
@@ -471,12 +471,14 @@ mod tests {
     #[test]
     fn compare_mode_keeps_a_transport_on_http1_apart_from_it_on_the_page_origin() {
         let mut session = session();
-        let transports = Transport::compared(true);
+        let transports = Transport::compared(true, true);
         assert_eq!(
             transports.len(),
-            9,
-            "four HTTP transports twice, WebSocket once"
+            10,
+            "four HTTP transports twice, WebSocket and WebTransport once"
         );
+        assert_eq!(Transport::compared(true, false).len(), 9);
+        assert_eq!(Transport::compared(false, false).len(), 5);
         session.compare(&transports, 0);
         let (page, http1) = (
             Transport::from(TransportKind::Sse),

@@ -228,6 +228,19 @@ pub struct Config {
     #[arg(long, env = "TICKSCOPE_HTTP1_ADDR", requires = "tls_cert")]
     pub http1_addr: Option<SocketAddr>,
 
+    /// A UDP address for WebTransport over HTTP/3 (`/api/webtransport`); off unless given.
+    /// Its certificate is made by the server, short-lived and rotated
+    /// (`--webtransport-cert-lifetime-s`); pages pin it by hash (`GET /api/webtransport`).
+    #[arg(long, env = "TICKSCOPE_WEBTRANSPORT_ADDR")]
+    pub webtransport_addr: Option<SocketAddr>,
+
+    /// How long each WebTransport certificate is valid, in seconds: at most 14 days, which is
+    /// what browsers accept for a certificate pinned by hash. A successor is made at half its
+    /// life and published beside it; the server presents the successor from three quarters on.
+    #[arg(long, env = "TICKSCOPE_WEBTRANSPORT_CERT_LIFETIME_S", default_value_t = 10 * 86_400,
+          value_parser = clap::value_parser!(u64).range(4..=14 * 86_400))]
+    pub webtransport_cert_lifetime_s: u64,
+
     /// The built browser app (trunk's output), served at `/`.
     #[arg(long, env = "TICKSCOPE_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
@@ -278,6 +291,10 @@ impl Config {
 
     pub fn ws_client_timeout(&self) -> Duration {
         Duration::from_millis(self.ws_client_timeout_ms)
+    }
+
+    pub fn webtransport_cert_lifetime(&self) -> Duration {
+        Duration::from_secs(self.webtransport_cert_lifetime_s)
     }
 
     pub fn stale_after(&self) -> Duration {

@@ -19,11 +19,21 @@ pub enum Framing {
     Sse,
     /// A line of HTTP streaming: the WebSocket message (`"type":"batch"` first) and `\n`.
     Ndjson,
+    /// A WebTransport stream's one line: the WebSocket message with `"after"`, the cursor the
+    /// batch continues from, second, and `\n`. Batches travel on streams of their own and may
+    /// arrive out of order; `after` lets the client put them back in order.
+    WebTransport,
 }
 
-/// A batch wrapped for its transport.
-pub fn frame(framing: Framing, slice: &BatchSlice) -> String {
+/// A batch wrapped for its transport; `after` is the cursor it continues from.
+pub fn frame(framing: Framing, after: u64, slice: &BatchSlice) -> String {
     match framing {
+        Framing::WebTransport => {
+            let opening = format!(r#"{{"type":"batch","after":{after},"#);
+            let mut out = write_batch(String::new(), &opening, slice);
+            out.push('\n');
+            out
+        }
         Framing::Json => batch(slice),
         Framing::WebSocket => ws_batch(slice),
         Framing::Ndjson => {
@@ -135,7 +145,7 @@ mod tests {
 
     #[test]
     fn sse_frames_carry_the_cursor_as_the_event_id() {
-        let event = frame(Framing::Sse, &slice(&[tick(9)], false));
+        let event = frame(Framing::Sse, 8, &slice(&[tick(9)], false));
         let data = event
             .strip_prefix("id: 9\ndata: ")
             .and_then(|rest| rest.strip_suffix("\n\n"))

@@ -111,13 +111,13 @@ pub struct Frame {
 }
 
 impl Frame {
-    fn encode(framing: Framing, slice: &BatchSlice) -> Self {
+    fn encode(framing: Framing, after: u64, slice: &BatchSlice) -> Self {
         Self {
             cursor: slice.cursor,
             gap: slice.gap,
             ticks: slice.ticks.len(),
             more: slice.more,
-            text: encode::frame(framing, slice).into(),
+            text: encode::frame(framing, after, slice).into(),
         }
     }
 }
@@ -363,14 +363,28 @@ impl Feed {
         framing: Framing,
         max_ticks: usize,
     ) -> Frame {
+        self.frame_after(since, since, filter, framing, max_ticks)
+    }
+
+    /// [`Feed::frame_since`] for a client whose last batch ended at `after` (WebTransport's
+    /// batches name it), which is behind `since` when the batches between held no tick the
+    /// client's filter kept.
+    fn frame_after(
+        &self,
+        since: Option<u64>,
+        after: Option<u64>,
+        filter: &SymbolFilter,
+        framing: Framing,
+        max_ticks: usize,
+    ) -> Frame {
         let shared = match (since, filter) {
-            (Some(since), SymbolFilter::All) => Some(since),
+            (Some(since), SymbolFilter::All) if after == Some(since) => Some(since),
             _ => None,
         };
         let Some(since) = shared else {
             let slice = self.batch_since(since, filter, max_ticks);
             self.inner.frames_encoded.inc();
-            return Frame::encode(framing, &slice);
+            return Frame::encode(framing, after.unwrap_or(slice.cursor), &slice);
         };
         let mut frames = self.frames();
         let (head, slice) = {
@@ -383,7 +397,7 @@ impl Feed {
                 state.batch_since(Some(since), filter, max_ticks),
             )
         };
-        let frame = Frame::encode(framing, &slice);
+        let frame = Frame::encode(framing, since, &slice);
         self.inner.frames_encoded.inc();
         frames.put(framing, since, head, frame.clone());
         frame
@@ -531,14 +545,19 @@ impl FeedState {
 pub struct Subscription {
     filter: SymbolFilter,
     cursor: u64,
+    /// The cursor of the last batch handed out (or the start): behind `cursor` when batches
+    /// without a tick for this filter were passed over.
+    sent: u64,
 }
 
 impl Subscription {
     /// Starts after `since`; `None` starts at the head (live only).
     pub fn new(feed: &Feed, filter: SymbolFilter, since: Option<u64>) -> Self {
+        let cursor = since.unwrap_or_else(|| feed.head());
         Self {
             filter,
-            cursor: since.unwrap_or_else(|| feed.head()),
+            cursor,
+            sent: cursor,
         }
     }
 
@@ -554,9 +573,16 @@ impl Subscription {
             if self.cursor == feed.head() {
                 return None;
             }
-            let frame = feed.frame_since(Some(self.cursor), &self.filter, framing, max_ticks);
+            let frame = feed.frame_after(
+                Some(self.cursor),
+                Some(self.sent),
+                &self.filter,
+                framing,
+                max_ticks,
+            );
             self.cursor = frame.cursor;
             if frame.gap || frame.ticks > 0 {
+                self.sent = frame.cursor;
                 return Some(frame);
             }
             if !frame.more {
@@ -567,7 +593,7 @@ impl Subscription {
 
     /// An empty batch at the current cursor: what a long poll answers at its timeout.
     pub fn empty_frame(&self, framing: Framing) -> Frame {
-        Frame::encode(framing, &BatchSlice::empty(self.cursor))
+        Frame::encode(framing, self.cursor, &BatchSlice::empty(self.cursor))
     }
 }
 
@@ -712,7 +738,7 @@ mod tests {
             (far.cursor, far.gap, far.conflated, seqs(&far)),
             (12, true, true, vec![10, 11, 12])
         );
-        let json = encode::frame(Framing::Json, &far);
+        let json = encode::frame(Framing::Json, 0, &far);
         assert!(json.contains(r#""gap":true,"conflated":true"#), "{json}");
     }
 

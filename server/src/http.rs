@@ -38,6 +38,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, role: Role) {
             .route("/ws", web::get().to(transport::websocket::handshake))
             .route("/sse", web::get().to(transport::sse::stream))
             .route("/stream", web::get().to(transport::stream::stream))
+            .route(
+                "/webtransport",
+                web::get().to(transport::webtransport::info),
+            )
             .route("/lab", web::get().to(crate::lab::status))
             .route("/lab", web::post().to(crate::lab::switch))
             .default_service(web::to(api_not_found)),

@@ -18,6 +18,7 @@
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the tests drive the
 //! same code.
 
+pub mod certs;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -79,6 +80,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Unix microseconds when the server started.
     pub started_us: i64,
+    /// The WebTransport endpoint's port and certificates (`--webtransport-addr`).
+    pub webtransport: Option<transport::webtransport::Endpointed>,
 }
 
 impl AppState {
@@ -118,6 +121,15 @@ pub async fn run(
         }
         None => None,
     };
+    // Bound before serving, so the page is told the port actually bound.
+    let webtransport = match config.role {
+        Role::Generator => None,
+        Role::All | Role::Edge => transport::webtransport::bind(&config)?,
+    };
+    if let Some(bound) = &webtransport {
+        config.webtransport_addr = Some(bound.addr);
+    }
+    let mut webtransport = webtransport;
     let mut shutdown = std::pin::pin!(shutdown);
     let stop = CancellationToken::new();
     let ready = Arc::new(OnceLock::new());
@@ -126,7 +138,7 @@ pub async fn run(
     // The simulator is ready at once, before the first request.
     if config.role == Role::All {
         let source = Source::start(&config, &stop, &wire).await?;
-        tasks = ready_state(&ready, source, &config, &stop, &wire);
+        tasks = ready_state(&ready, source, &config, &stop, &wire, &mut webtransport);
     }
     let addr = config.addr;
     let server = http_server(listener, http1, &config, ready.clone(), wire.clone())?;
@@ -146,7 +158,9 @@ pub async fn run(
             () = &mut shutdown => None,
         };
         match started {
-            Some(Ok(source)) => tasks = ready_state(&ready, source, &config, &stop, &wire),
+            Some(Ok(source)) => {
+                tasks = ready_state(&ready, source, &config, &stop, &wire, &mut webtransport)
+            }
             stopped_or_failed => {
                 stop.cancel();
                 let stopped = handle.stop(true);
@@ -200,12 +214,13 @@ fn ready_state(
     config: &Config,
     stop: &CancellationToken,
     wire: &Arc<Wire>,
+    webtransport: &mut Option<transport::webtransport::Bound>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let Source {
         feed,
         metrics,
         cluster,
-        tasks,
+        mut tasks,
     } = source;
     let state = web::Data::new(AppState {
         limits: Limits::new(config),
@@ -216,7 +231,19 @@ fn ready_state(
         cluster,
         shutdown: stop.clone(),
         started_us: clock::now_us(),
+        webtransport: webtransport
+            .as_ref()
+            .map(|bound| transport::webtransport::Endpointed {
+                port: bound.addr.port(),
+                certificates: bound.certificates.clone(),
+            }),
     });
+    if let Some(bound) = webtransport.take() {
+        tasks.push(tokio::spawn(transport::webtransport::serve(
+            bound,
+            state.clone().into_inner(),
+        )));
+    }
     if ready.set(state).is_err() {
         unreachable!("the state is put in place once");
     }

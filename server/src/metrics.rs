@@ -23,15 +23,18 @@ pub enum Transport {
     Sse,
     /// HTTP streaming: newline-delimited JSON in one long response (`/api/stream`).
     Stream,
+    /// WebTransport over HTTP/3 (`--webtransport-addr`), a QUIC stream per batch.
+    WebTransport,
 }
 
 impl Transport {
-    pub const ALL: [Transport; 5] = [
+    pub const ALL: [Transport; 6] = [
         Transport::Polling,
         Transport::LongPolling,
         Transport::WebSocket,
         Transport::Sse,
         Transport::Stream,
+        Transport::WebTransport,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +44,7 @@ impl Transport {
             Transport::WebSocket => "websocket",
             Transport::Sse => "sse",
             Transport::Stream => "stream",
+            Transport::WebTransport => "webtransport",
         }
     }
 }
@@ -98,7 +102,7 @@ pub struct Metrics {
     pub long_poll_timeouts: Counter,
     /// Batches framed for sending; clients at the same position share one frame.
     pub frames_encoded: Counter,
-    transports: [TransportMetrics; 5],
+    transports: [TransportMetrics; 6],
     reconnects: Family<ReconnectLabel, Counter>,
     heap_allocated: Gauge,
     heap_free: Gauge,

@@ -65,6 +65,52 @@ pub fn sibling(origin: &str, host: &str, config: &Config) -> bool {
             .is_ok_and(|port| port == config.addr.port() || port == http1.port())
 }
 
+/// Refuses a WebTransport session (`origin`: its `Origin` header, `authority`: the host and
+/// UDP port it was opened to) unless it comes from a program (no `Origin`), an allowed origin,
+/// or a page this server served: the same host name at the server's HTTP port (or its
+/// HTTP/1.1 port), over http or https as the server serves.
+pub fn check_webtransport(
+    origin: Option<&str>,
+    authority: &str,
+    config: &Config,
+) -> Result<(), String> {
+    let Some(origin) = origin else {
+        return Ok(());
+    };
+    if config
+        .allowed_origins
+        .iter()
+        .any(|allowed| allowed == "*" || allowed.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    let scheme = if config.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let served = origin
+        .split_once("://")
+        .filter(|(origin_scheme, _)| *origin_scheme == scheme)
+        .and_then(|(_, rest)| rest.rsplit_once(':'))
+        .zip(authority.rsplit_once(':'))
+        .is_some_and(|((origin_name, port), (name, _))| {
+            origin_name.eq_ignore_ascii_case(name)
+                && port.parse::<u16>().is_ok_and(|port| {
+                    port == config.addr.port()
+                        || config.http1_addr.is_some_and(|http1| http1.port() == port)
+                })
+        });
+    if served {
+        Ok(())
+    } else {
+        Err(format!(
+            "pages from {origin} may not open this session: the server allows its own pages \
+             and those of --allowed-origins"
+        ))
+    }
+}
+
 /// Checks the shape of a configured origin: `*`, or `scheme://host[:port]` with no path.
 pub fn validate(origin: &str) -> Result<(), String> {
     if origin == "*" {
@@ -100,6 +146,25 @@ mod tests {
             req = req.insert_header((header::ORIGIN, origin));
         }
         req.to_http_request()
+    }
+
+    #[test]
+    fn webtransport_sessions_come_from_the_servers_pages() {
+        let config = allowing(&["https://app.example"]);
+        let udp = "127.0.0.1:4433";
+        assert!(check_webtransport(None, udp, &config).is_ok());
+        assert!(check_webtransport(Some("http://127.0.0.1:8080"), udp, &config).is_ok());
+        assert!(check_webtransport(Some("https://app.example"), udp, &config).is_ok());
+        // Another port, another host, another scheme: not a page this server served.
+        for origin in [
+            "http://127.0.0.1:9999",
+            "http://localhost:8080",
+            "https://127.0.0.1:8080",
+            "null",
+        ] {
+            let refused = check_webtransport(Some(origin), udp, &config).unwrap_err();
+            assert!(refused.contains(origin), "{refused}");
+        }
     }
 
     #[test]

@@ -79,12 +79,13 @@ pub enum Account {
 }
 
 impl Account {
-    pub const ALL: [Account; 6] = [
+    pub const ALL: [Account; 7] = [
         Account::Transport(Transport::Polling),
         Account::Transport(Transport::LongPolling),
         Account::Transport(Transport::WebSocket),
         Account::Transport(Transport::Sse),
         Account::Transport(Transport::Stream),
+        Account::Transport(Transport::WebTransport),
         Account::Other,
     ];
 
@@ -181,7 +182,7 @@ struct Meters {
 pub struct Wire {
     totals: Family<WireLabel, Counter>,
     /// `[account][direction]`, the handles to `totals` made once.
-    counters: [[Counter; 2]; 6],
+    counters: [[Counter; 2]; 7],
     meters: Mutex<Meters>,
     started: Instant,
 }
@@ -211,7 +212,8 @@ impl Wire {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "wire_bytes",
-            "TCP payload bytes on the server's connections, per transport (other: the app, \
+            "TCP payload bytes on the server's connections (UDP payloads for webtransport), per \
+             transport (other: the app, \
              reference data, metrics) and direction (down: to the client)",
             self.totals.clone(),
         );
@@ -244,6 +246,27 @@ impl Wire {
             charge: RefCell::new(Charge::OTHER),
             h2: RefCell::new(None),
         })
+    }
+
+    /// Charges a WebTransport session's QUIC bytes (UDP payloads, both ways) since its last
+    /// charge to the transport's totals and the page's meter.
+    pub fn quic(&self, meter: Option<&Arc<Meter>>, down: u64, up: u64) {
+        let charge = Charge {
+            account: Account::Transport(Transport::WebTransport),
+            meter: meter.cloned(),
+        };
+        self.add(&charge, Direction::Down, down);
+        self.add(&charge, Direction::Up, up);
+    }
+
+    /// The meter `name` of the client at `ip` (`meter=` in a WebTransport session's URL),
+    /// counting the session as one request.
+    pub fn session_meter(&self, ip: IpAddr, name: &str) -> Result<Option<Arc<Meter>>, ApiError> {
+        let meter = self.meter(ip, parse_meter(name)?);
+        if let Some(meter) = &meter {
+            meter.requests.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(meter)
     }
 
     /// The meter `name` of the client at `ip`, made if new; `None` when the client or the
@@ -634,7 +657,7 @@ fn parse_transport(value: &str) -> Result<Transport, ApiError> {
         .find(|transport| transport.as_str() == value)
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "transport must be one of polling, long_polling, websocket, sse, stream, not {:?}",
+                "transport must be one of polling, long_polling, websocket, sse, stream, webtransport, not {:?}",
                 value.chars().take(32).collect::<String>()
             ))
         })

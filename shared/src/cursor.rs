@@ -9,6 +9,8 @@
 //! The server side of the rule is [`resume_point`]: where a `since` lands in the retained
 //! window.
 
+use std::collections::BTreeMap;
+
 use crate::wire::Batch;
 
 /// Where a client's `since` lands against the server's retained window.
@@ -153,6 +155,87 @@ impl CursorChain {
     }
 }
 
+/// Batches that may arrive out of order, put back in the order the server sent them.
+/// WebTransport sends each batch on a stream of its own, so a lost packet holds up only its
+/// batch; every batch names the cursor it continues from (`after`) and its own (`cursor`).
+#[derive(Debug, Clone)]
+pub struct Reorder<T> {
+    /// The cursor the next batch in order continues from; `None` until the start is known.
+    next: Option<u64>,
+    held: BTreeMap<u64, (u64, T)>,
+    limit: usize,
+}
+
+/// More batches came ahead of a missing one than a client holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooFarAhead {
+    pub waiting_for: Option<u64>,
+    pub held: usize,
+}
+
+impl std::fmt::Display for TooFarAhead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} batches held waiting for the one after {:?}",
+            self.held, self.waiting_for
+        )
+    }
+}
+
+impl<T> Reorder<T> {
+    /// Batches continue from `start` (`None`: not known yet, see [`Reorder::start`]); at most
+    /// `limit` are held while one is missing.
+    pub fn new(start: Option<u64>, limit: usize) -> Self {
+        Self {
+            next: start,
+            held: BTreeMap::new(),
+            limit,
+        }
+    }
+
+    /// Learns where the batches start, when it was not known; the batches it releases.
+    pub fn start(&mut self, cursor: u64) -> Vec<T> {
+        if self.next.is_none() {
+            self.next = Some(cursor);
+        }
+        self.release()
+    }
+
+    /// Batches held, waiting for an earlier one.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Takes a batch that continues from `after` and ends at `cursor`; returns the batches now
+    /// in order, this one among them if it was next. A batch from before the next one (a
+    /// repeat) is given back at once, for the chain to refuse.
+    pub fn push(&mut self, after: u64, cursor: u64, batch: T) -> Result<Vec<T>, TooFarAhead> {
+        if self.next.is_some_and(|next| after < next) {
+            return Ok(vec![batch]);
+        }
+        if self.held.len() >= self.limit {
+            return Err(TooFarAhead {
+                waiting_for: self.next,
+                held: self.held.len(),
+            });
+        }
+        self.held.insert(after, (cursor, batch));
+        Ok(self.release())
+    }
+
+    fn release(&mut self) -> Vec<T> {
+        let mut ready = Vec::new();
+        while let Some(next) = self.next
+            && let Some((cursor, batch)) = self.held.remove(&next)
+        {
+            ready.push(batch);
+            self.next = Some(cursor);
+        }
+        ready
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +356,33 @@ mod tests {
         );
         assert_eq!(chain.gaps(), 1);
         assert!(chain.accept(&batch(901, &[901])).is_ok());
+    }
+
+    #[test]
+    fn reorder_releases_batches_in_the_order_sent() {
+        let mut reorder = Reorder::new(Some(10), 8);
+        assert_eq!(reorder.push(12, 15, "b").unwrap(), Vec::<&str>::new());
+        assert_eq!(reorder.push(15, 16, "c").unwrap(), Vec::<&str>::new());
+        assert_eq!(reorder.held(), 2);
+        assert_eq!(reorder.push(10, 12, "a").unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(reorder.held(), 0);
+        assert_eq!(reorder.push(16, 17, "d").unwrap(), vec!["d"]);
+        // A repeat is handed on, for the chain to refuse.
+        assert_eq!(reorder.push(12, 15, "b again").unwrap(), vec!["b again"]);
+    }
+
+    #[test]
+    fn reorder_waits_for_the_start_and_holds_a_bounded_number() {
+        let mut reorder = Reorder::new(None, 2);
+        assert!(reorder.push(5, 6, 'y').unwrap().is_empty());
+        assert!(reorder.push(4, 5, 'x').unwrap().is_empty());
+        assert_eq!(
+            reorder.push(7, 8, 'z'),
+            Err(TooFarAhead {
+                waiting_for: None,
+                held: 2
+            })
+        );
+        assert_eq!(reorder.start(4), vec!['x', 'y']);
     }
 }

@@ -99,6 +99,26 @@ pub struct Origins {
     pub http1: Option<String>,
 }
 
+/// Answer of `GET /api/webtransport`: where the server's WebTransport endpoint is and the
+/// certificates a page may pin to reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebTransportInfo {
+    /// The session's URL on the host the page asked by, without a query:
+    /// `https://<host>:<udp port>/api/webtransport`.
+    pub url: String,
+    /// SHA-256 hashes (lowercase hex) of the certificates the endpoint presents now or will
+    /// soon, for `serverCertificateHashes`.
+    pub certificate_hashes: Vec<String>,
+}
+
+/// Reads the `after` of a WebTransport batch line, which starts
+/// `{"type":"batch","after":<cursor>,`: the cursor the batch continues from.
+pub fn batch_after(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix(r#"{"type":"batch","after":"#)?;
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
 /// Body of every 4xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -135,6 +155,11 @@ pub enum ServerMessage {
     /// HTTP streaming's sign of life when no tick comes, with the server's clock (Unix µs).
     Heartbeat {
         server_time: i64,
+    },
+    /// WebTransport's first line on the control stream: the session's batches continue from
+    /// `cursor` (the `since` asked for, or the head when none was).
+    Subscribed {
+        cursor: u64,
     },
 }
 
@@ -242,5 +267,17 @@ mod tests {
         assert!(
             serde_json::from_str::<ClientMessage>(r#"{"type":"subscribe","since":-1}"#).is_err()
         );
+    }
+
+    #[test]
+    fn a_webtransport_batch_names_what_it_continues_from() {
+        let line = r#"{"type":"batch","after":41,"cursor":43,"gap":false,"ticks":[]}"#;
+        assert_eq!(batch_after(line), Some(41));
+        assert!(matches!(
+            serde_json::from_str::<ServerMessage>(line).unwrap(),
+            ServerMessage::Batch(Batch { cursor: 43, .. })
+        ));
+        assert_eq!(batch_after(r#"{"type":"batch","cursor":43}"#), None);
+        assert_eq!(batch_after(r#"{"type":"batch","after":x}"#), None);
     }
 }

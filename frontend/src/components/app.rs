@@ -33,10 +33,11 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn transports(self) -> Vec<Transport> {
+    /// The transports the mode runs; `webtransport`: whether the server and browser have it.
+    fn transports(self, webtransport: bool) -> Vec<Transport> {
         match self {
             Mode::Single(kind) => vec![kind.into()],
-            Mode::Compare { versions } => Transport::compared(versions),
+            Mode::Compare { versions } => Transport::compared(versions, webtransport),
         }
     }
 }
@@ -55,6 +56,8 @@ pub fn App() -> impl IntoView {
     let selected = RwSignal::new(0usize);
     // The server's HTTP/1.1-only origin, when it has one (`--http1-addr`).
     let http1 = StoredValue::new(None::<String>);
+    // Why WebTransport cannot run here, or `None` when it can.
+    let no_webtransport = StoredValue::new(Some("checking...".to_owned()));
 
     let ticker = set_interval_with_handle(move || frame.update(|n| *n += 1), FRAME)
         .expect("setting the frame interval");
@@ -82,8 +85,15 @@ pub fn App() -> impl IntoView {
         load_error.set(None);
         // Optional: without it compare mode runs on the page's origin only.
         http1.set_value(api::origins().await.ok().and_then(|origins| origins.http1));
+        no_webtransport.set_value(webtransport_missing().await);
         session.set_value(Some(Session::new(market)));
-        start(mode.get_untracked(), session, clients, http1);
+        start(
+            mode.get_untracked(),
+            session,
+            clients,
+            http1,
+            no_webtransport,
+        );
         loaded.set(true);
         // A mark the budget benchmark reads: the first frame with prices on screen.
         request_animation_frame(|| {
@@ -97,7 +107,7 @@ pub fn App() -> impl IntoView {
     Effect::new(move |previous: Option<Mode>| {
         let current = mode.get();
         if previous.is_some_and(|previous| previous != current) && loaded.get_untracked() {
-            start(current, session, clients, http1);
+            start(current, session, clients, http1, no_webtransport);
         }
         current
     });
@@ -150,17 +160,28 @@ pub fn App() -> impl IntoView {
                 <Watchlist session frame selected />
                 <section class="main">
                     <Chart session frame selected />
-                    <Switch mode versions=http1.get_value().is_some() />
+                    <Switch
+                        mode
+                        versions=http1.get_value().is_some()
+                        no_webtransport=no_webtransport.get_value()
+                    />
                     <Network />
                     {move || match mode.get() {
                         Mode::Single(kind) => view! {
                             <LagPanel session frame kind />
                             <Explain kinds=vec![kind] />
                         }.into_any(),
-                        mode @ Mode::Compare { .. } => view! {
-                            <Compare session frame transports=mode.transports() />
-                            <Explain kinds=TransportKind::COMPARED.to_vec() />
-                        }.into_any(),
+                        mode @ Mode::Compare { .. } => {
+                            let webtransport = no_webtransport.get_value().is_none();
+                            let kinds = TransportKind::COMPARED
+                                .into_iter()
+                                .filter(|&kind| webtransport || kind != TransportKind::WebTransport)
+                                .collect();
+                            view! {
+                                <Compare session frame transports=mode.transports(webtransport) />
+                                <Explain kinds />
+                            }.into_any()
+                        }
                     }}
                 </section>
             </div>
@@ -175,13 +196,30 @@ async fn load() -> Result<Market, String> {
     Ok(Market::new(symbols.symbols, &snapshot))
 }
 
+/// Why WebTransport cannot run in this page, or `None` when it can.
+async fn webtransport_missing() -> Option<String> {
+    if !crate::transport::webtransport::supported() {
+        return Some("this browser has no WebTransport".into());
+    }
+    match api::webtransport().await {
+        Ok(_) => None,
+        Err(_) => Some(
+            "this server has no WebTransport endpoint (it runs with --webtransport-addr; \
+             `just run` turns it on)"
+                .into(),
+        ),
+    }
+}
+
 /// Stops the running clients and starts those of `mode` from the session's cursor.
 fn start(
     mode: Mode,
     session: SessionStore,
     clients: StoredValue<Vec<FeedClient>, LocalStorage>,
     http1: StoredValue<Option<String>>,
+    no_webtransport: StoredValue<Option<String>>,
 ) {
+    let webtransport = no_webtransport.get_value().is_none();
     clients.update_value(Vec::clear);
     let now = now_us();
     let started = session
@@ -190,7 +228,7 @@ fn start(
             Some(match mode {
                 Mode::Single(kind) => vec![(kind.into(), session.switch_to(kind, now))],
                 Mode::Compare { .. } => {
-                    let transports = mode.transports();
+                    let transports = mode.transports(webtransport);
                     let since = session.compare(&transports, now);
                     transports.into_iter().map(|kind| (kind, since)).collect()
                 }

@@ -27,6 +27,7 @@ fn colour(kind: TransportKind) -> RGBColor {
         TransportKind::WebSocket => RGBColor(63, 185, 80),
         TransportKind::Sse => RGBColor(88, 166, 255),
         TransportKind::Stream => RGBColor(255, 123, 114),
+        TransportKind::WebTransport => RGBColor(57, 197, 207),
     }
 }
 

@@ -37,6 +37,14 @@ fn text(kind: TransportKind) -> &'static str {
              HTTP like SSE, without EventSource's text format, so any HTTP client can read it; \
              Centrifugo offers it where proxies break WebSocket."
         }
+        TransportKind::WebTransport => {
+            "HTTP/3 over QUIC, on UDP. The page opens a session (pinning the server's short-lived \
+             certificate by its hash) and one control stream for pings and heartbeats; the \
+             server sends each batch on a QUIC stream of its own. Over TCP one lost packet holds \
+             up everything behind it; here it holds up only its own batch, and the page puts \
+             batches back in order by the cursor each names. Lag is timed when a batch's stream \
+             reaches the page."
+        }
     }
 }
 

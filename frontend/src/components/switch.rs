@@ -7,14 +7,25 @@ use super::app::Mode;
 use crate::transport::TransportKind;
 
 #[component]
-pub fn Switch(mode: RwSignal<Mode>, versions: bool) -> impl IntoView {
+pub fn Switch(
+    mode: RwSignal<Mode>,
+    versions: bool,
+    /// Why WebTransport cannot run here; its button is then disabled and says why.
+    no_webtransport: Option<String>,
+) -> impl IntoView {
     let buttons = TransportKind::CHOICES
         .into_iter()
         .map(|kind| {
             let active = move || mode.get() == Mode::Single(kind);
+            let missing = match kind {
+                TransportKind::WebTransport => no_webtransport.clone(),
+                _ => None,
+            };
             view! {
                 <button
                     class:active=active
+                    disabled=missing.is_some()
+                    title=missing
                     data-testid=format!("transport-{}", kind.id())
                     on:click=move |_| mode.set(Mode::Single(kind))
                 >

@@ -1,4 +1,4 @@
-//! The five transport clients. Each runs as one local task that reports what it sees as
+//! The six transport clients. Each runs as one local task that reports what it sees as
 //! [`FeedEvent`]s and resumes from its cursor after any failure, with jittered backoff. A
 //! [`FeedClient`] handle stops its task (and aborts what it has in flight) when dropped.
 
@@ -6,6 +6,7 @@ mod http;
 mod sse;
 mod stream;
 mod websocket;
+pub mod webtransport;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -30,11 +31,13 @@ pub enum TransportKind {
     Sse,
     /// HTTP streaming: `fetch` reading one long response of JSON lines.
     Stream,
+    /// WebTransport over HTTP/3: a QUIC stream per batch.
+    WebTransport,
 }
 
 impl TransportKind {
     /// Every choice the switch offers, in its order.
-    pub const CHOICES: [TransportKind; 7] = [
+    pub const CHOICES: [TransportKind; 8] = [
         TransportKind::Polling { interval_ms: 250 },
         TransportKind::Polling { interval_ms: 1000 },
         TransportKind::Polling { interval_ms: 5000 },
@@ -42,15 +45,18 @@ impl TransportKind {
         TransportKind::WebSocket,
         TransportKind::Sse,
         TransportKind::Stream,
+        TransportKind::WebTransport,
     ];
 
-    /// The five transports compare mode runs side by side.
-    pub const COMPARED: [TransportKind; 5] = [
+    /// The six transports compare mode runs side by side (WebTransport when the server and
+    /// the browser have it).
+    pub const COMPARED: [TransportKind; 6] = [
         TransportKind::Polling { interval_ms: 1000 },
         TransportKind::LongPolling,
         TransportKind::WebSocket,
         TransportKind::Sse,
         TransportKind::Stream,
+        TransportKind::WebTransport,
     ];
 
     pub fn label(self) -> String {
@@ -63,6 +69,7 @@ impl TransportKind {
             Self::WebSocket => "WebSocket".into(),
             Self::Sse => "SSE".into(),
             Self::Stream => "HTTP streaming".into(),
+            Self::WebTransport => "WebTransport".into(),
         }
     }
 
@@ -74,6 +81,7 @@ impl TransportKind {
             Self::WebSocket => "websocket",
             Self::Sse => "sse",
             Self::Stream => "stream",
+            Self::WebTransport => "webtransport",
         }
     }
 
@@ -85,6 +93,7 @@ impl TransportKind {
             Self::WebSocket => "websocket".into(),
             Self::Sse => "sse".into(),
             Self::Stream => "stream".into(),
+            Self::WebTransport => "webtransport".into(),
         }
     }
 
@@ -96,7 +105,8 @@ impl TransportKind {
             Self::LongPolling => 25_000,
             // Ticks flow many times a second; when they do not, pongs to the page's pings come
             // every 5 s on a WebSocket, and the server's heartbeat events every 15 s on SSE.
-            Self::WebSocket => 5_000,
+            // WebTransport's control stream carries pongs every 5 s too, and heartbeats.
+            Self::WebSocket | Self::WebTransport => 5_000,
             // Heartbeats come every 15 s on both streamed responses.
             Self::Sse | Self::Stream => 15_000,
         };
@@ -139,13 +149,16 @@ impl Transport {
         }
     }
 
-    /// Compare mode's transports: the five on the page's origin, and with `versions`, each HTTP
-    /// one again over HTTP/1.1 beside it (WebSocket is on HTTP/1.1 already).
-    pub fn compared(versions: bool) -> Vec<Transport> {
+    /// Compare mode's transports: those on the page's origin (WebTransport only when
+    /// `webtransport`), and with `versions`, each HTTP one again over HTTP/1.1 beside it
+    /// (WebSocket is on HTTP/1.1 already, WebTransport on HTTP/3).
+    pub fn compared(versions: bool, webtransport: bool) -> Vec<Transport> {
         TransportKind::COMPARED
             .iter()
+            .filter(|&&kind| webtransport || kind != TransportKind::WebTransport)
             .flat_map(|&kind| {
-                let again = versions && kind != TransportKind::WebSocket;
+                let again = versions
+                    && !matches!(kind, TransportKind::WebSocket | TransportKind::WebTransport);
                 std::iter::once(Transport::from(kind)).chain(again.then(|| Transport::http1(kind)))
             })
             .collect()
@@ -268,6 +281,7 @@ impl FeedClient {
                 TransportKind::WebSocket => websocket::run(since, stop, emit).await,
                 TransportKind::Sse => sse::run(since, stop, emit).await,
                 TransportKind::Stream => stream::run(since, stop, emit).await,
+                TransportKind::WebTransport => webtransport::run(since, stop, emit).await,
             }
         });
         Self {

@@ -128,7 +128,7 @@ fn lines(pending: &mut Vec<u8>, cursor: &mut u64, emit: &Emit) -> Result<bool, S
                 emit(FeedEvent::Heard { at_us, bytes: 0 });
             }
             Ok(ServerMessage::Wire(report)) => emit(FeedEvent::Wire(report)),
-            Ok(ServerMessage::Pong { .. }) => {}
+            Ok(ServerMessage::Pong { .. } | ServerMessage::Subscribed { .. }) => {}
             Err(err) => return Err(format!("unreadable line: {err}")),
         }
     }

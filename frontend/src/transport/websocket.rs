@@ -103,7 +103,7 @@ async fn connection(
                             emit(FeedEvent::Heard { at_us, bytes: text.len() });
                         }
                         // Heartbeats are HTTP streaming's; pongs keep a WebSocket's clock.
-                        Ok(ServerMessage::Heartbeat { .. }) => {}
+                        Ok(ServerMessage::Heartbeat { .. } | ServerMessage::Subscribed { .. }) => {}
                         Ok(ServerMessage::Wire(report)) => {
                             emit(FeedEvent::Wire(report));
                             emit(FeedEvent::Heard { at_us, bytes: text.len() });

@@ -486,14 +486,14 @@ fn text_frame_header(len: usize) -> Bytes {
 }
 
 /// How many messages a client may still send in the current second.
-struct MessageBudget {
+pub(crate) struct MessageBudget {
     per_second: u64,
     window_start: Instant,
     used: u64,
 }
 
 impl MessageBudget {
-    fn new(per_second: u64) -> Self {
+    pub(crate) fn new(per_second: u64) -> Self {
         Self {
             per_second,
             window_start: Instant::now(),
@@ -502,7 +502,7 @@ impl MessageBudget {
     }
 
     /// Counts one message received at `now`; `false` when it is over the budget.
-    fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         if now.duration_since(self.window_start) >= Duration::from_secs(1) {
             self.window_start = now;
             self.used = 0;

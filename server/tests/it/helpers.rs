@@ -182,7 +182,9 @@ pub async fn next_ws_batch(ws: &mut WsClient) -> Batch {
             match serde_json::from_str::<ServerMessage>(&text).expect("a server message") {
                 ServerMessage::Batch(batch) => return batch,
                 ServerMessage::Pong { .. } | ServerMessage::Wire(_) => continue,
-                ServerMessage::Heartbeat { .. } => panic!("heartbeats are HTTP streaming's"),
+                ServerMessage::Heartbeat { .. } | ServerMessage::Subscribed { .. } => {
+                    panic!("heartbeats and subscribed lines are the streamed transports'")
+                }
             }
         }
     }

@@ -25,4 +25,5 @@ mod tabs;
 mod tls;
 mod transports;
 mod versions;
+mod webtransport;
 mod wire;

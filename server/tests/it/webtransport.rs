@@ -1,0 +1,456 @@
+//! WebTransport over HTTP/3 (issue 18), through a real WebTransport client (wtransport over
+//! quinn, the kernel's UDP on loopback): the page's pinning information, the chain across
+//! streams that may arrive out of order, resume, gap, pongs, heartbeats and wire reports on
+//! the control stream, refusals and bad input, certificate rotation, and shutdown.
+
+use std::time::Duration;
+
+use tickscope_shared::cursor::{CursorChain, Reorder};
+use tickscope_shared::wire::{
+    Batch, ClientMessage, ServerMessage, WebTransportInfo, WireReport, batch_after,
+};
+use tokio::sync::mpsc;
+use wtransport::error::{ConnectingError, ConnectionError};
+use wtransport::tls::Sha256Digest;
+use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream};
+
+use crate::helpers::{PATIENCE, TestServer, accept, metric};
+
+/// A server with a WebTransport endpoint on a free UDP port.
+fn server(adjust: impl FnOnce(&mut tickscope::Config)) -> TestServer {
+    TestServer::start(|config| {
+        config.webtransport_addr = Some("127.0.0.1:0".parse().unwrap());
+        adjust(config);
+    })
+}
+
+async fn info(server: &TestServer) -> WebTransportInfo {
+    server.get_json("/api/webtransport").await
+}
+
+fn digest(hex: &str) -> Sha256Digest {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|at| u8::from_str_radix(&hex[at..at + 2], 16).expect("hex"))
+        .collect();
+    Sha256Digest::new(bytes.try_into().expect("32 bytes"))
+}
+
+/// Opens a session to `url` (with its query) pinning `hashes`, as a page at `origin` would.
+async fn open(
+    url: &str,
+    hashes: &[String],
+    origin: Option<&str>,
+) -> Result<Connection, ConnectingError> {
+    let config = ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes(hashes.iter().map(|hash| digest(hash)))
+        .max_idle_timeout(Some(Duration::from_secs(10)))
+        .expect("an idle timeout")
+        .build();
+    let endpoint = Endpoint::client(config).expect("a client endpoint");
+    let mut request = wtransport::endpoint::ConnectOptions::builder(url);
+    if let Some(origin) = origin {
+        request = request.add_header("origin", origin);
+    }
+    tokio::time::timeout(PATIENCE, endpoint.connect(request.build()))
+        .await
+        .expect("connecting in time")
+}
+
+/// A session as a page runs it: the control stream's lines, and the batches of the
+/// unidirectional streams put back in order.
+struct Session {
+    connection: Connection,
+    send: SendStream,
+    control: mpsc::UnboundedReceiver<ServerMessage>,
+    batches: mpsc::UnboundedReceiver<(u64, Batch)>,
+    reorder: Reorder<Batch>,
+    ready: std::collections::VecDeque<Batch>,
+    /// Batches that arrived before one sent earlier.
+    pub overtaken: usize,
+}
+
+impl Session {
+    async fn start(connection: Connection) -> Self {
+        let (send, recv) = connection
+            .open_bi()
+            .await
+            .expect("opening the control stream")
+            .await
+            .expect("the control stream opens");
+        let (lines, control) = mpsc::unbounded_channel();
+        tokio::spawn(read_lines(recv, lines));
+        let (found, batches) = mpsc::unbounded_channel();
+        tokio::spawn(accept_batches(connection.clone(), found));
+        Self {
+            connection,
+            send,
+            control,
+            batches,
+            reorder: Reorder::new(None, 4096),
+            ready: Default::default(),
+            overtaken: 0,
+        }
+    }
+
+    /// The next message on the control stream; the first is `subscribed`, which starts the
+    /// reorder.
+    async fn control(&mut self) -> Option<ServerMessage> {
+        let message = tokio::time::timeout(PATIENCE, self.control.recv())
+            .await
+            .expect("a control line in time")?;
+        if let ServerMessage::Subscribed { cursor } = message {
+            self.ready.extend(self.reorder.start(cursor));
+        }
+        Some(message)
+    }
+
+    /// Waits for `subscribed` and returns its cursor.
+    async fn subscribed(&mut self) -> u64 {
+        match self.control().await {
+            Some(ServerMessage::Subscribed { cursor }) => cursor,
+            other => panic!("the first control line is subscribed, not {other:?}"),
+        }
+    }
+
+    /// The next batch in the order the server sent them.
+    async fn next_batch(&mut self) -> Batch {
+        loop {
+            if let Some(batch) = self.ready.pop_front() {
+                return batch;
+            }
+            let (after, batch) = tokio::time::timeout(PATIENCE, self.batches.recv())
+                .await
+                .expect("a batch in time")
+                .expect("the session is open");
+            let released = self
+                .reorder
+                .push(after, batch.cursor, batch)
+                .expect("few batches ahead");
+            if released.is_empty() {
+                self.overtaken += 1;
+            }
+            self.ready.extend(released);
+        }
+    }
+
+    async fn send(&mut self, message: &ClientMessage) {
+        let mut line = serde_json::to_vec(message).unwrap();
+        line.push(b'\n');
+        self.send.write_all(&line).await.expect("writing a line");
+    }
+
+    /// Waits for the server to close the session; its code and reason.
+    async fn closed(&self) -> (u32, String) {
+        let error = tokio::time::timeout(PATIENCE, self.connection.closed())
+            .await
+            .expect("closed in time");
+        closed_with(error)
+    }
+}
+
+fn closed_with(error: ConnectionError) -> (u32, String) {
+    match error {
+        ConnectionError::ApplicationClosed(close) => (
+            close.code().into_inner() as u32,
+            String::from_utf8_lossy(close.reason()).into_owned(),
+        ),
+        other => panic!("closed by the server's application, not {other:?}"),
+    }
+}
+
+async fn read_lines(mut recv: RecvStream, lines: mpsc::UnboundedSender<ServerMessage>) {
+    let mut pending = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(Some(read)) = recv.read(&mut chunk).await {
+        pending.extend_from_slice(&chunk[..read]);
+        while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            let message = serde_json::from_slice(&line[..end]).expect("a message per line");
+            if lines.send(message).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Reads every unidirectional stream the server opens: one batch line each.
+async fn accept_batches(connection: Connection, found: mpsc::UnboundedSender<(u64, Batch)>) {
+    while let Ok(mut stream) = connection.accept_uni().await {
+        let found = found.clone();
+        tokio::spawn(async move {
+            let Ok(bytes) = stream.quic_stream_mut().read_to_end(1 << 20).await else {
+                return;
+            };
+            let line = std::str::from_utf8(&bytes).expect("UTF-8");
+            let line = line.strip_suffix('\n').expect("one line");
+            let after = batch_after(line).expect("a batch names what it continues from");
+            let Ok(ServerMessage::Batch(batch)) = serde_json::from_str(line) else {
+                panic!("a batch line: {line}");
+            };
+            let _ = found.send((after, batch));
+        });
+    }
+}
+
+async fn session(server: &TestServer, query: &str) -> Session {
+    let info = info(server).await;
+    let connection = open(
+        &format!("{}?{query}", info.url),
+        &info.certificate_hashes,
+        None,
+    )
+    .await
+    .expect("a session");
+    Session::start(connection).await
+}
+
+#[tokio::test]
+async fn the_page_learns_where_to_connect_and_what_to_pin() {
+    let server = server(|_| {});
+    let info = info(&server).await;
+    let port = info
+        .url
+        .strip_prefix("https://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix("/api/webtransport"))
+        .and_then(|port| port.parse::<u16>().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the URL names the page's host and the UDP port: {}",
+                info.url
+            )
+        });
+    assert_ne!(port, 0);
+    assert_eq!(info.certificate_hashes.len(), 1);
+    assert_eq!(info.certificate_hashes[0].len(), 64);
+    // A server without the endpoint says so.
+    let without = TestServer::start(|_| {});
+    let response = reqwest::get(without.url("/api/webtransport"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("--webtransport-addr")
+    );
+    // A wrong hash is refused by the client: the server presents only the pinned certificate.
+    let wrong = "00".repeat(32);
+    assert!(open(&info.url, &[wrong], None).await.is_err());
+    server.shut_down().await.unwrap();
+}
+
+#[tokio::test]
+async fn batches_chain_across_streams_and_a_new_session_resumes() {
+    let server = server(|config| config.rate = 400.0);
+    let mut first = session(&server, "meter=a1").await;
+    let start = first.subscribed().await;
+    let mut chain = CursorChain::new(Some(start), true);
+    while chain.ticks() < 300 {
+        accept(&mut chain, &first.next_batch().await);
+    }
+    // Clock and liveness on the control stream.
+    first.send(&ClientMessage::Ping { t: 12.5 }).await;
+    let (mut pong, mut heartbeat, mut report) = (false, false, None::<WireReport>);
+    while !(pong && heartbeat && report.is_some()) {
+        match first.control().await.expect("the control stream is open") {
+            ServerMessage::Pong { t, server_time } => {
+                assert_eq!(t, 12.5);
+                assert!(server_time > 0);
+                pong = true;
+            }
+            ServerMessage::Heartbeat { .. } => heartbeat = true,
+            ServerMessage::Wire(wire) => report = Some(wire),
+            other => panic!("unexpected control line {other:?}"),
+        }
+    }
+    let report = report.unwrap();
+    assert_eq!(report.requests, 1);
+    assert!(report.down > 10_000, "{report:?}");
+    assert!(report.up > 500, "{report:?}");
+    first.connection.close(0u32.into(), b"switching");
+    // A new session from the cursor loses and repeats nothing.
+    let held = chain.cursor().unwrap();
+    let mut second = session(&server, &format!("since={held}&reconnect=error")).await;
+    assert_eq!(second.subscribed().await, held);
+    let goal = chain.ticks() + 300;
+    while chain.ticks() < goal {
+        accept(&mut chain, &second.next_batch().await);
+    }
+    assert_eq!(chain.gaps(), 0);
+    let metrics = server.metrics().await;
+    assert!(
+        metric(
+            &metrics,
+            r#"tickscope_requests_total{transport="webtransport"}"#
+        ) >= 2
+    );
+    assert!(
+        metric(
+            &metrics,
+            r#"tickscope_wire_bytes_total{transport="webtransport",direction="down"}"#
+        ) > report.down
+    );
+    server.shut_down().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_old_cursor_gets_a_gap_and_a_filter_gets_its_symbols() {
+    let server = server(|config| {
+        config.rate = 400.0;
+        config.retention = 100;
+    });
+    let head = server.wait_for_head(300).await;
+    let mut old = session(&server, "since=1").await;
+    old.subscribed().await;
+    let gap = old.next_batch().await;
+    assert!(gap.gap);
+    assert!(gap.cursor >= head);
+    let symbols = server.snapshot().await.quotes;
+    let wanted = symbols[0].symbol.clone();
+    let mut filtered = session(&server, &format!("symbols={wanted}")).await;
+    let start = filtered.subscribed().await;
+    let mut chain = CursorChain::new(Some(start), false);
+    while chain.ticks() < 20 {
+        let batch = filtered.next_batch().await;
+        assert!(batch.ticks.iter().all(|tick| tick.symbol == wanted));
+        accept(&mut chain, &batch);
+    }
+    server.shut_down().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_input_closes_only_that_session_with_a_reason() {
+    let server = server(|config| config.rate = 200.0);
+    let info = info(&server).await;
+    let mut bystander = session(&server, "").await;
+    let start = bystander.subscribed().await;
+    let mut chain = CursorChain::new(Some(start), true);
+
+    for (query, says) in [
+        ("since=abc", "since"),
+        ("symbols=NOPE", "NOPE"),
+        ("meter=xyz", "meter"),
+    ] {
+        // The session opens and is closed at once, maybe before the client has seen it open.
+        let closed = match open(
+            &format!("{}?{query}", info.url),
+            &info.certificate_hashes,
+            None,
+        )
+        .await
+        {
+            Ok(connection) => connection.closed().await,
+            Err(ConnectingError::ConnectionError(closed)) => closed,
+            Err(other) => panic!("{query}: {other:?}"),
+        };
+        let (code, reason) = closed_with(closed);
+        assert_eq!(code, 1008, "{query}: {reason}");
+        assert!(reason.contains(says), "{query}: {reason}");
+    }
+    // A control line that is not a message, and one that asks to resubscribe.
+    for (line, says) in [
+        (&b"{\"type\":\"nonsense\"}\n"[..], "invalid message"),
+        (b"{\"type\":\"subscribe\"}\n", "URL"),
+        (b"\xff\xfe\n", "UTF-8"),
+    ] {
+        let mut hostile = session(&server, "").await;
+        hostile.subscribed().await;
+        hostile.send.write_all(line).await.unwrap();
+        let (code, reason) = hostile.closed().await;
+        assert_eq!(code, 1008);
+        assert!(reason.contains(says), "{reason}");
+    }
+    // A line with no end, longer than a message may be.
+    let mut flooding = session(&server, "").await;
+    flooding.subscribed().await;
+    let _ = flooding.send.write_all(&vec![b'x'; 70 * 1024]).await;
+    let (code, reason) = flooding.closed().await;
+    assert_eq!(code, 1009, "{reason}");
+    // A stream of the client's own.
+    let mut opener = session(&server, "").await;
+    opener.subscribed().await;
+    let mut own = opener.connection.open_uni().await.unwrap().await.unwrap();
+    own.write_all(b"hello").await.unwrap();
+    let (code, reason) = opener.closed().await;
+    assert_eq!(code, 1008);
+    assert!(reason.contains("control stream"), "{reason}");
+    // Another path, and a page of another site, are refused before a session.
+    let elsewhere = info.url.replace("/api/webtransport", "/nope");
+    assert!(matches!(
+        open(&elsewhere, &info.certificate_hashes, None).await,
+        Err(ConnectingError::SessionRejected)
+    ));
+    assert!(matches!(
+        open(
+            &info.url,
+            &info.certificate_hashes,
+            Some("https://evil.example")
+        )
+        .await,
+        Err(ConnectingError::SessionRejected)
+    ));
+    // The server's own page may.
+    let own_page = format!("http://{}", server.addr);
+    open(&info.url, &info.certificate_hashes, Some(&own_page))
+        .await
+        .expect("the server's own page opens a session");
+    // Through all of it the bystander's chain held.
+    while chain.ticks() < 200 {
+        accept(&mut chain, &bystander.next_batch().await);
+    }
+    server.shut_down().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_with_going_away() {
+    let server = server(|_| {});
+    let mut live = session(&server, "").await;
+    live.subscribed().await;
+    let connection = live.connection.clone();
+    let closed = tokio::spawn(async move { closed_with(connection.closed().await) });
+    server.shut_down().await.unwrap();
+    let (code, reason) = closed.await.unwrap();
+    assert_eq!(code, 1001);
+    assert!(reason.contains("shutting down"), "{reason}");
+}
+
+#[tokio::test]
+async fn the_certificate_rotates_with_both_hashes_named_in_between() {
+    // Lifetime 8 s: the successor is made at 4 s and presented from 6 s.
+    let server = server(|config| config.webtransport_cert_lifetime_s = 8);
+    let first = info(&server).await;
+    assert_eq!(first.certificate_hashes.len(), 1);
+    let old = first.certificate_hashes[0].clone();
+    let both = wait_for_hashes(&server, |hashes| hashes.len() == 2).await;
+    assert_eq!(both[0], old);
+    let new = both[1].clone();
+    // Between the two, the old certificate is still presented: a page pinning both connects.
+    open(&first.url, &both, None).await.expect("pinning both");
+    let after = wait_for_hashes(&server, |hashes| hashes.len() == 1 && hashes[0] != old).await;
+    assert_eq!(after, vec![new.clone()]);
+    open(&first.url, &[new], None)
+        .await
+        .expect("the successor is presented");
+    assert!(open(&first.url, &[old], None).await.is_err());
+    server.shut_down().await.unwrap();
+}
+
+/// Asks for the hashes until `done` says they are as awaited (the rotation runs on the clock).
+async fn wait_for_hashes(server: &TestServer, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let hashes = info(server).await.certificate_hashes;
+        if done(&hashes) {
+            return hashes;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hashes stayed {hashes:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
