@@ -81,7 +81,8 @@ pub fn protocol(next_hop: &str, secure: bool) -> String {
         "http/1.0" => "HTTP/1.0",
         "http/1.1" => "HTTP/1.1",
         "h2" | "h2c" => "HTTP/2",
-        "h3" => "HTTP/3",
+        // QUIC always carries TLS 1.3 inside it.
+        "h3" => return "HTTP/3 over QUIC".into(),
         other => other,
     };
     if secure {

@@ -67,18 +67,30 @@ impl ChromeDriver {
     /// [`Self::browser`] with `extra` flags (`--ignore-certificate-errors` for the tests'
     /// self-signed certificates).
     pub async fn browser_with(&self, extra: &[&str]) -> Client {
+        self.session(&["--disable-quic"], extra).await
+    }
+
+    /// [`Self::browser`] with QUIC on, for WebTransport over HTTP/3 (the other tests keep it
+    /// off: on this closed network Chromium would otherwise try QUIC for every origin).
+    pub async fn browser_with_quic(&self) -> Client {
+        self.session(&[], &[]).await
+    }
+
+    async fn session(&self, quic: &[&str], extra: &[&str]) -> Client {
         let mut args = vec![
             "--headless".to_string(),
             "--no-sandbox".into(),
             "--disable-gpu".into(),
-            "--disable-quic".into(),
+        ];
+        args.extend(quic.iter().map(|flag| flag.to_string()));
+        args.extend([
             "--no-first-run".into(),
             "--disable-background-networking".into(),
             "--disable-component-update".into(),
             "--disable-sync".into(),
             "--window-size=1400,1150".into(),
             format!("--user-data-dir={}", self.profile.display()),
-        ];
+        ]);
         args.extend(extra.iter().map(|flag| flag.to_string()));
         let capabilities = json!({
             // The browser's log from the first request on: console messages and failed loads.

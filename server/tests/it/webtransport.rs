@@ -454,3 +454,182 @@ async fn wait_for_hashes(server: &TestServer, done: impl Fn(&[String]) -> bool) 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// In headless Chromium with QUIC on: the page switches to WebTransport with nothing missed,
+/// shows its lag, HTTP/3 and wire bytes, and compare mode runs it beside the others, every
+/// chain whole, with a clean browser log.
+#[tokio::test]
+async fn the_page_streams_over_webtransport_in_chromium() {
+    use crate::browser::{chain_ticks, click, dist_dir, text, wait_text};
+    use crate::chromedriver::{ChromeDriver, console_errors};
+
+    let server = server(|config| {
+        config.static_dir = dist_dir();
+        config.rate = 50.0;
+    });
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser_with_quic().await;
+    browser
+        .goto(&server.url("/"))
+        .await
+        .expect("loading the app");
+    wait_text(&browser, "[data-testid=chain]", "ticks", |t| {
+        chain_ticks(t) > 0
+    })
+    .await;
+
+    click(&browser, "[data-testid=transport-webtransport]").await;
+    let notice = wait_text(
+        &browser,
+        "[data-testid=notice]",
+        "the switch to WebTransport",
+        |t| t.contains(" to WebTransport at cursor"),
+    )
+    .await;
+    assert!(notice.contains("0 ticks missed, 0 repeated"), "{notice}");
+    wait_text(&browser, "[data-testid=lag-p50]", "WebTransport lag", |t| {
+        t.ends_with(" ms") || t.ends_with(" s")
+    })
+    .await;
+    let before = chain_ticks(&text(&browser, "[data-testid=chain]").await);
+    let chain = wait_text(&browser, "[data-testid=chain]", "200 more ticks", |t| {
+        chain_ticks(t) > before + 200
+    })
+    .await;
+    assert!(chain.contains("0 gaps · 0 breaks"), "{chain}");
+    assert_eq!(
+        text(&browser, "[data-testid=protocol]").await,
+        "HTTP/3 over QUIC"
+    );
+    // The offset comes from pongs on the control stream; the wire figures from QUIC's counts.
+    wait_text(&browser, "[data-testid=offset]", "a clock offset", |t| {
+        t.contains("ms")
+    })
+    .await;
+    wait_text(&browser, "[data-testid=wire-down]", "bytes down", |t| {
+        t.ends_with("/s") && !t.starts_with("0 ")
+    })
+    .await;
+
+    // Compare mode runs it beside the five others.
+    click(&browser, "[data-testid=mode-compare]").await;
+    for id in [
+        "polling-1000",
+        "long-polling",
+        "websocket",
+        "sse",
+        "stream",
+        "webtransport",
+    ] {
+        let row = format!("[data-testid=compare-row-{id}]");
+        wait_text(
+            &browser,
+            &format!("{row} [data-testid=breaks]"),
+            &format!("{id} ticks in compare"),
+            |t| chain_ticks(t) > 100,
+        )
+        .await;
+        let chain = text(&browser, &format!("{row} [data-testid=breaks]")).await;
+        assert!(chain.ends_with("0 gaps · 0 breaks"), "{id}: {chain}");
+    }
+    let metrics = server.metrics().await;
+    assert_eq!(
+        metric(&metrics, r#"tickscope_clients{transport="webtransport"}"#),
+        1
+    );
+    let errors = console_errors(&browser).await;
+    assert!(errors.is_empty(), "the browser logged errors: {errors:#?}");
+    browser.close().await.unwrap();
+    server.shut_down().await.unwrap();
+}
+
+/// Chromium refuses a pinned certificate with no X.509 extensions even when its hash matches
+/// (the certificate check runs before the hash is compared). The server's certificates carry
+/// their names as an extension; the same browser connects to them, not to a bare one.
+#[tokio::test]
+async fn chromium_takes_the_servers_certificate_and_refuses_one_without_extensions() {
+    use crate::chromedriver::ChromeDriver;
+    use wtransport::tls::self_signed::time::{Duration as Span, OffsetDateTime};
+    use wtransport::tls::{Certificate, CertificateChain, PrivateKey};
+    use x509_parser::prelude::{FromDer, X509Certificate};
+
+    // A certificate like the server's but bare: no extensions at all.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.not_before = OffsetDateTime::now_utc() - Span::hours(1);
+    params.not_after = OffsetDateTime::now_utc() + Span::days(10);
+    let bare = params.self_signed(&key).unwrap();
+    let (_, parsed) = X509Certificate::from_der(bare.der()).unwrap();
+    assert!(
+        parsed.extensions().is_empty(),
+        "the bare certificate has no extensions"
+    );
+    let identity = wtransport::Identity::new(
+        CertificateChain::single(Certificate::from_der(bare.der().to_vec()).unwrap()),
+        PrivateKey::from_der_pkcs8(key.serialize_der()),
+    );
+    let bare_hash: String = identity.certificate_chain().as_slice()[0]
+        .hash()
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    let config = wtransport::ServerConfig::builder()
+        .with_bind_address("127.0.0.1:0".parse().unwrap())
+        .with_identity(identity)
+        .build();
+    let bare_server = Endpoint::server(config).unwrap();
+    let bare_url = format!(
+        "https://127.0.0.1:{}/api/webtransport",
+        bare_server.local_addr().unwrap().port()
+    );
+    let accepting = tokio::spawn(async move {
+        loop {
+            let incoming = bare_server.accept().await;
+            if let Ok(request) = incoming.await {
+                let _ = request.accept().await;
+            }
+        }
+    });
+
+    let server = server(|_| {});
+    let info = info(&server).await;
+    let driver = ChromeDriver::start().await;
+    let browser = driver.browser_with_quic().await;
+    // Any page of the server is a secure context (http://127.0.0.1).
+    browser.goto(&server.url("/healthz")).await.unwrap();
+    let script = r#"
+        const [url, hash, done] = arguments;
+        const bytes = new Uint8Array(hash.match(/../g).map((h) => parseInt(h, 16)));
+        const session = new WebTransport(url, {
+            serverCertificateHashes: [{ algorithm: "sha-256", value: bytes }],
+        });
+        session.closed.catch(() => {});
+        session.ready.then(
+            () => { session.close(); done("open"); },
+            (err) => done("refused: " + err),
+        );
+    "#;
+    let attempt = |url: String, hash: String| {
+        let browser = browser.clone();
+        async move {
+            browser
+                .execute_async(script, vec![url.into(), hash.into()])
+                .await
+                .expect("the script runs")
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let own = attempt(info.url.clone(), info.certificate_hashes[0].clone()).await;
+    assert_eq!(own, "open", "the server's own certificate");
+    let refused = attempt(bare_url, bare_hash).await;
+    assert!(
+        refused.starts_with("refused"),
+        "the bare certificate: {refused}"
+    );
+    browser.close().await.unwrap();
+    accepting.abort();
+    server.shut_down().await.unwrap();
+}
