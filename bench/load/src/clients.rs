@@ -49,6 +49,9 @@ pub enum Transport {
     LongPolling,
     /// Polling every `--interval-ms`.
     Polling,
+    /// WebTransport over HTTP/3 (`--url` is the page's `/api/webtransport`, which names the
+    /// session URL and the certificate hashes to pin): a QUIC stream per batch.
+    Webtransport,
 }
 
 impl Transport {
@@ -60,6 +63,7 @@ impl Transport {
             Transport::Stream => "stream",
             Transport::LongPolling => "long-polling",
             Transport::Polling => "polling",
+            Transport::Webtransport => "webtransport",
         }
     }
 }
@@ -124,6 +128,12 @@ pub struct Shared {
     /// Every byte on the clients' connections, both ways.
     pub wire: Rc<WireCount>,
     pub tls: Option<Tls>,
+    /// WebTransport: one client endpoint (one UDP socket) for every session, pinning the
+    /// server's certificates, and the session URL; made by the first client.
+    webtransport: tokio::sync::OnceCell<(
+        wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
+        String,
+    )>,
 }
 
 impl Shared {
@@ -137,6 +147,7 @@ impl Shared {
             interval,
             idle,
             wire: Rc::default(),
+            webtransport: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -157,7 +168,11 @@ impl Shared {
     }
 
     fn record(&self, chain: &mut CursorChain, text: &str) {
-        let received = now_us();
+        self.record_at(chain, text, now_us());
+    }
+
+    /// [`Shared::record`] for a batch received at `received` (Unix µs).
+    fn record_at(&self, chain: &mut CursorChain, text: &str, received: i64) {
         let mut recorder = self.recorder.borrow_mut();
         match serde_json::from_str::<LiteBatch>(text) {
             Ok(batch) => recorder.batch(chain, &batch, received),
@@ -174,6 +189,7 @@ pub async fn run(shared: Rc<Shared>, transport: Transport, url: Url, index: usiz
         Transport::Sse => sse(&shared, url).await,
         Transport::Stream => stream(&shared, url).await,
         Transport::LongPolling => http(&shared, url, None).await,
+        Transport::Webtransport => webtransport(&shared, url).await,
         Transport::Polling => {
             // Clients start spread evenly over the interval, as independent users would be.
             let phase = (index as f64 * 0.618_033_988_7).fract();
@@ -537,6 +553,185 @@ pub async fn stalled(url: Url) {
     }
 }
 
+/// The client endpoint every WebTransport session of the run shares, and the session URL,
+/// from the page's `/api/webtransport` at `url`.
+async fn webtransport_endpoint<'a>(
+    shared: &'a Shared,
+    url: &Url,
+) -> Result<
+    &'a (
+        wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
+        String,
+    ),
+    String,
+> {
+    shared
+        .webtransport
+        .get_or_try_init(|| async {
+            let mut sender = http_connection(shared, url).await?;
+            let response = get(&mut sender, url).await?;
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|error| error.to_string())?
+                .to_bytes();
+            let info: tickscope_shared::wire::WebTransportInfo =
+                serde_json::from_slice(&body).map_err(|error| format!("{url}: {error}"))?;
+            let hashes = info.certificate_hashes.iter().filter_map(|hash| {
+                let bytes: Vec<u8> = (0..hash.len() / 2)
+                    .filter_map(|at| u8::from_str_radix(hash.get(2 * at..2 * at + 2)?, 16).ok())
+                    .collect();
+                Some(wtransport::tls::Sha256Digest::new(bytes.try_into().ok()?))
+            });
+            let config = wtransport::ClientConfig::builder()
+                .with_bind_default()
+                .with_server_certificate_hashes(hashes)
+                .max_idle_timeout(Some(Duration::from_secs(30)))
+                .map_err(|error| error.to_string())?
+                .build();
+            let endpoint =
+                wtransport::Endpoint::client(config).map_err(|error| error.to_string())?;
+            Ok((endpoint, info.url))
+        })
+        .await
+}
+
+/// What a WebTransport session's streams bring the client's loop.
+enum Arrival {
+    /// A batch line and when its stream ended (Unix µs).
+    Batch(String, i64),
+    Control(Bytes),
+    Gone(String),
+}
+
+/// WebTransport: a session from `since=0`, its control stream (whose first line names where
+/// the batches start), and a stream per batch, put back in order by the cursor each names
+/// before the chain checks it; each batch is timed when its stream ended.
+async fn webtransport(shared: &Shared, url: Url) {
+    use tickscope_shared::cursor::Reorder;
+    use tickscope_shared::wire::{ServerMessage, batch_after};
+    let permit = shared.connecting.acquire().await;
+    let opened = async {
+        let (endpoint, session_url) = webtransport_endpoint(shared, &url).await?;
+        let connection = endpoint
+            .connect(format!("{session_url}?since=0"))
+            .await
+            .map_err(|error| format!("WebTransport: {error}"))?;
+        let (_send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|error| error.to_string())?
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok::<_, String>((connection, _send, recv))
+    };
+    let (connection, _send, mut recv) = match timeout(CONNECT_TIMEOUT, opened).await {
+        Ok(Ok(opened)) => {
+            drop(permit);
+            shared.settle(Ok(()));
+            opened
+        }
+        Ok(Err(error)) => return shared.settle(Err(error)),
+        Err(_) => return shared.settle(Err("WebTransport: no answer".into())),
+    };
+    let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<Arrival>();
+    let control = {
+        let arrived = arrived.clone();
+        tokio::task::spawn_local(async move {
+            let mut chunk = vec![0u8; 4096];
+            loop {
+                match recv.read(&mut chunk).await {
+                    Ok(Some(read)) => {
+                        let _ =
+                            arrived.send(Arrival::Control(Bytes::copy_from_slice(&chunk[..read])));
+                    }
+                    _ => {
+                        let _ = arrived.send(Arrival::Gone("the control stream ended".into()));
+                        return;
+                    }
+                }
+            }
+        })
+    };
+    let streams = {
+        let connection = connection.clone();
+        tokio::task::spawn_local(async move {
+            while let Ok(mut stream) = connection.accept_uni().await {
+                let arrived = arrived.clone();
+                tokio::task::spawn_local(async move {
+                    let read = wtransport::quinn::RecvStream::read_to_end(
+                        stream.quic_stream_mut(),
+                        1 << 22,
+                    );
+                    if let Ok(bytes) = read.await {
+                        let line = String::from_utf8_lossy(&bytes).trim_end().to_owned();
+                        let _ = arrived.send(Arrival::Batch(line, now_us()));
+                    }
+                });
+            }
+            let _ = arrived.send(Arrival::Gone(format!(
+                "WebTransport: {}",
+                connection.closed().await
+            )));
+        })
+    };
+    let mut chain = CursorChain::new(None, true);
+    let mut reorder: Reorder<(String, i64)> = Reorder::new(None, 4096);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut charged = (0u64, 0u64);
+    let mut count = interval_at(Instant::now(), Duration::from_millis(250));
+    count.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let why = loop {
+        let arrival = tokio::select! {
+            arrival = arrivals.recv() => arrival,
+            _ = count.tick() => {
+                let stats = connection.quic_connection().stats();
+                let (down, up) = (stats.udp_rx.bytes, stats.udp_tx.bytes);
+                shared.wire.down.set(shared.wire.down.get() + down - charged.0);
+                shared.wire.up.set(shared.wire.up.get() + up - charged.1);
+                charged = (down, up);
+                continue;
+            }
+        };
+        let ready = match arrival {
+            Some(Arrival::Batch(line, at)) => {
+                let Some(after) = batch_after(&line) else {
+                    break "a batch without the cursor it continues from".to_owned();
+                };
+                let Ok(batch) = serde_json::from_str::<LiteBatch>(&line) else {
+                    break "an unreadable batch".to_owned();
+                };
+                match reorder.push(after, batch.cursor, (line, at)) {
+                    Ok(ready) => ready,
+                    Err(error) => break error.to_string(),
+                }
+            }
+            Some(Arrival::Control(bytes)) => {
+                pending.extend_from_slice(&bytes);
+                let mut ready = Vec::new();
+                while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    if let Ok(ServerMessage::Subscribed { cursor }) =
+                        serde_json::from_slice::<ServerMessage>(&line[..end])
+                    {
+                        ready.extend(reorder.start(cursor));
+                    }
+                }
+                ready
+            }
+            Some(Arrival::Gone(why)) => break why,
+            None => break "the session ended".to_owned(),
+        };
+        for (line, at) in ready {
+            shared.record_at(&mut chain, &line, at);
+        }
+    };
+    control.abort();
+    streams.abort();
+    shared.recorder.borrow_mut().disconnect(why);
+}
+
 /// The server's `tickscope_wire_bytes_total` for `transport`, (down, up), from its
 /// `/metrics`; `None` for a server without it (the peers), or when it cannot be read.
 pub async fn server_wire(url: &Url, transport: Transport, tls: Option<&Tls>) -> Option<(u64, u64)> {
@@ -546,6 +741,7 @@ pub async fn server_wire(url: &Url, transport: Transport, tls: Option<&Tls>) -> 
         Transport::Stream => "stream",
         Transport::LongPolling => "long_polling",
         Transport::Polling => "polling",
+        Transport::Webtransport => "webtransport",
         Transport::Socketio => return None,
     };
     let mut metrics = url.clone();

@@ -238,9 +238,11 @@ pub fn expected_lag_ms(
             });
             lag + jitter
         }
-        Transport::Websocket | Transport::Sse | Transport::Stream | Transport::Socketio => {
-            down + jitter + down_serialisation_ms(profile, per_tick)
-        }
+        Transport::Websocket
+        | Transport::Sse
+        | Transport::Stream
+        | Transport::Socketio
+        | Transport::Webtransport => down + jitter + down_serialisation_ms(profile, per_tick),
     }
 }
 
