@@ -14,7 +14,7 @@ default:
 setup *FLAGS:
     scripts/setup.sh {{FLAGS}}
 
-# Build the browser app and run the server with it at http://127.0.0.1:8080 (flags go to the server; --tls serves https://localhost:8080 with HTTP/2, and HTTP/1.1 only on :8081 for compare mode, with a self-signed certificate made once)
+# Build the browser app and run the server with it at http://127.0.0.1:8080, WebTransport on UDP 4433 (flags go to the server; --tls serves https://localhost:8080 with HTTP/2, and HTTP/1.1 only on :8081 for compare mode, with a self-signed certificate made once)
 run *ARGS: setup build-app
     #!/usr/bin/env bash
     set -euo pipefail
@@ -29,6 +29,10 @@ run *ARGS: setup build-app
         args+=("$arg")
       fi
     done
+    # WebTransport (HTTP/3, UDP) beside it, unless the flags say where.
+    if [[ " ${args[*]} " != *" --webtransport-addr "* ]] && [ -z "${TICKSCOPE_WEBTRANSPORT_ADDR:-}" ]; then
+      args+=(--webtransport-addr 127.0.0.1:4433)
+    fi
     # With --tls, a second port serves HTTP/1.1 only, for compare mode's HTTP/1.1 columns.
     if [ -n "$tls" ] && [[ " ${args[*]} " != *" --http1-addr "* ]] && [ -z "${TICKSCOPE_HTTP1_ADDR:-}" ]; then
       args+=(--http1-addr 127.0.0.1:8081)
@@ -48,7 +52,7 @@ lab PROFILE="none": (setup "--net") build-app
     $as_root ./target/release/tickscope-lab clean
     echo "tickscope behind the network lab: open http://198.18.0.2:8080 (profile {{PROFILE}}; the page's Network buttons switch it). Ctrl-C stops."
     exec $as_root ./target/release/tickscope-lab up --name lab --client host --profile {{PROFILE}} -- \
-      ./target/release/tickscope --addr 198.18.0.2:8080 --static-dir dist --lab-control /run/tickscope-lab/lab.sock
+      ./target/release/tickscope --addr 198.18.0.2:8080 --webtransport-addr 198.18.0.2:4433 --static-dir dist --lab-control /run/tickscope-lab/lab.sock
 
 # Try the scale-out: nats-server (JetStream, :14222), a generator (:8091) and 2 edges with the app (:8080, :8082); Ctrl-C stops all
 cluster: (setup "--nats") build-app

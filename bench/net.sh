@@ -30,7 +30,7 @@ echo "== the emulator alone (profile none): round trips and a bulk download"
 
 # The lab runs the server in its namespace and takes both down when it ends.
 "$lab" up --name "$name" --client namespace --paths per-flow --max-seconds 3600 -- \
-  taskset -c 0 "$server" --addr 0.0.0.0:8080 --workers 1 --max-connections-per-ip 0 \
+  taskset -c 0 "$server" --addr 0.0.0.0:8080 --webtransport-addr 0.0.0.0:4433 --workers 1 --max-connections-per-ip 0 \
   --max-long-polls-per-ip 0 --static-dir /nonexistent >"$out/lab.log" 2>&1 &
 lab_pid=$!
 trap 'kill -INT $lab_pid 2>/dev/null || true; wait $lab_pid 2>/dev/null || true' EXIT
@@ -50,12 +50,14 @@ url_of() {
     websocket) echo "ws://$2:8080/api/ws" ;;
     sse) echo "http://$2:8080/api/sse" ;;
     stream) echo "http://$2:8080/api/stream" ;;
+    # The page's description of the endpoint: the session URL (UDP 4433) and the hashes to pin.
+    webtransport) echo "http://$2:8080/api/webtransport" ;;
   esac
 }
 
 # run LABEL NAMESPACE HOST: each transport's 100 clients from NAMESPACE to HOST.
 run() {
-  for transport in polling long-polling websocket sse stream; do
+  for transport in polling long-polling websocket sse stream webtransport; do
     ip netns exec "$2" taskset -c 1 "$load" run --transport "$transport" \
       --url "$(url_of "$transport" "$3")" --clients 100 --seconds "$seconds" --warmup-seconds 3 \
       --label "$1" --p99-goal-ms 100000 --json "$out/$1-$transport.json"

@@ -33,12 +33,13 @@ use crate::clients::Transport;
 use crate::report::{RunResult, StepResult};
 
 /// The transports `bench/net.sh` runs, in the page's order.
-const TRANSPORTS: [Transport; 5] = [
+const TRANSPORTS: [Transport; 6] = [
     Transport::Polling,
     Transport::LongPolling,
     Transport::Websocket,
     Transport::Sse,
     Transport::Stream,
+    Transport::Webtransport,
 ];
 
 /// The p50 a loss-free profile must come within, as a share of the expected one.
@@ -536,10 +537,11 @@ fn chart(cells: &[Cell], path: &Path) -> anyhow::Result<()> {
         RGBColor(244, 67, 54),
         RGBColor(156, 39, 176),
         RGBColor(255, 152, 0),
+        RGBColor(0, 150, 136),
     ];
     for (index, transport) in TRANSPORTS.iter().enumerate() {
         let color = colors[index];
-        let offset = (index as f64 - 2.0) * 0.1;
+        let offset = (index as f64 - 2.5) * 0.1;
         let points: Vec<(f64, f64, f64)> = profiles
             .iter()
             .enumerate()
