@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark matrix of `just bench`: tickscope against Bun (uWebSockets), Node `ws` and
 # Socket.IO over WebSocket at 1k, 5k and 10k clients; tickscope and Bun again at 1k and 5k with
-# the loopback receive processing on the load's core (as root); tickscope's four transports;
+# the loopback receive processing on the load's core (as root); tickscope's other transports
+# (WebTransport over HTTP/3 among them);
 # idle connections.
 # Each server runs alone on core 0 and the load on core 1; every run is on loopback and
 # bounded in clients and time. Results go to target/bench/*.json, then into
@@ -62,7 +63,7 @@ measure() {
 # All the clients come from 127.0.0.1, so the per-IP limits are lifted.
 tickscope() {
   start_server "$server" --addr "127.0.0.1:$port" --workers 1 \
-    --max-connections-per-ip 0 --max-long-polls-per-ip 0
+    --max-connections-per-ip 0 --max-long-polls-per-ip 0 "$@"
 }
 
 ws_clients=1000,5000,10000
@@ -100,6 +101,9 @@ tickscope
 measure transport-1-sse --transport sse --url "http://127.0.0.1:$port/api/sse" --clients 1000
 tickscope
 measure transport-1-stream --transport stream --url "http://127.0.0.1:$port/api/stream" --clients 1000
+tickscope --webtransport-addr "127.0.0.1:$((port + 1))"
+measure transport-1-webtransport --transport webtransport \
+  --url "http://127.0.0.1:$port/api/webtransport" --clients 100,1000 --keep-going
 tickscope
 measure transport-2-long-polling --transport long-polling \
   --url "http://127.0.0.1:$port/api/long-poll" --clients 1000,5000 --keep-going

@@ -659,14 +659,18 @@ async fn webtransport(shared: &Shared, url: Url) {
         tokio::task::spawn_local(async move {
             while let Ok(mut stream) = connection.accept_uni().await {
                 let arrived = arrived.clone();
+                // Line by line as the stream's bytes come: the server sends one batch per
+                // stream, and a line's time is when its end arrived.
                 tokio::task::spawn_local(async move {
-                    let read = wtransport::quinn::RecvStream::read_to_end(
-                        stream.quic_stream_mut(),
-                        1 << 22,
-                    );
-                    if let Ok(bytes) = read.await {
-                        let line = String::from_utf8_lossy(&bytes).trim_end().to_owned();
-                        let _ = arrived.send(Arrival::Batch(line, now_us()));
+                    let mut pending: Vec<u8> = Vec::new();
+                    let mut chunk = vec![0u8; 16 * 1024];
+                    while let Ok(Some(read)) = stream.read(&mut chunk).await {
+                        pending.extend_from_slice(&chunk[..read]);
+                        while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
+                            let line: Vec<u8> = pending.drain(..=end).collect();
+                            let line = String::from_utf8_lossy(&line[..end]).into_owned();
+                            let _ = arrived.send(Arrival::Batch(line, now_us()));
+                        }
                     }
                 });
             }
