@@ -663,7 +663,7 @@ async fn webtransport(shared: &Shared, url: Url) {
                 // stream, and a line's time is when its end arrived.
                 tokio::task::spawn_local(async move {
                     let mut pending: Vec<u8> = Vec::new();
-                    let mut chunk = vec![0u8; 16 * 1024];
+                    let mut chunk = vec![0u8; 4096];
                     while let Ok(Some(read)) = stream.read(&mut chunk).await {
                         pending.extend_from_slice(&chunk[..read]);
                         while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
