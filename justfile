@@ -125,7 +125,7 @@ fuzz SECONDS="60":
 # Every benchmark: the load matrix (docs/BENCHMARKS.md) and the app's budgets, SECONDS per step
 bench SECONDS="30": (bench-load SECONDS) (bench-cluster) (bench-app SECONDS) (bench-http SECONDS)
 
-# tickscope vs Node ws vs Socket.IO at 1k/5k/10k clients and tickscope's transports; writes docs/BENCHMARKS.md
+# tickscope and Bun at 1k/5k/10k clients, Node ws and Socket.IO at 1k/5k and tickscope's transports; writes docs/BENCHMARKS.md
 bench-load SECONDS="30":
     cargo build --release -p tickscope -p tickscope-load
     cargo bench -p tickscope --bench fanout -- --quick --noplot

@@ -128,12 +128,9 @@ pub struct Shared {
     /// Every byte on the clients' connections, both ways.
     pub wire: Rc<WireCount>,
     pub tls: Option<Tls>,
-    /// WebTransport: one client endpoint (one UDP socket) for every session, pinning the
-    /// server's certificates, and the session URL; made by the first client.
-    webtransport: tokio::sync::OnceCell<(
-        wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
-        String,
-    )>,
+    /// WebTransport: the session URL and the certificate hashes to pin, read once from the
+    /// page's `/api/webtransport` by the first client.
+    webtransport: tokio::sync::OnceCell<(String, Vec<[u8; 32]>)>,
 }
 
 impl Shared {
@@ -553,18 +550,31 @@ pub async fn stalled(url: Url) {
     }
 }
 
-/// The client endpoint every WebTransport session of the run shares, and the session URL,
-/// from the page's `/api/webtransport` at `url`.
-async fn webtransport_endpoint<'a>(
+/// A client endpoint of its own (its own UDP socket, as each browser has: in the network lab
+/// every client port is a user's own path) pinning the server's certificates, and the session
+/// URL, from the page's `/api/webtransport` at `url`.
+async fn webtransport_endpoint(shared: &Shared, url: &Url) -> Result<(WtEndpoint, String), String> {
+    let (session_url, hashes) = webtransport_info(shared, url).await?;
+    let pinned = hashes
+        .iter()
+        .map(|hash| wtransport::tls::Sha256Digest::new(*hash));
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes(pinned)
+        .max_idle_timeout(Some(Duration::from_secs(30)))
+        .map_err(|error| error.to_string())?
+        .build();
+    let endpoint = wtransport::Endpoint::client(config).map_err(|error| error.to_string())?;
+    Ok((endpoint, session_url.clone()))
+}
+
+type WtEndpoint = wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>;
+
+/// The session URL and the certificate hashes to pin, read once for the run.
+async fn webtransport_info<'a>(
     shared: &'a Shared,
     url: &Url,
-) -> Result<
-    &'a (
-        wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
-        String,
-    ),
-    String,
-> {
+) -> Result<&'a (String, Vec<[u8; 32]>), String> {
     shared
         .webtransport
         .get_or_try_init(|| async {
@@ -578,21 +588,17 @@ async fn webtransport_endpoint<'a>(
                 .to_bytes();
             let info: tickscope_shared::wire::WebTransportInfo =
                 serde_json::from_slice(&body).map_err(|error| format!("{url}: {error}"))?;
-            let hashes = info.certificate_hashes.iter().filter_map(|hash| {
-                let bytes: Vec<u8> = (0..hash.len() / 2)
-                    .filter_map(|at| u8::from_str_radix(hash.get(2 * at..2 * at + 2)?, 16).ok())
-                    .collect();
-                Some(wtransport::tls::Sha256Digest::new(bytes.try_into().ok()?))
-            });
-            let config = wtransport::ClientConfig::builder()
-                .with_bind_default()
-                .with_server_certificate_hashes(hashes)
-                .max_idle_timeout(Some(Duration::from_secs(30)))
-                .map_err(|error| error.to_string())?
-                .build();
-            let endpoint =
-                wtransport::Endpoint::client(config).map_err(|error| error.to_string())?;
-            Ok((endpoint, info.url))
+            let hashes = info
+                .certificate_hashes
+                .iter()
+                .filter_map(|hash| {
+                    let bytes: Vec<u8> = (0..hash.len() / 2)
+                        .filter_map(|at| u8::from_str_radix(hash.get(2 * at..2 * at + 2)?, 16).ok())
+                        .collect();
+                    bytes.try_into().ok()
+                })
+                .collect();
+            Ok((info.url, hashes))
         })
         .await
 }
@@ -624,9 +630,10 @@ async fn webtransport(shared: &Shared, url: Url) {
             .map_err(|error| error.to_string())?
             .await
             .map_err(|error| error.to_string())?;
-        Ok::<_, String>((connection, _send, recv))
+        Ok::<_, String>((endpoint, connection, _send, recv))
     };
-    let (connection, _send, mut recv) = match timeout(CONNECT_TIMEOUT, opened).await {
+    // The endpoint (the client's UDP socket) lives as long as its session.
+    let (_endpoint, connection, _send, mut recv) = match timeout(CONNECT_TIMEOUT, opened).await {
         Ok(Ok(opened)) => {
             drop(permit);
             shared.settle(Ok(()));

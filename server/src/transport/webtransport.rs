@@ -110,12 +110,30 @@ fn server_config(
 ) -> anyhow::Result<ServerConfig> {
     Ok(ServerConfig::builder()
         .with_bind_address(addr)
-        .with_identity(identity)
+        .with_custom_transport(identity, bounded())
         .keep_alive_interval(Some(config.ws_heartbeat()))
         .max_idle_timeout(Some(config.ws_client_timeout()))
         .context("--ws-client-timeout-ms is too long for QUIC's idle timeout")?
         .build())
 }
+
+/// What one client may make the server hold: quinn's defaults take 1.25 MB per stream on up
+/// to 100 streams each way, with no limit for the connection. A session needs the HTTP/3
+/// request stream and the control stream (bidirectional), and HTTP/3's control and QPACK
+/// streams (unidirectional); what a client sends past these windows waits on its side.
+fn bounded() -> wtransport::config::QuicTransportConfig {
+    let mut transport = wtransport::config::QuicTransportConfig::default();
+    transport
+        .max_concurrent_bidi_streams(4u32.into())
+        .max_concurrent_uni_streams(8u32.into())
+        .stream_receive_window(STREAM_WINDOW.into())
+        .receive_window((4 * STREAM_WINDOW).into())
+        .datagram_receive_buffer_size(Some(16 * 1024));
+    transport
+}
+
+/// The most a client may have in flight on one of its streams, in bytes.
+const STREAM_WINDOW: u32 = 64 * 1024;
 
 /// What `GET /api/webtransport` reads: the endpoint's port and certificates.
 pub struct Endpointed {

@@ -378,6 +378,22 @@ async fn bad_input_closes_only_that_session_with_a_reason() {
     let (code, reason) = opener.closed().await;
     assert_eq!(code, 1008);
     assert!(reason.contains("control stream"), "{reason}");
+    // Streams the server never takes hold only their flow-control window: a megabyte on a
+    // second bidirectional stream does not go through, and the session still gets its batches.
+    let mut hoarder = session(&server, "").await;
+    let start = hoarder.subscribed().await;
+    let (mut extra, _) = hoarder.connection.open_bi().await.unwrap().await.unwrap();
+    let flood = vec![b'x'; 1 << 20];
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), extra.write_all(&flood))
+            .await
+            .is_err(),
+        "the server took a megabyte it never reads"
+    );
+    let mut hoarded = CursorChain::new(Some(start), true);
+    while hoarded.ticks() < 50 {
+        accept(&mut hoarded, &hoarder.next_batch().await);
+    }
     // Another path, and a page of another site, are refused before a session.
     let elsewhere = info.url.replace("/api/webtransport", "/nope");
     assert!(matches!(
