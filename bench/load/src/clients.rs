@@ -611,9 +611,10 @@ enum Arrival {
     Gone(String),
 }
 
-/// WebTransport: a session from `since=0`, its control stream (whose first line names where
-/// the batches start), and a stream per batch, put back in order by the cursor each names
-/// before the chain checks it; each batch is timed when its stream ended.
+/// WebTransport: a live session (no `since`, as the WebSocket client subscribes), its control
+/// stream (whose first line names where the batches start), and a stream per batch, put back
+/// in order by the cursor each names before the chain checks it; each batch is timed when its
+/// line ended.
 async fn webtransport(shared: &Shared, url: Url) {
     use tickscope_shared::cursor::Reorder;
     use tickscope_shared::wire::{ServerMessage, batch_after};
@@ -621,7 +622,7 @@ async fn webtransport(shared: &Shared, url: Url) {
     let opened = async {
         let (endpoint, session_url) = webtransport_endpoint(shared, &url).await?;
         let connection = endpoint
-            .connect(format!("{session_url}?since=0"))
+            .connect(session_url)
             .await
             .map_err(|error| format!("WebTransport: {error}"))?;
         let (_send, recv) = connection
