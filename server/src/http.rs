@@ -148,7 +148,14 @@ async fn origins(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         .config
         .http1_addr
         .map(|addr| format!("https://{name}:{}", addr.port()));
-    HttpResponse::Ok().json(Origins { http1 })
+    let webtransport = state
+        .webtransport
+        .as_ref()
+        .map(|endpoint| format!("https://{name}:{}", endpoint.port));
+    HttpResponse::Ok().json(Origins {
+        http1,
+        webtransport,
+    })
 }
 
 #[derive(Serialize)]

@@ -97,6 +97,11 @@ pub struct Origins {
     /// An origin offering only HTTP/1.1 (`--http1-addr`), on the host the page asked by, for
     /// compare mode's HTTP/1.1 columns; `None` when the server has none.
     pub http1: Option<String>,
+    /// The WebTransport endpoint (`--webtransport-addr`, UDP) on the host the page asked by,
+    /// `https://<host>:<port>`; `None` when the server has none. `/api/webtransport` names
+    /// the certificates to pin.
+    #[serde(default)]
+    pub webtransport: Option<String>,
 }
 
 /// Answer of `GET /api/webtransport`: where the server's WebTransport endpoint is and the

@@ -84,8 +84,9 @@ pub fn App() -> impl IntoView {
         };
         load_error.set(None);
         // Optional: without it compare mode runs on the page's origin only.
-        http1.set_value(api::origins().await.ok().and_then(|origins| origins.http1));
-        no_webtransport.set_value(webtransport_missing().await);
+        let origins = api::origins().await.unwrap_or_default();
+        no_webtransport.set_value(webtransport_missing(origins.webtransport.is_some()));
+        http1.set_value(origins.http1);
         session.set_value(Some(Session::new(market)));
         start(
             mode.get_untracked(),
@@ -196,18 +197,19 @@ async fn load() -> Result<Market, String> {
     Ok(Market::new(symbols.symbols, &snapshot))
 }
 
-/// Why WebTransport cannot run in this page, or `None` when it can.
-async fn webtransport_missing() -> Option<String> {
+/// Why WebTransport cannot run in this page, or `None` when it can; `served`: whether the
+/// server has an endpoint (`/api/origins`).
+fn webtransport_missing(served: bool) -> Option<String> {
     if !crate::transport::webtransport::supported() {
-        return Some("this browser has no WebTransport".into());
-    }
-    match api::webtransport().await {
-        Ok(_) => None,
-        Err(_) => Some(
+        Some("this browser has no WebTransport".into())
+    } else if !served {
+        Some(
             "this server has no WebTransport endpoint (it runs with --webtransport-addr; \
              `just run` turns it on)"
                 .into(),
-        ),
+        )
+    } else {
+        None
     }
 }
 

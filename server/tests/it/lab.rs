@@ -1,8 +1,8 @@
 //! The page through the network lab (issue 15): the server runs in the lab's server namespace,
 //! headless Chromium on this host reaches it through the emulated 4G link (`lab/`), and the
 //! lag the page shows must be what that path gives. `/api/lab` reads and switches the
-//! profile, and a switch loses no tick. Needs root (namespaces, TUN devices), iproute2 and the
-//! built app.
+//! profile, and a switch loses no tick. WebTransport's UDP takes the same path. Needs root
+//! (namespaces, TUN devices), iproute2 and the built app.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -209,6 +209,62 @@ async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_noth
     let errors = console_errors(&browser).await;
     assert!(errors.is_empty(), "the console: {errors:?}");
     browser.close().await.expect("closing the browser");
+}
+
+/// WebTransport's QUIC packets (UDP) cross the emulated 4G link as TCP's do: the lag is the
+/// path's one-way delay (with its jitter), and the chain is whole across the streams put back
+/// in order.
+#[tokio::test]
+async fn webtransport_crosses_the_lab_on_udp() {
+    use tickscope_shared::cursor::CursorChain;
+    use tickscope_shared::wire::WebTransportInfo;
+
+    let running = lab(ClientSide::Host, 78, "4g");
+    let ip = running.lab.server_ip();
+    let server = ServerProcess::start_in(
+        running.lab.server_namespace().name(),
+        &ip,
+        &["--webtransport-addr", &format!("{ip}:0")],
+    );
+    let info: WebTransportInfo = reqwest::get(server.url("/api/webtransport"))
+        .await
+        .expect("GET /api/webtransport through the lab")
+        .json()
+        .await
+        .expect("its JSON");
+    assert!(
+        info.url.starts_with(&format!("https://{ip}:")),
+        "{}",
+        info.url
+    );
+    let connection = crate::webtransport::open(&info.url, &info.certificate_hashes, None)
+        .await
+        .expect("a session through the lab");
+    let mut session = crate::webtransport::Session::start(connection).await;
+    let start = session.subscribed().await;
+    let mut chain = CursorChain::new(Some(start), true);
+    let mut lags = Vec::new();
+    while chain.ticks() < 300 {
+        let batch = session.next_batch().await;
+        let now = tickscope::clock::now_us();
+        lags.extend(batch.ticks.iter().map(|tick| now - tick.ts));
+        crate::helpers::accept(&mut chain, &batch);
+    }
+    lags.sort_unstable();
+    let p50 = lags[lags.len() / 2];
+    // 4G's downlink has 5 ms of jitter around its 35 ms: the fastest tick is a few
+    // deviations early, never near loopback's fraction of a millisecond.
+    assert!(
+        lags[0] >= ONE_WAY_US - 15_000 && (ONE_WAY_US..=ONE_WAY_US + 20_000).contains(&p50),
+        "lags from {} µs, p50 {p50} µs: the one-way delay is {ONE_WAY_US} µs",
+        lags[0]
+    );
+    assert_eq!(chain.gaps(), 0);
+    eprintln!(
+        "WebTransport through 4G: p50 {p50} µs over {} ticks, {} batches overtaken",
+        lags.len(),
+        session.overtaken
+    );
 }
 
 #[tokio::test]

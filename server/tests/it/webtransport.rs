@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tickscope_shared::cursor::{CursorChain, Reorder};
 use tickscope_shared::wire::{
-    Batch, ClientMessage, ServerMessage, WebTransportInfo, WireReport, batch_after,
+    Batch, ClientMessage, Origins, ServerMessage, WebTransportInfo, WireReport, batch_after,
 };
 use tokio::sync::mpsc;
 use wtransport::error::{ConnectingError, ConnectionError};
@@ -37,7 +37,7 @@ fn digest(hex: &str) -> Sha256Digest {
 }
 
 /// Opens a session to `url` (with its query) pinning `hashes`, as a page at `origin` would.
-async fn open(
+pub(crate) async fn open(
     url: &str,
     hashes: &[String],
     origin: Option<&str>,
@@ -60,7 +60,7 @@ async fn open(
 
 /// A session as a page runs it: the control stream's lines, and the batches of the
 /// unidirectional streams put back in order.
-struct Session {
+pub(crate) struct Session {
     connection: Connection,
     send: SendStream,
     control: mpsc::UnboundedReceiver<ServerMessage>,
@@ -68,11 +68,11 @@ struct Session {
     reorder: Reorder<Batch>,
     ready: std::collections::VecDeque<Batch>,
     /// Batches that arrived before one sent earlier.
-    pub overtaken: usize,
+    pub(crate) overtaken: usize,
 }
 
 impl Session {
-    async fn start(connection: Connection) -> Self {
+    pub(crate) async fn start(connection: Connection) -> Self {
         let (send, recv) = connection
             .open_bi()
             .await
@@ -107,7 +107,7 @@ impl Session {
     }
 
     /// Waits for `subscribed` and returns its cursor.
-    async fn subscribed(&mut self) -> u64 {
+    pub(crate) async fn subscribed(&mut self) -> u64 {
         match self.control().await {
             Some(ServerMessage::Subscribed { cursor }) => cursor,
             other => panic!("the first control line is subscribed, not {other:?}"),
@@ -115,7 +115,7 @@ impl Session {
     }
 
     /// The next batch in the order the server sent them.
-    async fn next_batch(&mut self) -> Batch {
+    pub(crate) async fn next_batch(&mut self) -> Batch {
         loop {
             if let Some(batch) = self.ready.pop_front() {
                 return batch;
@@ -224,8 +224,16 @@ async fn the_page_learns_where_to_connect_and_what_to_pin() {
     assert_ne!(port, 0);
     assert_eq!(info.certificate_hashes.len(), 1);
     assert_eq!(info.certificate_hashes[0].len(), 64);
+    // The page learns that there is an endpoint from /api/origins, which it reads anyway.
+    let origins: Origins = server.get_json("/api/origins").await;
+    assert_eq!(
+        origins.webtransport.as_deref(),
+        Some(format!("https://127.0.0.1:{port}").as_str())
+    );
     // A server without the endpoint says so.
     let without = TestServer::start(|_| {});
+    let origins: Origins = without.get_json("/api/origins").await;
+    assert_eq!(origins.webtransport, None);
     let response = reqwest::get(without.url("/api/webtransport"))
         .await
         .unwrap();
