@@ -136,6 +136,8 @@ mod tests {
     fn protocols_read_as_people_name_them() {
         assert_eq!(protocol("h2", true), "HTTP/2 over TLS");
         assert_eq!(protocol("http/1.1", false), "HTTP/1.1");
-        assert_eq!(protocol("h3", true), "HTTP/3 over TLS");
+        // QUIC carries its own TLS, from an http page too (WebTransport).
+        assert_eq!(protocol("h3", true), "HTTP/3 over QUIC");
+        assert_eq!(protocol("h3", false), "HTTP/3 over QUIC");
     }
 }
