@@ -244,15 +244,14 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         sleep(Duration::from_secs(args.warmup_seconds)).await;
         let before = args.server_pid.map(process::sample).transpose()?;
         let load_before = process::sample(std::process::id())?;
-        let server_wire_before =
-            clients::server_wire(&args.url, args.transport, tls.as_ref()).await;
+        let server_wire_before = server_wire(args, tls.as_ref()).await;
         let wire_before = shared.wire.read();
         shared.recorder.borrow_mut().measuring = true;
         let started = Instant::now();
         sleep(Duration::from_secs(args.seconds)).await;
         shared.recorder.borrow_mut().measuring = false;
         let wire_after = shared.wire.read();
-        let server_wire_after = clients::server_wire(&args.url, args.transport, tls.as_ref()).await;
+        let server_wire_after = server_wire(args, tls.as_ref()).await;
         let seconds = started.elapsed().as_secs_f64();
         let load_after = process::sample(std::process::id())?;
         let after = args.server_pid.map(process::sample).transpose()?;
@@ -286,4 +285,17 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         client.abort();
     }
     Ok(result)
+}
+
+/// The server's wire totals for the run's transport, or `None` when it has none or does not
+/// answer within a few seconds: a peer whose accept queue is full of clients still connecting
+/// would otherwise hold the step up for as long as it takes to reach the request.
+async fn server_wire(args: &RunArgs, tls: Option<&clients::Tls>) -> Option<(u64, u64)> {
+    timeout(
+        Duration::from_secs(5),
+        clients::server_wire(&args.url, args.transport, tls),
+    )
+    .await
+    .ok()
+    .flatten()
 }
