@@ -395,7 +395,7 @@ pub(crate) async fn streamed(
     since: u64,
     stop: &Stop,
     emit: &Emit,
-    mut open: impl AsyncFnMut(&mut u64, &mut Option<Reconnect>, &mut u32) -> Result<(), String>,
+    open: impl AsyncFnMut(&mut u64, &mut Option<Reconnect>, &mut u32) -> Result<(), String>,
 ) {
     leptos::task::spawn_local({
         let (stop, emit) = (stop.clone(), emit.clone());
@@ -410,6 +410,17 @@ pub(crate) async fn streamed(
             }
         }
     });
+    resuming(since, stop, emit, open).await;
+}
+
+/// Runs `open` (one connection, until it breaks with `Err` or the client stops) from `since`,
+/// and again from the cursor it reached after each failure, saying why the last one ended.
+pub(crate) async fn resuming(
+    since: u64,
+    stop: &Stop,
+    emit: &Emit,
+    mut open: impl AsyncFnMut(&mut u64, &mut Option<Reconnect>, &mut u32) -> Result<(), String>,
+) {
     let mut cursor = since;
     let mut reconnect = None;
     reconnecting(stop, emit, async |attempt| {

@@ -8,7 +8,7 @@ use gloo_timers::future::TimeoutFuture;
 use tickscope_shared::clock::ClockSample;
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
 
-use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, reconnecting};
+use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, resuming};
 
 /// Clock pings: a quick burst at the start, so a round trip without queueing is found early,
 /// then one this often to follow drift.
@@ -17,14 +17,8 @@ const PING_BURST: u32 = 4;
 const PING_BURST_EVERY_MS: u32 = 200;
 
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
-    let mut cursor = since;
-    let mut reconnect = None;
-    reconnecting(&stop, &emit, async |attempt| {
-        let result = connection(&mut cursor, &mut reconnect, attempt, &stop, &emit).await;
-        if result.is_err() {
-            reconnect.get_or_insert(Reconnect::Error);
-        }
-        result
+    resuming(since, &stop, &emit, async |cursor, reconnect, attempt| {
+        connection(cursor, reconnect, attempt, &stop, &emit).await
     })
     .await;
 }

@@ -21,7 +21,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStream, ReadableStreamDefaultReader, WritableStreamDefaultWriter};
 
-use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, reconnecting};
+use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, resuming};
 use crate::api;
 
 #[wasm_bindgen]
@@ -64,14 +64,8 @@ pub fn supported() -> bool {
 }
 
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
-    let mut cursor = since;
-    let mut reconnect = None;
-    reconnecting(&stop, &emit, async |attempt| {
-        let result = session(&mut cursor, &mut reconnect, attempt, &stop, &emit).await;
-        if result.is_err() {
-            reconnect.get_or_insert(Reconnect::Error);
-        }
-        result
+    resuming(since, &stop, &emit, async |cursor, reconnect, attempt| {
+        session(cursor, reconnect, attempt, &stop, &emit).await
     })
     .await;
 }
