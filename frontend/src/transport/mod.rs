@@ -364,21 +364,41 @@ pub(crate) async fn reconnecting(
     }
 }
 
-/// A streamed transport's URL at `path` on its origin: from `cursor`, on its meter, saying
-/// why the last stream ended when it did.
+/// A streamed transport's URL at `path` on its origin, with its [`resume_query`].
 pub(crate) fn stream_url(
     path: &str,
     cursor: u64,
     stop: &Stop,
     reconnect: Option<Reconnect>,
 ) -> String {
-    let (origin, meter) = (&stop.origin, &stop.meter);
+    format!(
+        "{}{path}?{}",
+        stop.origin,
+        resume_query(cursor, stop, reconnect)
+    )
+}
+
+/// The query a stream or session opens with: from `cursor`, on the client's meter, saying why
+/// the last one ended when it did.
+pub(crate) fn resume_query(cursor: u64, stop: &Stop, reconnect: Option<Reconnect>) -> String {
+    let meter = &stop.meter;
     match reconnect {
-        Some(reason) => format!(
-            "{origin}{path}?since={cursor}&meter={meter}&reconnect={}",
-            reason.as_str()
-        ),
-        None => format!("{origin}{path}?since={cursor}&meter={meter}"),
+        Some(reason) => format!("since={cursor}&meter={meter}&reconnect={}", reason.as_str()),
+        None => format!("since={cursor}&meter={meter}"),
+    }
+}
+
+/// Clock pings (WebSocket, WebTransport's control stream): a quick burst at the start, so a
+/// round trip without queueing is found early, then one every few seconds to follow drift.
+/// The wait before the next ping after `sent` of them.
+pub(crate) fn next_ping_ms(sent: u32) -> u32 {
+    const EVERY_MS: u32 = 5_000;
+    const BURST: u32 = 4;
+    const BURST_EVERY_MS: u32 = 200;
+    if sent < BURST {
+        BURST_EVERY_MS
+    } else {
+        EVERY_MS
     }
 }
 

@@ -8,13 +8,7 @@ use gloo_timers::future::TimeoutFuture;
 use tickscope_shared::clock::ClockSample;
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
 
-use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, resuming};
-
-/// Clock pings: a quick burst at the start, so a round trip without queueing is found early,
-/// then one this often to follow drift.
-const PING_EVERY_MS: u32 = 5_000;
-const PING_BURST: u32 = 4;
-const PING_BURST_EVERY_MS: u32 = 200;
+use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, next_ping_ms, now_us, resuming};
 
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
     resuming(since, &stop, &emit, async |cursor, reconnect, attempt| {
@@ -114,8 +108,7 @@ async fn connection(
                 let text = serde_json::to_string(&message).expect("a ping encodes");
                 write.send(Message::Text(text)).await.map_err(|err| format!("WebSocket failed: {err}"))?;
                 pings += 1;
-                let next_ms = if pings < PING_BURST { PING_BURST_EVERY_MS } else { PING_EVERY_MS };
-                ping = TimeoutFuture::new(next_ms).fuse();
+                ping = TimeoutFuture::new(next_ping_ms(pings)).fuse();
             }
             () = stopped => {
                 let _ = write.close().await;

@@ -21,7 +21,9 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStream, ReadableStreamDefaultReader, WritableStreamDefaultWriter};
 
-use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, now_us, resuming};
+use super::{
+    Emit, FeedEvent, Reconnect, Stop, TransportKind, next_ping_ms, now_us, resume_query, resuming,
+};
 use crate::api;
 
 #[wasm_bindgen]
@@ -49,10 +51,6 @@ extern "C" {
     fn close(this: &Session);
 }
 
-/// Clock pings on the control stream, as on a WebSocket: a burst, then one every few seconds.
-const PING_EVERY_MS: u32 = 5_000;
-const PING_BURST: u32 = 4;
-const PING_BURST_EVERY_MS: u32 = 200;
 /// The longest line or batch the page takes; a server never sends one this long.
 const LINE_MAX: usize = 4 * 1024 * 1024;
 /// Batches held while an earlier one is missing, before the session is given up.
@@ -118,10 +116,11 @@ async fn session(
     let info = api::webtransport()
         .await
         .map_err(|err| format!("where to connect: {err}"))?;
-    let mut url = format!("{}?since={cursor}&meter={}", info.url, stop.meter);
-    if let Some(reason) = reconnect.take() {
-        url.push_str(&format!("&reconnect={}", reason.as_str()));
-    }
+    let url = format!(
+        "{}?{}",
+        info.url,
+        resume_query(*cursor, stop, reconnect.take())
+    );
     emit(FeedEvent::Request { at_us: now_us() });
     let session = Session::new(&url, &options(&info.certificate_hashes)).map_err(text)?;
     let session = Rc::new(session);
@@ -231,8 +230,7 @@ async fn session(
                 line.push(b'\n');
                 write(&writer, &line).await?;
                 pings += 1;
-                let next_ms = if pings < PING_BURST { PING_BURST_EVERY_MS } else { PING_EVERY_MS };
-                ping = TimeoutFuture::new(next_ms).fuse();
+                ping = TimeoutFuture::new(next_ping_ms(pings)).fuse();
             }
             () = stopped => return Ok(()),
         }
