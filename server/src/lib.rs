@@ -55,6 +55,7 @@ use actix_web::middleware::{Condition, Next};
 use actix_web::{App, HttpResponse, web};
 use anyhow::{Context, anyhow};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::cluster::{Broker, ClusterStatus};
@@ -80,6 +81,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Unix microseconds when the server started.
     pub started_us: i64,
+    /// The WebSockets' tasks, which run beside actix's connections once upgraded: shutdown
+    /// waits for their closes before the workers stop.
+    pub websockets: TaskTracker,
     /// The WebTransport endpoint's port and certificates (`--webtransport-addr`).
     pub webtransport: Option<transport::webtransport::Endpointed>,
 }
@@ -193,6 +197,15 @@ pub async fn run(
         () = &mut shutdown => {
             info!("shutting down");
             stop.cancel();
+            if let Some(state) = ready.get() {
+                // WebSockets end as `stop` tells them (1001, and the close handshake), on the
+                // workers, which stop after.
+                state.websockets.close();
+                let limit = Duration::from_millis(config.shutdown_timeout_ms);
+                if tokio::time::timeout(limit, state.websockets.wait()).await.is_err() {
+                    tracing::warn!("WebSockets still closing after the shutdown timeout");
+                }
+            }
             // `stop` sends its command at once; the server future must be polled to carry it out.
             let stopped = handle.stop(true);
             server.await.context("the HTTP server stopped")?;
@@ -231,6 +244,7 @@ fn ready_state(
         cluster,
         shutdown: stop.clone(),
         started_us: clock::now_us(),
+        websockets: TaskTracker::new(),
         webtransport: webtransport
             .as_ref()
             .map(|bound| transport::webtransport::Endpointed {

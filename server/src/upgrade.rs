@@ -1,7 +1,7 @@
 //! Upgrade requests (`Connection: upgrade`), which actix-http hands over with their
 //! connection: the request goes through the app like any other, and when its answer is a
 //! WebSocket handshake's 101 ([`websocket::Takeover`]), this writes the answer and runs the
-//! WebSocket on the socket itself ([`websocket::run`]). Any other answer (an error, or a route
+//! WebSocket on the socket itself, as a task of its own ([`websocket::spawn`]). Any other answer (an error, or a route
 //! that is not `/api/ws`) is written whole and the connection closes.
 
 use std::rc::Rc;
@@ -70,13 +70,12 @@ where
             .send(Message::Item((head, BodySize::None)))
             .await
             .map_err(|err| failed("writing the handshake's answer", &err))?;
-        // The dispatcher's buffers (kilobytes each) go now, not with the connection: only
-        // what the client sent after the handshake is kept.
-        let (io, leftover) = {
-            let parts = framed.into_parts();
-            (parts.io, parts.read_buf.to_vec())
-        };
-        websocket::run(io, &leftover, takeover).await;
+        // The WebSocket becomes a task of its own and this request ends: actix-http's
+        // dispatcher and its buffers (kilobytes each) go now, not with the connection, and a
+        // publish wakes the WebSocket's task alone, not the dispatcher around it. Only what
+        // the client sent after the handshake is kept.
+        let parts = framed.into_parts();
+        websocket::spawn(parts.io, parts.read_buf.to_vec(), takeover);
         return Ok(());
     }
     // Not a WebSocket: the answer, whole, and the connection ends.

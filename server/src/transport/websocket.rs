@@ -246,6 +246,13 @@ async fn write_all(io: &mut (impl AsyncWrite + Unpin), parts: &[&[u8]]) -> std::
     io.flush().await
 }
 
+/// Runs [`run`] as a task of its own on this worker, tracked by [`AppState::websockets`] so
+/// shutdown waits for its close.
+pub fn spawn(io: tls::Io, leftover: Vec<u8>, takeover: Takeover) {
+    let tracker = takeover.state.websockets.clone();
+    tracker.spawn_local(async move { run(io, &leftover, takeover).await });
+}
+
 /// Serves one client from the upgrade on (`leftover`: what it sent after the handshake's
 /// head) until it leaves, misbehaves, goes silent, or the server shuts down.
 pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
