@@ -25,6 +25,42 @@ pub enum Framing {
     WebTransport,
 }
 
+/// The header of an unmasked, final text frame (RFC 6455 section 5.2), on the stack.
+pub struct FrameHeader {
+    bytes: [u8; 10],
+    len: usize,
+}
+
+impl FrameHeader {
+    /// The header of a text frame of `len` bytes, in the shortest length form.
+    pub fn text(len: usize) -> Self {
+        const FIN_TEXT: u8 = 0x81;
+        let mut bytes = [0; 10];
+        bytes[0] = FIN_TEXT;
+        let size = match len {
+            0..=125 => {
+                bytes[1] = len as u8;
+                2
+            }
+            126..=0xffff => {
+                bytes[1] = 126;
+                bytes[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                4
+            }
+            _ => {
+                bytes[1] = 127;
+                bytes[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+                10
+            }
+        };
+        Self { bytes, len: size }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
 /// A batch wrapped for its transport; `after` is the cursor it continues from.
 pub fn frame(framing: Framing, after: u64, slice: &BatchSlice) -> String {
     match framing {
@@ -101,6 +137,18 @@ fn push_array(out: &mut String, items: &[Arc<str>]) {
 mod tests {
     use super::*;
     use tickscope_shared::wire::{Batch, ServerMessage, Snapshot, Tick};
+
+    #[test]
+    fn frame_headers_take_the_shortest_length_form() {
+        assert_eq!(FrameHeader::text(0).bytes(), [0x81, 0]);
+        assert_eq!(FrameHeader::text(125).bytes(), [0x81, 125]);
+        assert_eq!(FrameHeader::text(126).bytes(), [0x81, 126, 0, 126]);
+        assert_eq!(FrameHeader::text(65_535).bytes(), [0x81, 126, 0xff, 0xff]);
+        assert_eq!(
+            FrameHeader::text(65_536).bytes(),
+            [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
+        );
+    }
 
     fn tick(seq: u64) -> Tick {
         Tick {

@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bytestring::ByteString;
+use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use tickscope_shared::candles::add_trade;
 use tickscope_shared::cursor::{ResumePoint, resume_point};
@@ -25,7 +25,7 @@ use tickscope_shared::wire::{Candle, Tick};
 use tokio::sync::watch;
 
 use crate::clock::now_us;
-use crate::encode::{self, Framing};
+use crate::encode::{self, FrameHeader, Framing};
 use crate::symbols::{SymbolFilter, Universe};
 
 /// How far back candles go: 15 minutes of 1-second candles per symbol.
@@ -107,18 +107,41 @@ pub struct Frame {
     pub ticks: usize,
     /// More ticks after `cursor` were due but over the batch limit: ask again at once.
     pub more: bool,
-    pub text: ByteString,
+    /// The frame as it goes on the wire: for WebSocket the frame's header, then the message;
+    /// for the others the text alone.
+    pub bytes: Bytes,
+    /// Where the message begins in `bytes` (after a WebSocket frame's header).
+    header: usize,
 }
 
 impl Frame {
     fn encode(framing: Framing, after: u64, slice: &BatchSlice) -> Self {
+        let text = encode::frame(framing, after, slice);
+        // A WebSocket frame is whole, header and all, so each client's socket takes it in
+        // one `send`.
+        let (bytes, header) = match framing {
+            Framing::WebSocket => {
+                let header = FrameHeader::text(text.len());
+                let mut frame = Vec::with_capacity(header.bytes().len() + text.len());
+                frame.extend_from_slice(header.bytes());
+                frame.extend_from_slice(text.as_bytes());
+                (Bytes::from(frame), header.bytes().len())
+            }
+            _ => (Bytes::from(text), 0),
+        };
         Self {
             cursor: slice.cursor,
             gap: slice.gap,
             ticks: slice.ticks.len(),
             more: slice.more,
-            text: encode::frame(framing, after, slice).into(),
+            bytes,
+            header,
         }
+    }
+
+    /// The message's length, without a WebSocket frame's header: what `bytes_sent` counts.
+    pub fn payload_len(&self) -> usize {
+        self.bytes.len() - self.header
     }
 }
 
@@ -671,7 +694,7 @@ mod tests {
         let mut sub = Subscription::new(&feed, SymbolFilter::All, Some(0));
         let mut all = Vec::new();
         while let Some(frame) = sub.next_frame(&feed, Framing::Json, 4) {
-            let batch: Batch = serde_json::from_str(&frame.text).unwrap();
+            let batch: Batch = serde_json::from_slice(&frame.bytes).unwrap();
             all.extend(batch.ticks.iter().map(|tick| tick.seq));
         }
         assert_eq!(all, (1..=10).collect::<Vec<_>>());
@@ -701,7 +724,7 @@ mod tests {
         assert!(
             frames
                 .iter()
-                .all(|frame| frame.text.as_ptr() == frames[0].text.as_ptr())
+                .all(|frame| frame.bytes.as_ptr() == frames[0].bytes.as_ptr())
         );
         // A new publish is a new position; a filtered client frames its own batch.
         feed.publish(&[draft(2, 3.0)]);

@@ -102,6 +102,9 @@ pub struct Metrics {
     pub long_poll_timeouts: Counter,
     /// Batches framed for sending; clients at the same position share one frame.
     pub frames_encoded: Counter,
+    /// WebSocket frames a client's socket did not take whole at once: finished by the
+    /// connection's task (backpressure).
+    pub websocket_backpressured: Counter,
     transports: [TransportMetrics; 6],
     reconnects: Family<ReconnectLabel, Counter>,
     heap_allocated: Gauge,
@@ -121,6 +124,13 @@ impl Metrics {
         let empty_polls = Counter::default();
         let long_poll_timeouts = Counter::default();
         let frames_encoded = Counter::default();
+        let websocket_backpressured = Counter::default();
+        registry.register(
+            "websocket_backpressured_writes",
+            "WebSocket frames a client's full socket did not take at once, finished by the \
+             connection's own task",
+            websocket_backpressured.clone(),
+        );
         registry.register(
             "ticks_published",
             "Ticks the simulator published",
@@ -218,6 +228,7 @@ impl Metrics {
             empty_polls,
             long_poll_timeouts,
             frames_encoded,
+            websocket_backpressured,
             transports,
             reconnects,
             heap_allocated,

@@ -63,6 +63,8 @@ pub async fn long_poll(
         }
     };
     dead_peer.answered();
-    state.metrics.sent(Transport::LongPolling, frame.text.len());
-    Ok(json_body(frame.text.into_bytes()))
+    state
+        .metrics
+        .sent(Transport::LongPolling, frame.bytes.len());
+    Ok(json_body(frame.bytes))
 }

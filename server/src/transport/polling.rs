@@ -26,6 +26,6 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     if frame.ticks == 0 {
         state.metrics.empty_polls.inc();
     }
-    state.metrics.sent(Transport::Polling, frame.text.len());
-    Ok(json_body(frame.text.into_bytes()))
+    state.metrics.sent(Transport::Polling, frame.bytes.len());
+    Ok(json_body(frame.bytes))
 }

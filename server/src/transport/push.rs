@@ -169,7 +169,7 @@ impl PushBody {
         let frame =
             subscription.next_frame(&self.state.feed, self.framing, self.state.max_batch_ticks());
         self.outbox.taken.set(Instant::now());
-        let payload = frame?.text.into_bytes();
+        let payload = frame?.bytes;
         self.state.metrics.sent(self.transport, payload.len());
         Some(payload)
     }

@@ -2,21 +2,32 @@
 //!
 //! The handshake goes through the app like any request (origin check, limits, the wire
 //! meter); its 101 answer carries a [`Takeover`], and [`crate::upgrade`], which actix-http
-//! hands every upgrade request with its connection, writes the answer and runs [`run`] on the
-//! socket itself: no actix-http dispatcher, no response body and no actix-ws session between
-//! the feed and the socket. Each connection is one task: a single `select!` loop over the
-//! client's frames, the feed's publish signal, the heartbeat, the meter's reports and
-//! shutdown, which breaks with the close reason to send. A publish has the task write each
-//! waiting batch as a frame header of its own and the payload shared by every client at the
-//! same cursor, in one vectored write; a write the client does not take within the
-//! slow-client timeout drops it as too slow (1008). Bad input closes only that connection, with a code and a reason:
+//! hands every upgrade request with its connection, writes the answer and [`spawn`]s [`run`]
+//! on the socket itself: no actix-http dispatcher, no response body and no actix-ws session
+//! between the feed and the socket.
+//!
+//! Batches go out as uWebSockets sends a publish: each worker has one [`Fanout`] task, which
+//! on every publish writes each subscribed connection's waiting batches straight to its
+//! socket, each one `send` of a frame (header and message) shared by every client at the same
+//! cursor. A publish wakes no connection's task. Only when a socket does not take a frame
+//! whole does the fan-out hand the rest to the connection's task, which finishes it, catches
+//! up, and hands the socket back; a write the client does not take within the slow-client
+//! timeout drops it as too slow (1008).
+//!
+//! Each connection's task is a single `select!` loop over the client's frames, a write handed
+//! over, the heartbeat, the meter's reports and shutdown, which breaks with the close reason
+//! to send. Bad input closes only that connection, with a code and a reason:
 //! 1003 for binary messages, 1007 for text that is not UTF-8, 1008 for a message that is not a
 //! valid request, 1009 for one over the size limit (refused at the header that declares it,
 //! [`crate::frame_guard`]), 1002 for a broken frame; 1001 when the server shuts down. A
 //! connection the server closes is shut down a short grace later ([`CLOSE_GRACE`]).
 
-use std::io::IoSlice;
+use std::cell::{Cell, RefCell};
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use actix_codec::{Decoder, Encoder};
@@ -24,8 +35,9 @@ use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, Message, Protoc
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWrite;
 use tokio::time::{Instant, interval_at};
+use tokio_util::io::poll_read_buf;
 use tracing::debug;
 
 use crate::AppState;
@@ -90,11 +102,195 @@ pub async fn handshake(
     Ok(response)
 }
 
-/// A connection's socket after the upgrade: the bytes read and not yet decoded, the scan that
-/// refuses an oversized frame at its header, and the message being put together from
-/// fragments.
+/// What a connection's task and its worker's [`Fanout`] share: the socket, and who writes to
+/// it. Both run on the same worker thread and take the `RefCell`s only between awaits.
+struct Conn {
+    io: RefCell<tls::Io>,
+    out: RefCell<Out>,
+    /// The connection's task: woken when the fan-out hands it a write to finish, and when
+    /// the socket can take that write.
+    waker: Waker,
+    /// The task has ended; the fan-out lets the connection go.
+    ended: Cell<bool>,
+    /// Part of a frame is on the wire and the rest is not: nothing more can be framed after
+    /// it, not even a close.
+    torn: Cell<bool>,
+}
+
+/// The sending side of a connection.
+#[derive(Default)]
+struct Out {
+    subscription: Option<Subscription>,
+    /// The task is writing (a catch-up, a control message, a handed-over frame, the close):
+    /// the fan-out passes over the connection so no frame is written into the middle of
+    /// another.
+    busy: bool,
+    /// What the fan-out handed the task (with `busy`).
+    handed: Option<Handed>,
+}
+
+/// A write the fan-out started and the socket did not finish at once.
+enum Handed {
+    /// The rest of a frame the socket took only part of, or none of.
+    Rest(Bytes),
+    /// Frames taken whole, still to flush (TLS holds them).
+    Flush,
+    /// The socket failed: the client is gone.
+    Failed,
+}
+
+impl Conn {
+    /// Writes every byte of `bytes` and flushes, within `timeout`; the socket is borrowed
+    /// only inside each poll.
+    /// A write that stops part way leaves the connection [`Conn::torn`].
+    async fn write(&self, bytes: &[u8], timeout: Duration) -> Result<(), Stop> {
+        let mut done = 0;
+        let written = async {
+            while done < bytes.len() {
+                let written = poll_fn(|cx| {
+                    Pin::new(&mut *self.io.borrow_mut()).poll_write(cx, &bytes[done..])
+                })
+                .await?;
+                if written == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                done += written;
+                self.torn.set(done < bytes.len());
+            }
+            poll_fn(|cx| Pin::new(&mut *self.io.borrow_mut()).poll_flush(cx)).await
+        };
+        match tokio::time::timeout(timeout, written).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(Stop::Gone),
+            Err(_elapsed) => Err(Stop::TooSlow),
+        }
+    }
+
+    /// Reads into `buf`'s spare room.
+    async fn read(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
+        poll_fn(|cx| poll_read_buf(Pin::new(&mut *self.io.borrow_mut()), cx, buf)).await
+    }
+
+    /// The fan-out's part on a publish: writes every batch the connection is behind on
+    /// straight to its socket, as far as the socket takes them without waiting. What it does
+    /// not take is handed to the connection's task, which finishes it under the slow-client
+    /// timeout. `false` once the connection has ended.
+    fn fan_out(&self, state: &AppState) -> bool {
+        if self.ended.get() {
+            return false;
+        }
+        let mut out = self.out.borrow_mut();
+        let Out {
+            subscription: Some(subscription),
+            busy: false,
+            ..
+        } = &mut *out
+        else {
+            return true;
+        };
+        let mut io = self.io.borrow_mut();
+        let mut cx = Context::from_waker(&self.waker);
+        let mut handed = None;
+        let mut wrote = false;
+        while let Some(frame) =
+            subscription.next_frame(&state.feed, Framing::WebSocket, state.max_batch_ticks())
+        {
+            state
+                .metrics
+                .sent(Transport::WebSocket, frame.payload_len());
+            // The frame whole, header and all, shared by every client at the same cursor:
+            // one `send`.
+            let written = match Pin::new(&mut *io).poll_write(&mut cx, &frame.bytes) {
+                Poll::Ready(Ok(written)) => written,
+                Poll::Ready(Err(_)) => {
+                    handed = Some(Handed::Failed);
+                    break;
+                }
+                Poll::Pending => 0,
+            };
+            wrote = true;
+            if written < frame.bytes.len() {
+                self.torn.set(written > 0);
+                handed = Some(Handed::Rest(frame.bytes.slice(written..)));
+                break;
+            }
+        }
+        if handed.is_none() && wrote {
+            handed = match Pin::new(&mut *io).poll_flush(&mut cx) {
+                Poll::Ready(Ok(())) => None,
+                Poll::Ready(Err(_)) => Some(Handed::Failed),
+                Poll::Pending => Some(Handed::Flush),
+            };
+        }
+        if matches!(handed, Some(Handed::Rest(_) | Handed::Flush)) {
+            state.metrics.websocket_backpressured.inc();
+        }
+        if handed.is_some() {
+            out.busy = true;
+            out.handed = handed;
+            self.waker.wake_by_ref();
+        }
+        true
+    }
+}
+
+/// Every subscribed WebSocket of one worker, written to on each publish by one task (as
+/// uWebSockets drains its sockets once per loop iteration): a publish wakes no connection's
+/// task unless its socket is full.
+struct Fanout {
+    state: Arc<AppState>,
+    conns: RefCell<Vec<Rc<Conn>>>,
+}
+
+thread_local! {
+    /// This worker's fan-outs, one per server (tests run several in one process).
+    static FANOUTS: RefCell<Vec<Rc<Fanout>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Fanout {
+    /// Adds `conn` to this worker's fan-out for `state`, started with the first.
+    fn join(state: &Arc<AppState>, conn: Rc<Conn>) {
+        let fanout = FANOUTS.with_borrow_mut(|fanouts| {
+            if let Some(fanout) = fanouts.iter().find(|f| Arc::ptr_eq(&f.state, state)) {
+                return fanout.clone();
+            }
+            let fanout = Rc::new(Fanout {
+                state: state.clone(),
+                conns: RefCell::new(Vec::new()),
+            });
+            fanouts.push(fanout.clone());
+            tokio::task::spawn_local(tokio::task::unconstrained(fanout.clone().run()));
+            fanout
+        });
+        fanout.conns.borrow_mut().push(conn);
+    }
+
+    /// Writes each publish to every connection, until the feed ends or the server stops.
+    async fn run(self: Rc<Self>) {
+        let mut published = self.state.feed.subscribe();
+        published.borrow_and_update();
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                changed = published.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    published.borrow_and_update();
+                    self.conns.borrow_mut().retain(|conn| conn.fan_out(&self.state));
+                }
+            }
+        }
+        FANOUTS.with_borrow_mut(|fanouts| fanouts.retain(|f| !Rc::ptr_eq(f, &self)));
+    }
+}
+
+/// A connection's socket after the upgrade, as its task reads it: the bytes read and not yet
+/// decoded, the scan that refuses an oversized frame at its header, and the message being put
+/// together from fragments.
 struct Socket {
-    io: tls::Io,
+    conn: Rc<Conn>,
     read: BytesMut,
     scanner: FrameScanner,
     codec: Codec,
@@ -129,10 +325,10 @@ pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 const DRAIN_AFTER_CLOSE: usize = 16 * 1024;
 
 impl Socket {
-    fn new(io: tls::Io, leftover: &[u8], max_bytes: u64) -> Self {
+    fn new(conn: Rc<Conn>, leftover: &[u8], max_bytes: u64) -> Self {
         let max = usize::try_from(max_bytes).unwrap_or(usize::MAX);
         Self {
-            io,
+            conn,
             read: BytesMut::from(leftover),
             scanner: FrameScanner::new(max_bytes),
             codec: Codec::new().max_size(max),
@@ -147,7 +343,7 @@ impl Socket {
             self.read.reserve(READ_CHUNK);
         }
         let before = self.read.len();
-        let read = self.io.read_buf(&mut self.read).await?;
+        let read = self.conn.read(&mut self.read).await?;
         // Refused at the header, before the frame is held (`frame_guard`).
         if let Err(refusal) = self.scanner.scan(&self.read[before..]) {
             return Err(std::io::Error::other(refusal));
@@ -212,38 +408,85 @@ impl Socket {
         }))
     }
 
-    /// Writes `parts` as they are, within the slow-client timeout.
-    async fn write(&mut self, parts: &[&[u8]], timeout: Duration) -> Result<(), Stop> {
-        match tokio::time::timeout(timeout, write_all(&mut self.io, parts)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Stop::Gone),
-            Err(_elapsed) => Err(Stop::TooSlow),
+    /// The task takes the socket's sending side: the fan-out passes over the connection
+    /// until [`Socket::release`].
+    fn hold(&self) {
+        self.conn.out.borrow_mut().busy = true;
+    }
+
+    /// Sends every batch the subscription is behind on, then hands the sending side back to
+    /// the fan-out. Nothing yields between the last batch and the hand-back, so no publish
+    /// falls between them.
+    async fn release(&mut self, state: &AppState) -> Result<(), Stop> {
+        let slow = state.config.slow_client_timeout();
+        loop {
+            let frame = {
+                let mut out = self.conn.out.borrow_mut();
+                let Some(subscription) = out.subscription.as_mut() else {
+                    out.busy = false;
+                    return Ok(());
+                };
+                match subscription.next_frame(
+                    &state.feed,
+                    Framing::WebSocket,
+                    state.max_batch_ticks(),
+                ) {
+                    Some(frame) => frame,
+                    None => {
+                        out.busy = false;
+                        return Ok(());
+                    }
+                }
+            };
+            state
+                .metrics
+                .sent(Transport::WebSocket, frame.payload_len());
+            self.conn.write(&frame.bytes, slow).await?;
         }
     }
 
-    /// Sends a control message or a text the server makes (a pong, a report).
-    async fn send(&mut self, message: Message, timeout: Duration) -> Result<(), Stop> {
+    /// Finishes what the fan-out handed over, then catches up and hands the socket back.
+    async fn take_over(&mut self, state: &AppState) -> Result<(), Stop> {
+        let handed = self.conn.out.borrow_mut().handed.take();
+        let slow = state.config.slow_client_timeout();
+        match handed {
+            Some(Handed::Failed) => return Err(Stop::Gone),
+            Some(Handed::Rest(rest)) => self.conn.write(&rest, slow).await?,
+            Some(Handed::Flush) => self.conn.write(&[], slow).await?,
+            None => {}
+        }
+        self.release(state).await
+    }
+
+    /// Sends a control message or a text the server makes (a pong, a report), then catches
+    /// up on what the fan-out passed over meanwhile.
+    async fn send(&mut self, state: &AppState, message: Message) -> Result<(), Stop> {
+        self.hold();
+        self.send_only(message, state.config.slow_client_timeout())
+            .await?;
+        self.release(state).await
+    }
+
+    /// Sends a message the server makes, holding the socket (the close keeps it).
+    async fn send_only(&mut self, message: Message, timeout: Duration) -> Result<(), Stop> {
         let mut frame = BytesMut::new();
         self.codec
             .encode(message, &mut frame)
             .map_err(|_| Stop::Gone)?;
-        self.write(&[&frame], timeout).await
+        self.conn.write(&frame, timeout).await
     }
 }
 
-/// Writes every byte of `parts`, in as few calls as the socket allows.
-async fn write_all(io: &mut (impl AsyncWrite + Unpin), parts: &[&[u8]]) -> std::io::Result<()> {
-    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
-    let mut slices = &mut slices[..];
-    IoSlice::advance_slices(&mut slices, 0);
-    while !slices.is_empty() {
-        let written = io.write_vectored(slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
+/// Ready when the fan-out has handed the connection's task a write to finish.
+fn handed_over(conn: &Conn) -> impl Future<Output = ()> + '_ {
+    poll_fn(|_| {
+        if conn.out.borrow().handed.is_some() {
+            Poll::Ready(())
+        } else {
+            // The fan-out wakes the task when it hands a write over.
+            Poll::Pending
         }
-        IoSlice::advance_slices(&mut slices, written);
-    }
-    io.flush().await
+    })
 }
 
 /// Runs [`run`] as a task of its own on this worker, tracked by [`AppState::websockets`] so
@@ -264,18 +507,23 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     } = takeover;
     let _slot: Slot = slot;
     let _client = state.metrics.client(Transport::WebSocket);
-    let mut socket = Socket::new(io, leftover, state.config.max_ws_message_bytes);
+    let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+    let conn = Rc::new(Conn {
+        io: RefCell::new(io),
+        out: RefCell::new(Out::default()),
+        waker,
+        ended: Cell::new(false),
+        torn: Cell::new(false),
+    });
+    let _ended = Ended(conn.clone());
+    let mut socket = Socket::new(conn.clone(), leftover, state.config.max_ws_message_bytes);
     // Declared after the socket, so dropped before it: it reads the socket's TCP state.
     let _dead_peer = dead_peer;
-    let slow = state.config.slow_client_timeout();
     let mut report = interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY);
     let heartbeat_every = state.config.ws_heartbeat();
     let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     let mut last_heard = Instant::now();
     let mut budget = MessageBudget::new(state.config.max_ws_messages_per_s);
-    let mut subscription: Option<Subscription> = None;
-    let mut published = state.feed.subscribe();
-    let mut feed_gone = false;
     let mut client_closed = false;
     let shutdown = state.shutdown.clone();
     let mut shutting_down = std::pin::pin!(shutdown.cancelled());
@@ -285,22 +533,20 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     let close: Option<CloseReason> = loop {
         if pending {
             pending = false;
-            let answered = answer_all(
-                &state,
-                &mut socket,
-                &mut budget,
-                &mut subscription,
-                &mut published,
-                &mut client_closed,
-            )
-            .await;
+            let answered = answer_all(&state, &mut socket, &mut budget, &mut client_closed).await;
             if let Err(close) = answered {
                 break close;
             }
         }
         tokio::select! {
+            biased;
             () = &mut shutting_down => {
                 break Some(reason(CloseCode::Away, "server shutting down"));
+            }
+            () = handed_over(&conn) => {
+                if let Err(stop) = socket.take_over(&state).await {
+                    break stop.close(&state);
+                }
             }
             read = socket.read() => {
                 last_heard = Instant::now();
@@ -313,23 +559,12 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                     },
                 }
             }
-            changed = published.changed(), if subscription.is_some() && !feed_gone => {
-                if changed.is_err() {
-                    feed_gone = true;
-                    continue;
-                }
-                published.borrow_and_update();
-                let Some(subscribed) = subscription.as_mut() else { continue };
-                if let Err(stop) = send_batches(&state, &mut socket, subscribed).await {
-                    break stop.close(&state);
-                }
-            }
             _ = report.tick(), if meter.is_some() => {
                 let Some(meter) = &meter else { continue };
                 let text = serde_json::to_string(&ServerMessage::Wire(meter.report()))
                     .expect("a report always encodes");
                 state.metrics.sent(Transport::WebSocket, text.len());
-                if let Err(stop) = socket.send(Message::Text(text.into()), slow).await {
+                if let Err(stop) = socket.send(&state, Message::Text(text.into())).await {
                     break stop.close(&state);
                 }
             }
@@ -339,18 +574,24 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                     state.metrics.transport(Transport::WebSocket).silent_dropped.inc();
                     break None;
                 }
-                if let Err(stop) = socket.send(Message::Ping(Bytes::new()), slow).await {
+                if let Err(stop) = socket.send(&state, Message::Ping(Bytes::new())).await {
                     break stop.close(&state);
                 }
             }
         }
     };
+    // From here on the task alone writes. A frame left part way would corrupt the close, so
+    // a connection with one is dropped without it; a frame handed over and not begun is let
+    // go.
+    socket.hold();
+    conn.out.borrow_mut().handed = None;
     let Some(close) = close else { return };
     // A slow client may not take even the close frame; it is dropped either way.
-    if socket
-        .send(Message::Close(Some(close)), Duration::from_secs(1))
-        .await
-        .is_err()
+    if conn.torn.get()
+        || socket
+            .send_only(Message::Close(Some(close)), Duration::from_secs(1))
+            .await
+            .is_err()
         || client_closed
     {
         return;
@@ -360,10 +601,11 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     // them the socket is left unread, so TCP holds back a client that keeps sending, and the
     // connection ends when the moment is over.
     let _ = tokio::time::timeout(CLOSE_GRACE, async {
-        let mut drain = [0u8; 1024];
+        let mut drain = BytesMut::with_capacity(1024);
         let mut left = DRAIN_AFTER_CLOSE;
         while left > 0 {
-            match socket.io.read(&mut drain).await {
+            drain.clear();
+            match conn.read(&mut drain).await {
                 Ok(read) if read > 0 => left = left.saturating_sub(read),
                 _ => return,
             }
@@ -371,20 +613,30 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
         std::future::pending::<()>().await;
     })
     .await;
-    let _ = tokio::time::timeout(Duration::from_millis(100), socket.io.shutdown()).await;
+    let _ = tokio::time::timeout(
+        Duration::from_millis(100),
+        poll_fn(|cx| Pin::new(&mut *conn.io.borrow_mut()).poll_shutdown(cx)),
+    )
+    .await;
+}
+
+/// Marks the connection ended when its task ends, however it ends: the fan-out lets it go.
+struct Ended(Rc<Conn>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.ended.set(true);
+    }
 }
 
 /// Answers every whole message read so far. `Err` with the close to send (none for a client
 /// gone) when the connection ends; `client_closed` says the client started it.
 async fn answer_all(
-    state: &AppState,
+    state: &Arc<AppState>,
     socket: &mut Socket,
     budget: &mut MessageBudget,
-    subscription: &mut Option<Subscription>,
-    published: &mut tokio::sync::watch::Receiver<u64>,
     client_closed: &mut bool,
 ) -> Result<(), Option<CloseReason>> {
-    let slow = state.config.slow_client_timeout();
     loop {
         let message = match socket.next() {
             Ok(Incoming::More) => return Ok(()),
@@ -417,13 +669,18 @@ async fn answer_all(
                             )
                             .map_err(|err| Some(reason(CloseCode::Policy, &err.0)))?,
                         };
-                        // Seen before the feed is read, so a publish in between wakes the
-                        // loop again.
-                        published.borrow_and_update();
-                        let subscribed =
-                            subscription.insert(Subscription::new(&state.feed, filter, since));
+                        let first = {
+                            let mut out = socket.conn.out.borrow_mut();
+                            out.busy = true;
+                            out.subscription
+                                .replace(Subscription::new(&state.feed, filter, since))
+                                .is_none()
+                        };
+                        if first {
+                            Fanout::join(state, socket.conn.clone());
+                        }
                         // Served at once: a cursor behind the head needs no publish.
-                        send_batches(state, socket, subscribed).await
+                        socket.release(state).await
                     }
                     ClientMessage::Ping { t } => {
                         let pong = ServerMessage::Pong {
@@ -432,7 +689,7 @@ async fn answer_all(
                         };
                         let text = serde_json::to_string(&pong).expect("a pong always encodes");
                         state.metrics.sent(Transport::WebSocket, text.len());
-                        socket.send(Message::Text(text.into()), slow).await
+                        socket.send(state, Message::Text(text.into())).await
                     }
                 }
             }
@@ -442,7 +699,7 @@ async fn answer_all(
                     "binary messages are not supported; send JSON text",
                 )));
             }
-            Received::Ping(bytes) => socket.send(Message::Pong(bytes), slow).await,
+            Received::Ping(bytes) => socket.send(state, Message::Pong(bytes)).await,
             Received::Pong => Ok(()),
             Received::Close => {
                 debug!("websocket client closed");
@@ -452,44 +709,6 @@ async fn answer_all(
         };
         sent.map_err(|stop| stop.close(state))?;
     }
-}
-
-/// Sends the client every batch its subscription is behind on, each a text frame: a header
-/// of its own and the payload shared by every client at the same cursor.
-async fn send_batches(
-    state: &AppState,
-    socket: &mut Socket,
-    subscription: &mut Subscription,
-) -> Result<(), Stop> {
-    let slow = state.config.slow_client_timeout();
-    while let Some(frame) =
-        subscription.next_frame(&state.feed, Framing::WebSocket, state.max_batch_ticks())
-    {
-        let payload = frame.text.into_bytes();
-        state.metrics.sent(Transport::WebSocket, payload.len());
-        let header = text_frame_header(payload.len());
-        socket.write(&[&header, &payload], slow).await?;
-    }
-    Ok(())
-}
-
-/// The header of an unmasked, final text frame of `len` bytes (RFC 6455 section 5.2).
-fn text_frame_header(len: usize) -> Bytes {
-    const FIN_TEXT: u8 = 0x81;
-    let mut header = Vec::with_capacity(10);
-    header.push(FIN_TEXT);
-    match len {
-        0..=125 => header.push(len as u8),
-        126..=0xffff => {
-            header.push(126);
-            header.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            header.push(127);
-            header.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-    }
-    Bytes::from(header)
 }
 
 /// How many messages a client may still send in the current second.
@@ -576,22 +795,5 @@ fn reason(code: CloseCode, text: &str) -> CloseReason {
     CloseReason {
         code,
         description: Some(text[..end].to_owned()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_headers_take_the_shortest_length_form() {
-        assert_eq!(&text_frame_header(0)[..], [0x81, 0]);
-        assert_eq!(&text_frame_header(125)[..], [0x81, 125]);
-        assert_eq!(&text_frame_header(126)[..], [0x81, 126, 0, 126]);
-        assert_eq!(&text_frame_header(65_535)[..], [0x81, 126, 0xff, 0xff]);
-        assert_eq!(
-            &text_frame_header(65_536)[..],
-            [0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]
-        );
     }
 }

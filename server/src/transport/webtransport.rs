@@ -516,7 +516,7 @@ async fn send_batches(
     while let Some(frame) =
         subscription.next_frame(&state.feed, Framing::WebTransport, state.max_batch_ticks())
     {
-        let payload = frame.text.into_bytes();
+        let payload = frame.bytes;
         state.metrics.sent(Transport::WebTransport, payload.len());
         let sent = tokio::time::timeout(slow, async {
             let mut stream = connection.open_uni().await?.await?;

@@ -118,3 +118,58 @@ fn sse_dropped(metrics: &str) -> bool {
         .lines()
         .any(|line| line == r#"tickscope_slow_clients_dropped_total{transport="sse"} 1"#)
 }
+
+/// A client whose socket fills while it pauses, shorter than the slow-client timeout, gets
+/// every batch once it reads again: the frame its full socket took only part of is finished,
+/// and nothing is lost or repeated.
+#[tokio::test]
+async fn a_websocket_client_that_pauses_loses_nothing_when_its_socket_fills() {
+    let server = TestServer::start(|config| {
+        config.rate = 5000.0;
+        config.slow_client_timeout_ms = 30_000;
+        config.conflate_after_ticks = 1_000_000;
+    });
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (mut paused, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
+        .await
+        .unwrap();
+    paused
+        .send(Message::text(r#"{"type":"subscribe","since":0}"#))
+        .await
+        .unwrap();
+
+    // Not reading until the server has found the socket full.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while backpressured(&server.metrics().await) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the paused client's socket fills"
+        );
+    }
+    let held_at = server.snapshot().await.cursor;
+
+    let mut chain = CursorChain::new(Some(0), true);
+    while chain.cursor().is_none_or(|cursor| cursor < held_at + 1000) {
+        let message = tokio::time::timeout(PATIENCE, paused.next())
+            .await
+            .expect("a message in time")
+            .expect("the connection is open")
+            .expect("a whole, valid frame");
+        if let Message::Text(text) = message
+            && let ServerMessage::Batch(batch) = serde_json::from_str(&text).unwrap()
+        {
+            accept(&mut chain, &batch);
+        }
+    }
+    assert_eq!(chain.gaps(), 0, "a pause within the timeout is not a gap");
+    assert!(!dropped(&server.metrics().await));
+}
+
+fn backpressured(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("tickscope_websocket_backpressured_writes_total "))
+        .map_or(0, |count| count.parse().unwrap())
+}
