@@ -35,9 +35,8 @@ use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, Message, Protoc
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, interval_at};
-use tokio_util::io::poll_read_buf;
 use tracing::debug;
 
 use crate::AppState;
@@ -166,9 +165,20 @@ impl Conn {
         }
     }
 
-    /// Reads into `buf`'s spare room.
-    async fn read(&self, buf: &mut BytesMut) -> std::io::Result<usize> {
-        poll_fn(|cx| poll_read_buf(Pin::new(&mut *self.io.borrow_mut()), cx, buf)).await
+    /// Reads what the socket has and appends it to `to`, through the worker's one read
+    /// buffer: a connection holds no buffer of its own while it has nothing to decode.
+    async fn read(&self, to: &mut BytesMut) -> std::io::Result<usize> {
+        poll_fn(|cx| {
+            READ_BUFFER.with_borrow_mut(|buffer| {
+                let mut read = ReadBuf::new(&mut buffer[..]);
+                let polled = Pin::new(&mut *self.io.borrow_mut()).poll_read(cx, &mut read);
+                polled.map_ok(|()| {
+                    to.extend_from_slice(read.filled());
+                    read.filled().len()
+                })
+            })
+        })
+        .await
     }
 
     /// The fan-out's part on a publish: writes every batch the connection is behind on
@@ -245,6 +255,9 @@ struct Fanout {
 thread_local! {
     /// This worker's fan-outs, one per server (tests run several in one process).
     static FANOUTS: RefCell<Vec<Rc<Fanout>>> = const { RefCell::new(Vec::new()) };
+    /// What every connection of this worker reads into, as uWebSockets shares one receive
+    /// buffer per loop; what is read is copied out at once.
+    static READ_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
 }
 
 impl Fanout {
@@ -315,10 +328,8 @@ enum Received {
     Close,
 }
 
-/// Bytes read for a connection beyond this are given back once decoded: an idle connection
-/// keeps a small buffer.
-const READ_CHUNK: usize = 512;
-const KEEP_READ_BUFFER: usize = 4096;
+/// The most one read takes from a socket.
+const READ_CHUNK: usize = 16 * 1024;
 /// How long a client gets, after the server's close frame, to close the connection itself.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// What a client may still send after the server's close and have it read.
@@ -339,9 +350,6 @@ impl Socket {
 
     /// Reads what the client sent; `Ok(false)` when it has closed its side.
     async fn read(&mut self) -> std::io::Result<bool> {
-        if self.read.capacity() - self.read.len() < READ_CHUNK {
-            self.read.reserve(READ_CHUNK);
-        }
         let before = self.read.len();
         let read = self.conn.read(&mut self.read).await?;
         // Refused at the header, before the frame is held (`frame_guard`).
@@ -355,7 +363,8 @@ impl Socket {
     fn next(&mut self) -> Result<Incoming, ProtocolError> {
         loop {
             let Some(frame) = self.codec.decode(&mut self.read)? else {
-                if self.read.is_empty() && self.read.capacity() > KEEP_READ_BUFFER {
+                // Decoded whole: the connection keeps no buffer until it sends again.
+                if self.read.is_empty() {
                     self.read = BytesMut::new();
                 }
                 return Ok(Incoming::More);
