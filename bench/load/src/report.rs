@@ -523,6 +523,82 @@ fn goals(runs: &[RunResult]) -> String {
             }),
         );
     }
+    // SSE beside WebSocket at 1,000 clients: within 20 % on each of the three measures.
+    let ws = ws_step("tickscope", Transport::Websocket, 1000);
+    let sse = ws_step("tickscope", Transport::Sse, 1000);
+    let within = |ours: f64, theirs: f64| ours <= theirs * 1.2;
+    line(
+        "SSE at 1,000 clients: ticks per server CPU-second within 20 % of WebSocket's",
+        efficiency(sse).zip(efficiency(ws)).map(|(sse, ws)| {
+            (
+                format!(
+                    "{} vs {} ticks/CPU-s: {:.2}×",
+                    thousands(sse),
+                    thousands(ws),
+                    ratio(sse, ws)
+                ),
+                within(ws, sse),
+            )
+        }),
+    );
+    line(
+        "SSE at 1,000 clients: p99 within 20 % of WebSocket's",
+        sse.zip(ws).map(|(sse, ws)| {
+            (
+                format!(
+                    "{:.2} ms vs {:.2} ms",
+                    sse.latency_ms.p99, ws.latency_ms.p99
+                ),
+                within(sse.latency_ms.p99, ws.latency_ms.p99),
+            )
+        }),
+    );
+    line(
+        "SSE at 1,000 clients: RSS per connection within 20 % of WebSocket's",
+        sse.zip(ws).and_then(|(sse, ws)| {
+            let (sse, ws) = (sse.server.as_ref()?, ws.server.as_ref()?);
+            Some((
+                format!(
+                    "{} vs {}",
+                    kib(sse.rss_per_client_bytes),
+                    kib(ws.rss_per_client_bytes)
+                ),
+                within(sse.rss_per_client_bytes, ws.rss_per_client_bytes),
+            ))
+        }),
+    );
+    let webtransport = ws_step("tickscope", Transport::Webtransport, 1000);
+    line(
+        "WebTransport at 1,000 clients: p50 within 20 % of WebSocket's",
+        webtransport.zip(ws).map(|(wt, ws)| {
+            (
+                format!(
+                    "{:.2} ms vs {:.2} ms, {} of {} connected{}",
+                    wt.latency_ms.p50,
+                    ws.latency_ms.p50,
+                    thousands(wt.connected as f64),
+                    thousands(wt.clients as f64),
+                    if wt.load_bound() { " (load-bound)" } else { "" }
+                ),
+                wt.connected == wt.clients && within(wt.latency_ms.p50, ws.latency_ms.p50),
+            )
+        }),
+    );
+    let lossless = runs
+        .iter()
+        .filter(|run| run.label == "tickscope" && !run.idle)
+        .flat_map(|run| &run.steps)
+        .collect::<Vec<_>>();
+    line(
+        "Zero loss in every step of tickscope's runs",
+        (!lossless.is_empty()).then(|| {
+            let lost: u64 = lossless.iter().map(|step| step.lost).sum();
+            (
+                format!("{lost} lost in {} steps", lossless.len()),
+                lost == 0,
+            )
+        }),
+    );
     let ours = ws_step("tickscope", Transport::Websocket, 5000);
     let node = ws_step("node ws", Transport::Websocket, 5000);
     let sio = ws_step("socket.io", Transport::Socketio, 5000);

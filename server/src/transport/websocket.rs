@@ -292,6 +292,10 @@ impl Fanout {
                     }
                     published.borrow_and_update();
                     self.conns.borrow_mut().retain(|conn| conn.fan_out(&self.state));
+                    // The worker's other tasks (handshakes, clients' messages, handed-over
+                    // writes) go before the next pass, even when publishes come faster than
+                    // passes: the next pass then carries more ticks per frame.
+                    tokio::task::yield_now().await;
                 }
             }
         }
