@@ -36,7 +36,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, interval_at};
+use tokio::time::{Instant, Interval, interval_at};
 use tracing::debug;
 
 use crate::AppState;
@@ -490,6 +490,16 @@ impl Socket {
     }
 }
 
+/// The next tick of `interval`; never, without one.
+async fn tick(interval: &mut Option<Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Ready when the fan-out has handed the connection's task a write to finish.
 fn handed_over(conn: &Conn) -> impl Future<Output = ()> + '_ {
     poll_fn(|_| {
@@ -532,7 +542,11 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     let mut socket = Socket::new(conn.clone(), leftover, state.config.max_ws_message_bytes);
     // Declared after the socket, so dropped before it: it reads the socket's TCP state.
     let _dead_peer = dead_peer;
-    let mut report = interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY);
+    // Only a metered page gets reports: the connections of other clients keep no timer for
+    // them.
+    let mut report = meter
+        .is_some()
+        .then(|| interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY));
     let heartbeat_every = state.config.ws_heartbeat();
     let mut heartbeat = interval_at(Instant::now() + heartbeat_every, heartbeat_every);
     let mut last_heard = Instant::now();
@@ -546,7 +560,15 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     let close: Option<CloseReason> = loop {
         if pending {
             pending = false;
-            let answered = answer_all(&state, &mut socket, &mut budget, &mut client_closed).await;
+            // Boxed, as every rare branch below: the task's future, which every connection
+            // holds for its life, stays the size of the waiting it does.
+            let answered = Box::pin(answer_all(
+                &state,
+                &mut socket,
+                &mut budget,
+                &mut client_closed,
+            ))
+            .await;
             if let Err(close) = answered {
                 break close;
             }
@@ -557,7 +579,7 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                 break Some(reason(CloseCode::Away, "server shutting down"));
             }
             () = handed_over(&conn) => {
-                if let Err(stop) = socket.take_over(&state).await {
+                if let Err(stop) = Box::pin(socket.take_over(&state)).await {
                     break stop.close(&state);
                 }
             }
@@ -572,12 +594,12 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                     },
                 }
             }
-            _ = report.tick(), if meter.is_some() => {
+            _ = tick(&mut report) => {
                 let Some(meter) = &meter else { continue };
                 let text = serde_json::to_string(&ServerMessage::Wire(meter.report()))
                     .expect("a report always encodes");
                 state.metrics.sent(Transport::WebSocket, text.len());
-                if let Err(stop) = socket.send(&state, Message::Text(text.into())).await {
+                if let Err(stop) = Box::pin(socket.send(&state, Message::Text(text.into()))).await {
                     break stop.close(&state);
                 }
             }
@@ -587,18 +609,26 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                     state.metrics.transport(Transport::WebSocket).silent_dropped.inc();
                     break None;
                 }
-                if let Err(stop) = socket.send(&state, Message::Ping(Bytes::new())).await {
+                if let Err(stop) = Box::pin(socket.send(&state, Message::Ping(Bytes::new()))).await {
                     break stop.close(&state);
                 }
             }
         }
     };
+    if let Some(close) = close {
+        Box::pin(close_connection(socket, close, client_closed)).await;
+    }
+}
+
+/// Ends a connection the server closes with `close`: the close frame, unless the client
+/// started the close, then a moment for the client to end its side.
+async fn close_connection(mut socket: Socket, close: CloseReason, client_closed: bool) {
+    let conn = socket.conn.clone();
     // From here on the task alone writes. A frame left part way would corrupt the close, so
     // a connection with one is dropped without it; a frame handed over and not begun is let
     // go.
     socket.hold();
     conn.out.borrow_mut().handed = None;
-    let Some(close) = close else { return };
     // A slow client may not take even the close frame; it is dropped either way.
     if conn.torn.get()
         || socket
