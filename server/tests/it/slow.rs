@@ -11,6 +11,22 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::helpers::{PATIENCE, TestServer, accept, next_sse_batch, next_ws_batch};
 
+/// A WebSocket client with a 4 KiB receive window, subscribed from cursor 0.
+async fn tiny_window_subscriber(
+    server: &TestServer,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
+        .await
+        .unwrap();
+    ws.send(Message::text(r#"{"type":"subscribe","since":0}"#))
+        .await
+        .unwrap();
+    ws
+}
+
 fn dropped(metrics: &str) -> bool {
     metrics
         .lines()
@@ -28,16 +44,7 @@ async fn a_stalled_websocket_client_is_dropped_and_no_one_else_notices() {
     let mut live_chain = CursorChain::new(Some(0), true);
 
     // A client with a tiny receive window that subscribes and then reads nothing.
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let (mut stalled, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
-        .await
-        .unwrap();
-    stalled
-        .send(Message::text(r#"{"type":"subscribe","since":0}"#))
-        .await
-        .unwrap();
+    let mut stalled = tiny_window_subscriber(&server).await;
 
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !dropped(&server.metrics().await) {
@@ -129,16 +136,7 @@ async fn a_websocket_client_that_pauses_loses_nothing_when_its_socket_fills() {
         config.slow_client_timeout_ms = 30_000;
         config.conflate_after_ticks = 1_000_000;
     });
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let stream = socket.connect(server.addr).await.unwrap();
-    let (mut paused, _) = tokio_tungstenite::client_async(server.ws_url(), stream)
-        .await
-        .unwrap();
-    paused
-        .send(Message::text(r#"{"type":"subscribe","since":0}"#))
-        .await
-        .unwrap();
+    let mut paused = tiny_window_subscriber(&server).await;
 
     // Not reading until the server has found the socket full.
     let deadline = tokio::time::Instant::now() + PATIENCE;
