@@ -22,10 +22,10 @@
 //! [`crate::frame_guard`]), 1002 for a broken frame; 1001 when the server shuts down. A
 //! connection the server closes is shut down a short grace later ([`CLOSE_GRACE`]).
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -36,6 +36,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Interval, interval_at};
 use tracing::debug;
 
@@ -114,6 +115,8 @@ struct Conn {
     /// Part of a frame is on the wire and the rest is not: nothing more can be framed after
     /// it, not even a close.
     torn: Cell<bool>,
+    /// The fan-out the connection joined on subscribing, told when the connection ends.
+    fanout: OnceCell<Weak<Fanout>>,
 }
 
 /// The sending side of a connection.
@@ -250,6 +253,9 @@ impl Conn {
 struct Fanout {
     state: Arc<AppState>,
     conns: RefCell<Vec<Rc<Conn>>>,
+    /// A connection has ended: its socket is let go at once, not at the next publish (the
+    /// feed may be paused).
+    ended: Notify,
 }
 
 thread_local! {
@@ -270,11 +276,13 @@ impl Fanout {
             let fanout = Rc::new(Fanout {
                 state: state.clone(),
                 conns: RefCell::new(Vec::new()),
+                ended: Notify::new(),
             });
             fanouts.push(fanout.clone());
             tokio::task::spawn_local(tokio::task::unconstrained(fanout.clone().run()));
             fanout
         });
+        let _ = conn.fanout.set(Rc::downgrade(&fanout));
         fanout.conns.borrow_mut().push(conn);
     }
 
@@ -286,6 +294,9 @@ impl Fanout {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
+                () = self.ended.notified() => {
+                    self.conns.borrow_mut().retain(|conn| !conn.ended.get());
+                }
                 changed = published.changed() => {
                     if changed.is_err() {
                         break;
@@ -537,6 +548,7 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
         waker,
         ended: Cell::new(false),
         torn: Cell::new(false),
+        fanout: OnceCell::new(),
     });
     let _ended = Ended(conn.clone());
     let mut socket = Socket::new(conn.clone(), leftover, state.config.max_ws_message_bytes);
@@ -669,6 +681,9 @@ struct Ended(Rc<Conn>);
 impl Drop for Ended {
     fn drop(&mut self) {
         self.0.ended.set(true);
+        if let Some(fanout) = self.0.fanout.get().and_then(Weak::upgrade) {
+            fanout.ended.notify_one();
+        }
     }
 }
 

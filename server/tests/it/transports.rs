@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use tickscope_shared::cursor::CursorChain;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{TestServer, accept, metric, next_sse_batch, next_ws_batch};
@@ -167,4 +167,31 @@ async fn a_websocket_resubscribe_from_an_older_cursor_is_served_at_once() {
     assert_eq!(batch.cursor, head, "everything from 0 to the head");
     assert_eq!(batch.ticks.len() as u64, head);
     server.shut_down().await.expect("clean shutdown");
+}
+
+/// A WebSocket the client closes is let go at once, even while the feed is paused and no
+/// publish comes to clear it: the server ends the TCP connection after the close handshake.
+#[tokio::test]
+async fn a_closed_websocket_is_let_go_while_the_feed_is_paused() {
+    let server = TestServer::start(|config| config.rate = 0.0);
+    for _ in 0..3 {
+        let mut ws = server.ws_subscribe(None, None).await;
+        ws.send(Message::Close(None)).await.unwrap();
+        let ended = tokio::time::timeout(crate::helpers::PATIENCE, async {
+            // The server's close, then the end of the connection.
+            while let Some(Ok(_)) = ws.next().await {}
+        })
+        .await;
+        assert!(
+            ended.is_ok(),
+            "the server ends a closed WebSocket's connection"
+        );
+    }
+    assert_eq!(
+        metric(
+            &server.metrics().await,
+            r#"tickscope_clients{transport="websocket"}"#
+        ),
+        0
+    );
 }
