@@ -211,10 +211,6 @@ async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_noth
     let errors = console_errors(&browser).await;
     assert!(errors.is_empty(), "the console: {errors:?}");
     browser.close().await.expect("closing the browser");
-    // The lab goes before the driver gives up the browser's turn: its device leaving the
-    // host is a network change to the next browser test.
-    drop(server);
-    drop(running);
 }
 
 /// WebTransport's QUIC packets (UDP) cross the emulated 4G link as TCP's do: the lag is the
