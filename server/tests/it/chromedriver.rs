@@ -14,13 +14,6 @@ use serde_json::json;
 /// cores a second browser beside them is noise they would measure.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// The browser's turn, for a test that changes this machine's network (a lab's TUN device on
-/// the host): a browser running beside it sees a network change and aborts its requests
-/// (`ERR_NETWORK_CHANGED`).
-pub async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
-    TURN.lock().await
-}
-
 /// A chromedriver process, killed when dropped.
 pub struct ChromeDriver {
     process: Child,
@@ -34,11 +27,7 @@ pub struct ChromeDriver {
 impl ChromeDriver {
     /// Starts a driver once no other is running in this process.
     pub async fn start() -> Self {
-        Self::start_in(turn().await).await
-    }
-
-    /// Starts a driver in a turn the caller already holds.
-    pub async fn start_in(turn: tokio::sync::MutexGuard<'static, ()>) -> Self {
+        let turn = TURN.lock().await;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("finding a free port")

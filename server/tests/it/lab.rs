@@ -15,7 +15,7 @@ use tickscope_lab::relay::Paths;
 use tickscope_shared::lab::{LabStatus, profile};
 
 use crate::browser::{chain_ticks, click, dist_dir, text, wait_text};
-use crate::chromedriver::{self, ChromeDriver, console_errors};
+use crate::chromedriver::{ChromeDriver, console_errors};
 use crate::helpers::ServerProcess;
 
 /// 4G's one-way delay, µs.
@@ -96,8 +96,6 @@ async fn run(browser: &Client, id: &str, label: &str, ticks: u64) -> (i64, i64, 
 #[tokio::test]
 async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_nothing() {
     let dist = dist_dir();
-    // The lab's device on the host is a network change to any other browser test.
-    let turn = chromedriver::turn().await;
     let running = lab(ClientSide::Host, 77, "4g");
     let server = ServerProcess::start_in(
         running.lab.server_namespace().name(),
@@ -109,7 +107,7 @@ async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_noth
             running.socket.to_str().expect("a UTF-8 path"),
         ],
     );
-    let driver = ChromeDriver::start_in(turn).await;
+    let driver = ChromeDriver::start().await;
     let browser = driver.browser().await;
     browser
         .goto(&server.url("/"))
@@ -221,8 +219,6 @@ async fn webtransport_crosses_the_lab_on_udp() {
     use tickscope_shared::cursor::CursorChain;
     use tickscope_shared::wire::WebTransportInfo;
 
-    // The lab's device on the host is a network change to a browser test running beside.
-    let _turn = chromedriver::turn().await;
     let running = lab(ClientSide::Host, 78, "4g");
     let ip = running.lab.server_ip();
     let server = ServerProcess::start_in(
