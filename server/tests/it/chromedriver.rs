@@ -20,14 +20,32 @@ pub struct ChromeDriver {
     url: String,
     /// The browser profile folder, unique to this driver, so its processes can be found.
     pub profile: PathBuf,
-    /// Held until the driver and its browser are gone (fields drop after `Drop::drop`).
-    _turn: tokio::sync::MutexGuard<'static, ()>,
+    /// Held until the driver and its browser are gone (fields drop after `Drop::drop`);
+    /// `None` when the caller holds the turn for longer (`turn`).
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
+}
+
+/// The browser's turn, for a test that changes this machine's network while its browser runs
+/// (a lab's TUN device on the host): any other browser would see the device come or go and
+/// abort its requests with `ERR_NETWORK_CHANGED`. Hold it from before the change until the
+/// change is undone, and start the driver with `ChromeDriver::start_in_turn`.
+pub async fn turn() -> tokio::sync::MutexGuard<'static, ()> {
+    TURN.lock().await
 }
 
 impl ChromeDriver {
     /// Starts a driver once no other is running in this process.
     pub async fn start() -> Self {
         let turn = TURN.lock().await;
+        Self::launch(Some(turn)).await
+    }
+
+    /// Starts a driver for a caller that holds the browser's turn (`turn`).
+    pub async fn start_in_turn(_held: &tokio::sync::MutexGuard<'static, ()>) -> Self {
+        Self::launch(None).await
+    }
+
+    async fn launch(turn: Option<tokio::sync::MutexGuard<'static, ()>>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("finding a free port")

@@ -4,6 +4,7 @@
 //! profile, and a switch loses no tick. WebTransport's UDP takes the same path. Needs root
 //! (namespaces, TUN devices), iproute2 and the built app.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -15,8 +16,8 @@ use tickscope_lab::relay::Paths;
 use tickscope_shared::lab::{LabStatus, profile};
 
 use crate::browser::{chain_ticks, click, dist_dir, text, wait_text};
-use crate::chromedriver::{ChromeDriver, console_errors};
-use crate::helpers::ServerProcess;
+use crate::chromedriver::{self, ChromeDriver, console_errors};
+use crate::helpers::{PATIENCE, ServerProcess};
 
 /// 4G's one-way delay, µs.
 const ONE_WAY_US: i64 = 35_000;
@@ -96,6 +97,9 @@ async fn run(browser: &Client, id: &str, label: &str, ticks: u64) -> (i64, i64, 
 #[tokio::test]
 async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_nothing() {
     let dist = dist_dir();
+    // The lab's device on the host is a network change to any browser beside it: the turn is
+    // held from before the device comes until after it is gone (dropped last).
+    let turn = chromedriver::turn().await;
     let running = lab(ClientSide::Host, 77, "4g");
     let server = ServerProcess::start_in(
         running.lab.server_namespace().name(),
@@ -107,7 +111,7 @@ async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_noth
             running.socket.to_str().expect("a UTF-8 path"),
         ],
     );
-    let driver = ChromeDriver::start().await;
+    let driver = ChromeDriver::start_in_turn(&turn).await;
     let browser = driver.browser().await;
     browser
         .goto(&server.url("/"))
@@ -219,27 +223,54 @@ async fn webtransport_crosses_the_lab_on_udp() {
     use tickscope_shared::cursor::CursorChain;
     use tickscope_shared::wire::WebTransportInfo;
 
-    let running = lab(ClientSide::Host, 78, "4g");
+    // The client side is a namespace of its own, not this host: a device on the host would be
+    // a network change to a browser test running beside this one.
+    let running = lab(ClientSide::Namespace, 78, "4g");
     let ip = running.lab.server_ip();
     let server = ServerProcess::start_in(
         running.lab.server_namespace().name(),
         &ip,
         &["--webtransport-addr", &format!("{ip}:0")],
     );
-    let info: WebTransportInfo = reqwest::get(server.url("/api/webtransport"))
-        .await
-        .expect("GET /api/webtransport through the lab")
-        .json()
-        .await
-        .expect("its JSON");
+    let client = running
+        .lab
+        .client_namespace()
+        .expect("the lab's client namespace");
+    let info: WebTransportInfo = {
+        let addr = server.addr;
+        let mut stream = client
+            .run(|| std::net::TcpStream::connect(addr))
+            .expect("entering the client namespace")
+            .expect("connecting through the lab");
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        write!(
+            stream,
+            "GET /api/webtransport HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream
+            .read_to_string(&mut answer)
+            .expect("GET /api/webtransport through the lab");
+        let (head, body) = answer.split_once("\r\n\r\n").expect("a response head");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        serde_json::from_str(body).expect("its JSON")
+    };
     assert!(
         info.url.starts_with(&format!("https://{ip}:")),
         "{}",
         info.url
     );
-    let connection = crate::webtransport::open(&info.url, &info.certificate_hashes, None)
-        .await
-        .expect("a session through the lab");
+    // The QUIC endpoint's socket is made in the client namespace; it stays there when used
+    // from this thread.
+    let socket = client
+        .run(|| std::net::UdpSocket::bind("0.0.0.0:0"))
+        .expect("entering the client namespace")
+        .expect("a UDP socket in the client namespace");
+    let connection =
+        crate::webtransport::open_on(socket, &info.url, &info.certificate_hashes, None)
+            .await
+            .expect("a session through the lab");
     let mut session = crate::webtransport::Session::start(connection).await;
     let start = session.subscribed().await;
     let mut chain = CursorChain::new(Some(start), true);

@@ -42,8 +42,22 @@ pub(crate) async fn open(
     hashes: &[String],
     origin: Option<&str>,
 ) -> Result<Connection, ConnectingError> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("a UDP socket");
+    open_on(socket, url, hashes, origin).await
+}
+
+/// `open` from a socket of the caller's (one made in another network namespace).
+pub(crate) async fn open_on(
+    socket: std::net::UdpSocket,
+    url: &str,
+    hashes: &[String],
+    origin: Option<&str>,
+) -> Result<Connection, ConnectingError> {
+    socket
+        .set_nonblocking(true)
+        .expect("a non-blocking socket for the runtime");
     let config = ClientConfig::builder()
-        .with_bind_default()
+        .with_bind_socket(socket)
         .with_server_certificate_hashes(hashes.iter().map(|hash| digest(hash)))
         .max_idle_timeout(Some(Duration::from_secs(10)))
         .expect("an idle timeout")
