@@ -81,9 +81,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Unix microseconds when the server started.
     pub started_us: i64,
-    /// The WebSockets' tasks, which run beside actix's connections once upgraded: shutdown
-    /// waits for their closes before the workers stop.
-    pub websockets: TaskTracker,
+    /// The tasks of connections taken out of actix-http (WebSockets once upgraded, SSE and
+    /// HTTP streaming over HTTP/1.1 once their head is written): shutdown waits for their
+    /// ends before the workers stop.
+    pub taken_over: TaskTracker,
     /// The WebTransport endpoint's port and certificates (`--webtransport-addr`).
     pub webtransport: Option<transport::webtransport::Endpointed>,
 }
@@ -198,12 +199,12 @@ pub async fn run(
             info!("shutting down");
             stop.cancel();
             if let Some(state) = ready.get() {
-                // WebSockets end as `stop` tells them (1001, and the close handshake), on the
-                // workers, which stop after.
-                state.websockets.close();
+                // Taken-over connections end as `stop` tells them (WebSockets with 1001 and
+                // the close handshake), on the workers, which stop after.
+                state.taken_over.close();
                 let limit = Duration::from_millis(config.shutdown_timeout_ms);
-                if tokio::time::timeout(limit, state.websockets.wait()).await.is_err() {
-                    tracing::warn!("WebSockets still closing after the shutdown timeout");
+                if tokio::time::timeout(limit, state.taken_over.wait()).await.is_err() {
+                    tracing::warn!("streams still closing after the shutdown timeout");
                 }
             }
             // `stop` sends its command at once; the server future must be polled to carry it out.
@@ -244,7 +245,7 @@ fn ready_state(
         cluster,
         shutdown: stop.clone(),
         started_us: clock::now_us(),
-        websockets: TaskTracker::new(),
+        taken_over: TaskTracker::new(),
         webtransport: webtransport
             .as_ref()
             .map(|bound| transport::webtransport::Endpointed {
@@ -323,8 +324,10 @@ fn http_server(
                 .h1_write_buffer_size(pieces::PIECE)
                 .local_addr(addr)
                 .on_connect_ext(|io: &tls::Io, extensions| {
-                    extensions.insert(io.connection().clone());
-                    peer::on_connect(io.tcp(), extensions);
+                    if let (Some(connection), Some(tcp)) = (io.connection(), io.tcp()) {
+                        extensions.insert(connection.clone());
+                        peer::on_connect(tcp, extensions);
+                    }
                 })
                 .upgrade(upgrade)
                 .finish(actix_service::map_config(app, app_config_fn));

@@ -92,6 +92,9 @@ pub struct TransportMetrics {
     pub silent_dropped: Counter,
     /// Connections the kernel closed because the peer stopped acknowledging ([`crate::peer`]).
     pub dead_peers: Counter,
+    /// Frames a client's socket did not take whole at once, on the connections the fan-out
+    /// writes to: finished by the connection's own task (backpressure).
+    pub backpressured: Counter,
 }
 
 /// Every metric of the server.
@@ -102,9 +105,6 @@ pub struct Metrics {
     pub long_poll_timeouts: Counter,
     /// Batches framed for sending; clients at the same position share one frame.
     pub frames_encoded: Counter,
-    /// WebSocket frames a client's socket did not take whole at once: finished by the
-    /// connection's task (backpressure).
-    pub websocket_backpressured: Counter,
     transports: [TransportMetrics; 6],
     reconnects: Family<ReconnectLabel, Counter>,
     heap_allocated: Gauge,
@@ -124,13 +124,6 @@ impl Metrics {
         let empty_polls = Counter::default();
         let long_poll_timeouts = Counter::default();
         let frames_encoded = Counter::default();
-        let websocket_backpressured = Counter::default();
-        registry.register(
-            "websocket_backpressured_writes",
-            "WebSocket frames a client's full socket did not take at once, finished by the \
-             connection's own task",
-            websocket_backpressured.clone(),
-        );
         registry.register(
             "ticks_published",
             "Ticks the simulator published",
@@ -158,6 +151,13 @@ impl Metrics {
         let slow_dropped = Family::<TransportLabel, Counter>::default();
         let silent_dropped = Family::<TransportLabel, Counter>::default();
         let dead_peers = Family::<TransportLabel, Counter>::default();
+        let backpressured = Family::<TransportLabel, Counter>::default();
+        registry.register(
+            "backpressured_writes",
+            "Frames a client's full socket did not take at once, finished by the connection's \
+             own task (WebSocket, and SSE and HTTP streaming over HTTP/1.1)",
+            backpressured.clone(),
+        );
         registry.register(
             "slow_clients_dropped",
             "Clients dropped for taking no data while data waited",
@@ -220,6 +220,7 @@ impl Metrics {
                 slow_dropped: slow_dropped.get_or_create(&label).clone(),
                 silent_dropped: silent_dropped.get_or_create(&label).clone(),
                 dead_peers: dead_peers.get_or_create(&label).clone(),
+                backpressured: backpressured.get_or_create(&label).clone(),
             }
         });
         Self {
@@ -228,7 +229,6 @@ impl Metrics {
             empty_polls,
             long_poll_timeouts,
             frames_encoded,
-            websocket_backpressured,
             transports,
             reconnects,
             heap_allocated,

@@ -61,6 +61,9 @@ pub enum Io {
     Plain(Metered<TcpStream>),
     Tls(Box<TlsStream<Metered<TcpStream>>>),
     H2(Box<Frames<TlsStream<Metered<TcpStream>>>>),
+    /// Handed over after its last response to a stream of its own (the connection's
+    /// [`Connection::hand_over`]): to actix-http, a socket at its end.
+    Handed,
 }
 
 impl Io {
@@ -87,22 +90,29 @@ impl Io {
         }
     }
 
-    fn metered(&self) -> &Metered<TcpStream> {
+    fn metered(&self) -> Option<&Metered<TcpStream>> {
         match self {
-            Io::Plain(io) => io,
-            Io::Tls(io) => io.get_ref().0,
-            Io::H2(io) => io.get_ref().get_ref().0,
+            Io::Plain(io) => Some(io),
+            Io::Tls(io) => Some(io.get_ref().0),
+            Io::H2(io) => Some(io.get_ref().get_ref().0),
+            Io::Handed => None,
         }
     }
 
-    /// The socket under it all.
-    pub fn tcp(&self) -> &TcpStream {
-        self.metered().get_ref()
+    /// The socket under it all; `None` once handed over.
+    pub fn tcp(&self) -> Option<&TcpStream> {
+        self.metered().map(Metered::get_ref)
     }
 
-    pub fn connection(&self) -> &Rc<Connection> {
-        self.metered().connection()
+    /// The connection's accounts; `None` once handed over.
+    pub fn connection(&self) -> Option<&Rc<Connection>> {
+        self.metered().map(Metered::connection)
     }
+}
+
+/// Nothing to read, and no writing, once handed over.
+fn handed_over() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the socket was handed over")
 }
 
 impl AsyncRead for Io {
@@ -115,6 +125,7 @@ impl AsyncRead for Io {
             Io::Plain(io) => Pin::new(io).poll_read(cx, buf),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
             Io::H2(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+            Io::Handed => Poll::Ready(Ok(())),
         }
     }
 }
@@ -129,6 +140,7 @@ impl AsyncWrite for Io {
             Io::Plain(io) => Pin::new(io).poll_write(cx, buf),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
             Io::H2(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+            Io::Handed => Poll::Ready(Err(handed_over())),
         }
     }
 
@@ -141,6 +153,7 @@ impl AsyncWrite for Io {
             Io::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
             Io::H2(io) => Pin::new(io.as_mut()).poll_write_vectored(cx, bufs),
+            Io::Handed => Poll::Ready(Err(handed_over())),
         }
     }
 
@@ -149,6 +162,7 @@ impl AsyncWrite for Io {
             Io::Plain(io) => io.is_write_vectored(),
             Io::Tls(io) => io.is_write_vectored(),
             Io::H2(io) => io.is_write_vectored(),
+            Io::Handed => false,
         }
     }
 
@@ -157,14 +171,25 @@ impl AsyncWrite for Io {
             Io::Plain(io) => Pin::new(io).poll_flush(cx),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
             Io::H2(io) => Pin::new(io.as_mut()).poll_flush(cx),
+            Io::Handed => Poll::Ready(Ok(())),
         }
     }
 
+    /// Shuts the connection down, unless a response asked for its socket
+    /// ([`Connection::hand_over`]): actix-http shuts a connection down once its last response
+    /// is written, and the socket goes on, with that response's head on the wire, to the
+    /// stream that asked.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
+        let this = self.get_mut();
+        if let Some(to) = this.connection().and_then(|c| c.take_handover()) {
+            to(std::mem::replace(this, Io::Handed));
+            return Poll::Ready(Ok(()));
+        }
+        match this {
             Io::Plain(io) => Pin::new(io).poll_shutdown(cx),
             Io::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
             Io::H2(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
+            Io::Handed => Poll::Ready(Ok(())),
         }
     }
 }

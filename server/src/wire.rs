@@ -245,6 +245,7 @@ impl Wire {
             streaming: Cell::new(false),
             charge: RefCell::new(Charge::OTHER),
             h2: RefCell::new(None),
+            handover: RefCell::new(None),
         })
     }
 
@@ -370,7 +371,13 @@ pub struct Connection {
     charge: RefCell<Charge>,
     /// HTTP/2: the streams' accounts; [`Metered`]'s counts then wait there to be shared.
     h2: RefCell<Option<Box<h2::Streams>>>,
+    /// Where the socket goes once the current response is written, instead of being shut
+    /// down: a stream the server takes out of actix-http (`transport::push`).
+    handover: RefCell<Option<Handover>>,
 }
+
+/// What takes a connection's socket after its last response ([`Connection::hand_over`]).
+pub type Handover = Box<dyn FnOnce(crate::tls::Io)>;
 
 impl Connection {
     /// The accounts of `req`'s connection.
@@ -457,11 +464,22 @@ impl Connection {
         }
     }
 
-    /// The connection was upgraded (WebSocket): everything the client sends from now on is
-    /// charged to the current request as it comes.
+    /// The connection was upgraded (WebSocket), or its stream taken over: everything the
+    /// client sends from now on is charged to the current request as it comes.
     pub fn stream(&self) {
         self.settle();
         self.streaming.set(true);
+    }
+
+    /// Once the current response is written (one that closes the connection), its socket
+    /// goes to `to` instead of being shut down ([`crate::tls::Io`]'s shutdown). If the
+    /// connection ends first, `to` is dropped unused.
+    pub fn hand_over(&self, to: Handover) {
+        *self.handover.borrow_mut() = Some(to);
+    }
+
+    pub(crate) fn take_handover(&self) -> Option<Handover> {
+        self.handover.borrow_mut().take()
     }
 }
 

@@ -1,19 +1,25 @@
-//! The response body of a streamed HTTP transport (SSE, HTTP streaming) that takes its
-//! batches from the feed itself, and the task that keeps a streamed HTTP response (SSE, HTTP
-//! streaming) alive beside it ([`keep_streaming`]).
+//! How a streamed HTTP transport (SSE, HTTP streaming) sends: [`open_streamed`] admits the
+//! request and answers it one of two ways.
 //!
-//! A publish wakes each subscribed connection's own task (actix-http's dispatcher), whose
-//! body asks the feed for what its subscription is behind on and hands over the frame shared
-//! by every client at the same cursor, with no copy and no channel. There is no second task
-//! to wake and no per-client encoding. What else the connection sends (SSE's retry line and
-//! heartbeats, wire reports) comes through the control body, first. (A WebSocket writes to
-//! its socket itself: `websocket.rs`.)
-//!
-//! The body is polled only while the connection can take data. A client that takes none
-//! while data waits stops the body being polled; [`Outbox::stalled_for`] tells the
-//! connection's task how long, and the task drops it as too slow.
+//! - **HTTP/1.1**: the connection is the stream's alone, so the server takes it out of
+//!   actix-http. The answer is a head that says the connection closes, with no length and no
+//!   chunks; once actix-http has written it, the socket goes to the stream's own task
+//!   ([`Taken`], through [`crate::wire::Connection::hand_over`]) and joins the worker's
+//!   [`super::fanout`], which writes each publish to it as to a WebSocket: one `send` of the
+//!   event shared by every client at the same cursor, no dispatcher woken and no buffers of
+//!   actix-http's kept. The body ends when the connection does.
+//! - **HTTP/2**: the connection carries other requests, so the stream stays a response body
+//!   ([`PushBody`]). A publish wakes each subscribed connection's own task (actix-http's
+//!   dispatcher), whose body asks the feed for what its subscription is behind on and hands
+//!   over the frame shared by every client at the same cursor, with no copy and no channel.
+//!   What else the connection sends (SSE's retry line and heartbeats, wire reports) comes
+//!   through the control body, first, from [`keep_streaming`]. The body is polled only while
+//!   the connection can take data; a client that takes none while data waits stops it being
+//!   polled, [`Outbox::stalled_for`] tells the task how long, and the task drops it as too
+//!   slow.
 
 use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -28,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant, interval_at};
 use tokio_util::sync::ReusableBoxFuture;
 
-use actix_web::http::header;
+use actix_web::http::{ConnectionType, Version, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::AppState;
@@ -40,7 +46,10 @@ use crate::metrics::Transport;
 use crate::peer;
 use crate::query::Reconnect;
 use crate::symbols::SymbolFilter;
+use crate::tls;
 use crate::wire::{self, Meter};
+
+use super::fanout::{Conn, Ended, Fanout, Stop, handed_over, tick};
 
 /// What a connection's task and its body share (both run on the connection's worker).
 pub struct Outbox {
@@ -240,6 +249,35 @@ pub fn open_streamed(
     let dead_peer = peer::Watch::new(req, &state.metrics, transport);
     let meter = wire::meter(req);
     let state = state.into_inner();
+    let content_type = streamed.content_type;
+    // On HTTP/1.1 the connection is the stream's alone: it is taken out of actix-http once
+    // the head is written, and the worker's fan-out writes to it as to a WebSocket.
+    if req.version() < Version::HTTP_2
+        && let Some(connection) = wire::Connection::of(req)
+    {
+        connection.stream();
+        let taken = Taken {
+            subscription: Subscription::new(&state.feed, filter, since),
+            state,
+            slot,
+            meter,
+            dead_peer,
+            first,
+            streamed,
+        };
+        connection.hand_over(Box::new(move |io| taken.spawn(io)));
+        // No length and no chunks: the body is what follows the head until the connection
+        // closes, which the head says it will.
+        let mut response = HttpResponse::Ok()
+            .content_type(content_type)
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .insert_header(("X-Accel-Buffering", "no"))
+            .body(actix_web::body::None::new());
+        response
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+        return Ok(response);
+    }
     // Batches go straight from the feed into the response body; the first chunk, heartbeats
     // and reports come from the connection's task through a small channel.
     let outbox = Outbox::new();
@@ -251,7 +289,6 @@ pub fn open_streamed(
         streamed.framing,
         first,
     );
-    let content_type = streamed.content_type;
     actix_web::rt::spawn(keep_streaming(state, outbox, events, slot, meter, streamed));
     let mut response = HttpResponse::Ok()
         .content_type(content_type)
@@ -260,6 +297,106 @@ pub fn open_streamed(
         .body(body);
     dead_peer.attach(&mut response);
     Ok(response)
+}
+
+/// A streamed response over HTTP/1.1, taken out of actix-http once its head is written: what
+/// its task needs.
+struct Taken {
+    state: Arc<AppState>,
+    slot: Slot,
+    meter: Option<Arc<Meter>>,
+    dead_peer: peer::Watch,
+    subscription: Subscription,
+    /// What goes ahead of the batches (SSE's retry line).
+    first: Bytes,
+    streamed: Streamed,
+}
+
+impl Taken {
+    /// Runs the stream on `io` as a task of its own on this worker, tracked by
+    /// [`AppState::taken_over`] so shutdown waits for its end.
+    fn spawn(self, io: tls::Io) {
+        let tracker = self.state.taken_over.clone();
+        tracker.spawn_local(self.run(io));
+    }
+
+    /// Serves the stream until the client leaves, takes no data for the slow-client timeout,
+    /// or the server shuts down; then the body ends with the connection.
+    async fn run(self, io: tls::Io) {
+        let Taken {
+            state,
+            slot,
+            meter,
+            dead_peer,
+            subscription,
+            first,
+            streamed,
+        } = self;
+        let _slot: Slot = slot;
+        let transport = streamed.transport;
+        let _client = state.metrics.client(transport);
+        let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let conn = Conn::new(io, waker, transport, streamed.framing);
+        let _ended = Ended(conn.clone());
+        // Declared after the connection, so dropped before it: it reads the socket's TCP
+        // state.
+        let _dead_peer = dead_peer;
+        let served = serve_taken(&state, &conn, subscription, &first, meter, &streamed).await;
+        if let Err(Stop::TooSlow) = served {
+            state.metrics.transport(transport).slow_dropped.inc();
+        }
+        conn.shutdown().await;
+    }
+}
+
+/// The taken-over stream's loop: `first`, the catch-up, then heartbeats and reports beside
+/// what the fan-out writes. `Ok` when the server shuts down.
+async fn serve_taken(
+    state: &Arc<AppState>,
+    conn: &Rc<Conn>,
+    subscription: Subscription,
+    first: &[u8],
+    meter: Option<Arc<Meter>>,
+    streamed: &Streamed,
+) -> Result<(), Stop> {
+    let transport = streamed.transport;
+    conn.hold();
+    conn.write(first, state.config.slow_client_timeout())
+        .await?;
+    conn.out().subscription = Some(subscription);
+    Fanout::join(state, conn.clone());
+    conn.release(state).await?;
+    let every = state.config.sse_heartbeat();
+    let mut heartbeat = interval_at(Instant::now() + every, every);
+    // Only a metered page gets reports: other streams keep no timer for them.
+    let mut report = meter
+        .is_some()
+        .then(|| interval_at(Instant::now() + wire::REPORT_EVERY, wire::REPORT_EVERY));
+    let mut shutting_down = std::pin::pin!(state.shutdown.cancelled());
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutting_down => return Ok(()),
+            () = handed_over(conn) => Box::pin(conn.take_over(state)).await?,
+            // A stream's client sends nothing after its request; what it sends is let go,
+            // and its end is the stream's.
+            read = conn.discard() => match read {
+                Ok(read) if read > 0 => {}
+                _ => return Err(Stop::Gone),
+            },
+            _ = heartbeat.tick() => {
+                let event = (streamed.heartbeat)();
+                state.metrics.sent(transport, event.len());
+                Box::pin(conn.send(state, &event)).await?;
+            }
+            _ = tick(&mut report) => {
+                let Some(meter) = &meter else { continue };
+                let event = (streamed.wire)(meter);
+                state.metrics.sent(transport, event.len());
+                Box::pin(conn.send(state, &event)).await?;
+            }
+        }
+    }
 }
 
 /// Keeps one streamed response (SSE, HTTP streaming) alive, sending heartbeats and the

@@ -4,11 +4,9 @@
 //! sends `Last-Event-ID` and resumes where it stopped; the header wins over `since` in the URL,
 //! which the browser repeats unchanged. `heartbeat` events keep an idle stream alive through
 //! proxies and tell the page the feed is alive; on a metered stream (`meter=`), `wire` events
-//! every second carry the page's wire costs ([`crate::wire`]). The response body takes the
-//! batches from the feed itself ([`super::push`]); each stream's task
-//! ([`push::keep_streaming`]) sends the rest through a small channel and drops a client that
-//! takes no data for the slow-client timeout. When the client goes away the channel closes
-//! and the task ends.
+//! every second carry the page's wire costs ([`crate::wire`]). How the events travel is
+//! [`super::push`]'s: on HTTP/1.1 the worker's fan-out writes them to the socket, taken out of
+//! actix-http; on HTTP/2 the response body takes them from the feed.
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 

@@ -22,12 +22,10 @@
 //! [`crate::frame_guard`]), 1002 for a broken frame; 1001 when the server shuts down. A
 //! connection the server closes is shut down a short grace later ([`CLOSE_GRACE`]).
 
-use std::cell::{Cell, OnceCell, RefCell};
-use std::future::{Future, poll_fn};
-use std::pin::Pin;
-use std::rc::{Rc, Weak};
+use std::future::poll_fn;
+use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use actix_codec::{Decoder, Encoder};
@@ -35,9 +33,7 @@ use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, Message, Protoc
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use bytes::{Bytes, BytesMut};
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
-use tokio::time::{Instant, Interval, interval_at};
+use tokio::time::{Instant, interval_at};
 use tracing::debug;
 
 use crate::AppState;
@@ -52,6 +48,8 @@ use crate::origin;
 use crate::peer;
 use crate::query::{InputError, Params, symbol_filter};
 use crate::tls;
+
+use super::fanout::{Conn, Ended, Fanout, Stop, handed_over, tick};
 use crate::wire::{self, Meter};
 
 /// Put on a request by [`crate::upgrade`], which takes the connection over once the handshake
@@ -102,218 +100,6 @@ pub async fn handshake(
     Ok(response)
 }
 
-/// What a connection's task and its worker's [`Fanout`] share: the socket, and who writes to
-/// it. Both run on the same worker thread and take the `RefCell`s only between awaits.
-struct Conn {
-    io: RefCell<tls::Io>,
-    out: RefCell<Out>,
-    /// The connection's task: woken when the fan-out hands it a write to finish, and when
-    /// the socket can take that write.
-    waker: Waker,
-    /// The task has ended; the fan-out lets the connection go.
-    ended: Cell<bool>,
-    /// Part of a frame is on the wire and the rest is not: nothing more can be framed after
-    /// it, not even a close.
-    torn: Cell<bool>,
-    /// The fan-out the connection joined on subscribing, told when the connection ends.
-    fanout: OnceCell<Weak<Fanout>>,
-}
-
-/// The sending side of a connection.
-#[derive(Default)]
-struct Out {
-    subscription: Option<Subscription>,
-    /// The task is writing (a catch-up, a control message, a handed-over frame, the close):
-    /// the fan-out passes over the connection so no frame is written into the middle of
-    /// another.
-    busy: bool,
-    /// What the fan-out handed the task (with `busy`).
-    handed: Option<Handed>,
-}
-
-/// A write the fan-out started and the socket did not finish at once.
-enum Handed {
-    /// The rest of a frame the socket took only part of, or none of.
-    Rest(Bytes),
-    /// Frames taken whole, still to flush (TLS holds them).
-    Flush,
-    /// The socket failed: the client is gone.
-    Failed,
-}
-
-impl Conn {
-    /// Writes every byte of `bytes` and flushes, within `timeout`; the socket is borrowed
-    /// only inside each poll.
-    /// A write that stops part way leaves the connection [`Conn::torn`].
-    async fn write(&self, bytes: &[u8], timeout: Duration) -> Result<(), Stop> {
-        let mut done = 0;
-        let written = async {
-            while done < bytes.len() {
-                let written = poll_fn(|cx| {
-                    Pin::new(&mut *self.io.borrow_mut()).poll_write(cx, &bytes[done..])
-                })
-                .await?;
-                if written == 0 {
-                    return Err(std::io::ErrorKind::WriteZero.into());
-                }
-                done += written;
-                self.torn.set(done < bytes.len());
-            }
-            poll_fn(|cx| Pin::new(&mut *self.io.borrow_mut()).poll_flush(cx)).await
-        };
-        match tokio::time::timeout(timeout, written).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(Stop::Gone),
-            Err(_elapsed) => Err(Stop::TooSlow),
-        }
-    }
-
-    /// Reads what the socket has and appends it to `to`, through the worker's one read
-    /// buffer: a connection holds no buffer of its own while it has nothing to decode.
-    async fn read(&self, to: &mut BytesMut) -> std::io::Result<usize> {
-        poll_fn(|cx| {
-            READ_BUFFER.with_borrow_mut(|buffer| {
-                let mut read = ReadBuf::new(&mut buffer[..]);
-                let polled = Pin::new(&mut *self.io.borrow_mut()).poll_read(cx, &mut read);
-                polled.map_ok(|()| {
-                    to.extend_from_slice(read.filled());
-                    read.filled().len()
-                })
-            })
-        })
-        .await
-    }
-
-    /// The fan-out's part on a publish: writes every batch the connection is behind on
-    /// straight to its socket, as far as the socket takes them without waiting. What it does
-    /// not take is handed to the connection's task, which finishes it under the slow-client
-    /// timeout. `false` once the connection has ended.
-    fn fan_out(&self, state: &AppState) -> bool {
-        if self.ended.get() {
-            return false;
-        }
-        let mut out = self.out.borrow_mut();
-        let Out {
-            subscription: Some(subscription),
-            busy: false,
-            ..
-        } = &mut *out
-        else {
-            return true;
-        };
-        let mut io = self.io.borrow_mut();
-        let mut cx = Context::from_waker(&self.waker);
-        let mut handed = None;
-        let mut wrote = false;
-        while let Some(frame) =
-            subscription.next_frame(&state.feed, Framing::WebSocket, state.max_batch_ticks())
-        {
-            state
-                .metrics
-                .sent(Transport::WebSocket, frame.payload_len());
-            // The frame whole, header and all, shared by every client at the same cursor:
-            // one `send`.
-            let written = match Pin::new(&mut *io).poll_write(&mut cx, &frame.bytes) {
-                Poll::Ready(Ok(written)) => written,
-                Poll::Ready(Err(_)) => {
-                    handed = Some(Handed::Failed);
-                    break;
-                }
-                Poll::Pending => 0,
-            };
-            wrote = true;
-            if written < frame.bytes.len() {
-                self.torn.set(written > 0);
-                handed = Some(Handed::Rest(frame.bytes.slice(written..)));
-                break;
-            }
-        }
-        if handed.is_none() && wrote {
-            handed = match Pin::new(&mut *io).poll_flush(&mut cx) {
-                Poll::Ready(Ok(())) => None,
-                Poll::Ready(Err(_)) => Some(Handed::Failed),
-                Poll::Pending => Some(Handed::Flush),
-            };
-        }
-        if matches!(handed, Some(Handed::Rest(_) | Handed::Flush)) {
-            state.metrics.websocket_backpressured.inc();
-        }
-        if handed.is_some() {
-            out.busy = true;
-            out.handed = handed;
-            self.waker.wake_by_ref();
-        }
-        true
-    }
-}
-
-/// Every subscribed WebSocket of one worker, written to on each publish by one task (as
-/// uWebSockets drains its sockets once per loop iteration): a publish wakes no connection's
-/// task unless its socket is full.
-struct Fanout {
-    state: Arc<AppState>,
-    conns: RefCell<Vec<Rc<Conn>>>,
-    /// A connection has ended: its socket is let go at once, not at the next publish (the
-    /// feed may be paused).
-    ended: Notify,
-}
-
-thread_local! {
-    /// This worker's fan-outs, one per server (tests run several in one process).
-    static FANOUTS: RefCell<Vec<Rc<Fanout>>> = const { RefCell::new(Vec::new()) };
-    /// What every connection of this worker reads into, as uWebSockets shares one receive
-    /// buffer per loop; what is read is copied out at once.
-    static READ_BUFFER: RefCell<Box<[u8]>> = RefCell::new(vec![0; READ_CHUNK].into_boxed_slice());
-}
-
-impl Fanout {
-    /// Adds `conn` to this worker's fan-out for `state`, started with the first.
-    fn join(state: &Arc<AppState>, conn: Rc<Conn>) {
-        let fanout = FANOUTS.with_borrow_mut(|fanouts| {
-            if let Some(fanout) = fanouts.iter().find(|f| Arc::ptr_eq(&f.state, state)) {
-                return fanout.clone();
-            }
-            let fanout = Rc::new(Fanout {
-                state: state.clone(),
-                conns: RefCell::new(Vec::new()),
-                ended: Notify::new(),
-            });
-            fanouts.push(fanout.clone());
-            tokio::task::spawn_local(tokio::task::unconstrained(fanout.clone().run()));
-            fanout
-        });
-        let _ = conn.fanout.set(Rc::downgrade(&fanout));
-        fanout.conns.borrow_mut().push(conn);
-    }
-
-    /// Writes each publish to every connection, until the feed ends or the server stops.
-    async fn run(self: Rc<Self>) {
-        let mut published = self.state.feed.subscribe();
-        published.borrow_and_update();
-        let shutdown = self.state.shutdown.clone();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = self.ended.notified() => {
-                    self.conns.borrow_mut().retain(|conn| !conn.ended.get());
-                }
-                changed = published.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    published.borrow_and_update();
-                    self.conns.borrow_mut().retain(|conn| conn.fan_out(&self.state));
-                    // The worker's other tasks (handshakes, clients' messages, handed-over
-                    // writes) go before the next pass, even when publishes come faster than
-                    // passes: the next pass then carries more ticks per frame.
-                    tokio::task::yield_now().await;
-                }
-            }
-        }
-        FANOUTS.with_borrow_mut(|fanouts| fanouts.retain(|f| !Rc::ptr_eq(f, &self)));
-    }
-}
-
 /// A connection's socket after the upgrade, as its task reads it: the bytes read and not yet
 /// decoded, the scan that refuses an oversized frame at its header, and the message being put
 /// together from fragments.
@@ -343,8 +129,6 @@ enum Received {
     Close,
 }
 
-/// The most one read takes from a socket.
-const READ_CHUNK: usize = 16 * 1024;
 /// How long a client gets, after the server's close frame, to close the connection itself.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// What a client may still send after the server's close and have it read.
@@ -432,63 +216,13 @@ impl Socket {
         }))
     }
 
-    /// The task takes the socket's sending side: the fan-out passes over the connection
-    /// until [`Socket::release`].
-    fn hold(&self) {
-        self.conn.out.borrow_mut().busy = true;
-    }
-
-    /// Sends every batch the subscription is behind on, then hands the sending side back to
-    /// the fan-out. Nothing yields between the last batch and the hand-back, so no publish
-    /// falls between them.
-    async fn release(&mut self, state: &AppState) -> Result<(), Stop> {
-        let slow = state.config.slow_client_timeout();
-        loop {
-            let frame = {
-                let mut out = self.conn.out.borrow_mut();
-                let Some(subscription) = out.subscription.as_mut() else {
-                    out.busy = false;
-                    return Ok(());
-                };
-                match subscription.next_frame(
-                    &state.feed,
-                    Framing::WebSocket,
-                    state.max_batch_ticks(),
-                ) {
-                    Some(frame) => frame,
-                    None => {
-                        out.busy = false;
-                        return Ok(());
-                    }
-                }
-            };
-            state
-                .metrics
-                .sent(Transport::WebSocket, frame.payload_len());
-            self.conn.write(&frame.bytes, slow).await?;
-        }
-    }
-
-    /// Finishes what the fan-out handed over, then catches up and hands the socket back.
-    async fn take_over(&mut self, state: &AppState) -> Result<(), Stop> {
-        let handed = self.conn.out.borrow_mut().handed.take();
-        let slow = state.config.slow_client_timeout();
-        match handed {
-            Some(Handed::Failed) => return Err(Stop::Gone),
-            Some(Handed::Rest(rest)) => self.conn.write(&rest, slow).await?,
-            Some(Handed::Flush) => self.conn.write(&[], slow).await?,
-            None => {}
-        }
-        self.release(state).await
-    }
-
     /// Sends a control message or a text the server makes (a pong, a report), then catches
     /// up on what the fan-out passed over meanwhile.
     async fn send(&mut self, state: &AppState, message: Message) -> Result<(), Stop> {
-        self.hold();
+        self.conn.hold();
         self.send_only(message, state.config.slow_client_timeout())
             .await?;
-        self.release(state).await
+        self.conn.release(state).await
     }
 
     /// Sends a message the server makes, holding the socket (the close keeps it).
@@ -501,32 +235,10 @@ impl Socket {
     }
 }
 
-/// The next tick of `interval`; never, without one.
-async fn tick(interval: &mut Option<Interval>) {
-    match interval {
-        Some(interval) => {
-            interval.tick().await;
-        }
-        None => std::future::pending().await,
-    }
-}
-
-/// Ready when the fan-out has handed the connection's task a write to finish.
-fn handed_over(conn: &Conn) -> impl Future<Output = ()> + '_ {
-    poll_fn(|_| {
-        if conn.out.borrow().handed.is_some() {
-            Poll::Ready(())
-        } else {
-            // The fan-out wakes the task when it hands a write over.
-            Poll::Pending
-        }
-    })
-}
-
-/// Runs [`run`] as a task of its own on this worker, tracked by [`AppState::websockets`] so
+/// Runs [`run`] as a task of its own on this worker, tracked by [`AppState::taken_over`] so
 /// shutdown waits for its close.
 pub fn spawn(io: tls::Io, leftover: Vec<u8>, takeover: Takeover) {
-    let tracker = takeover.state.websockets.clone();
+    let tracker = takeover.state.taken_over.clone();
     tracker.spawn_local(async move { run(io, &leftover, takeover).await });
 }
 
@@ -542,14 +254,7 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
     let _slot: Slot = slot;
     let _client = state.metrics.client(Transport::WebSocket);
     let waker = poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
-    let conn = Rc::new(Conn {
-        io: RefCell::new(io),
-        out: RefCell::new(Out::default()),
-        waker,
-        ended: Cell::new(false),
-        torn: Cell::new(false),
-        fanout: OnceCell::new(),
-    });
+    let conn = Conn::new(io, waker, Transport::WebSocket, Framing::WebSocket);
     let _ended = Ended(conn.clone());
     let mut socket = Socket::new(conn.clone(), leftover, state.config.max_ws_message_bytes);
     // Declared after the socket, so dropped before it: it reads the socket's TCP state.
@@ -591,8 +296,8 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                 break Some(reason(CloseCode::Away, "server shutting down"));
             }
             () = handed_over(&conn) => {
-                if let Err(stop) = Box::pin(socket.take_over(&state)).await {
-                    break stop.close(&state);
+                if let Err(stop) = Box::pin(conn.take_over(&state)).await {
+                    break close_for(&state, stop);
                 }
             }
             read = socket.read() => {
@@ -612,7 +317,7 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                     .expect("a report always encodes");
                 state.metrics.sent(Transport::WebSocket, text.len());
                 if let Err(stop) = Box::pin(socket.send(&state, Message::Text(text.into()))).await {
-                    break stop.close(&state);
+                    break close_for(&state, stop);
                 }
             }
             _ = heartbeat.tick() => {
@@ -622,7 +327,7 @@ pub async fn run(io: tls::Io, leftover: &[u8], takeover: Takeover) {
                     break None;
                 }
                 if let Err(stop) = Box::pin(socket.send(&state, Message::Ping(Bytes::new()))).await {
-                    break stop.close(&state);
+                    break close_for(&state, stop);
                 }
             }
         }
@@ -639,10 +344,9 @@ async fn close_connection(mut socket: Socket, close: CloseReason, client_closed:
     // From here on the task alone writes. A frame left part way would corrupt the close, so
     // a connection with one is dropped without it; a frame handed over and not begun is let
     // go.
-    socket.hold();
-    conn.out.borrow_mut().handed = None;
+    conn.drop_handed();
     // A slow client may not take even the close frame; it is dropped either way.
-    if conn.torn.get()
+    if conn.torn()
         || socket
             .send_only(Message::Close(Some(close)), Duration::from_secs(1))
             .await
@@ -668,23 +372,7 @@ async fn close_connection(mut socket: Socket, close: CloseReason, client_closed:
         std::future::pending::<()>().await;
     })
     .await;
-    let _ = tokio::time::timeout(
-        Duration::from_millis(100),
-        poll_fn(|cx| Pin::new(&mut *conn.io.borrow_mut()).poll_shutdown(cx)),
-    )
-    .await;
-}
-
-/// Marks the connection ended when its task ends, however it ends: the fan-out lets it go.
-struct Ended(Rc<Conn>);
-
-impl Drop for Ended {
-    fn drop(&mut self) {
-        self.0.ended.set(true);
-        if let Some(fanout) = self.0.fanout.get().and_then(Weak::upgrade) {
-            fanout.ended.notify_one();
-        }
-    }
+    conn.shutdown().await;
 }
 
 /// Answers every whole message read so far. `Err` with the close to send (none for a client
@@ -728,7 +416,7 @@ async fn answer_all(
                             .map_err(|err| Some(reason(CloseCode::Policy, &err.0)))?,
                         };
                         let first = {
-                            let mut out = socket.conn.out.borrow_mut();
+                            let mut out = socket.conn.out();
                             out.busy = true;
                             out.subscription
                                 .replace(Subscription::new(&state.feed, filter, since))
@@ -738,7 +426,7 @@ async fn answer_all(
                             Fanout::join(state, socket.conn.clone());
                         }
                         // Served at once: a cursor behind the head needs no publish.
-                        socket.release(state).await
+                        socket.conn.release(state).await
                     }
                     ClientMessage::Ping { t } => {
                         let pong = ServerMessage::Pong {
@@ -765,7 +453,7 @@ async fn answer_all(
                 return Err(Some(reason(CloseCode::Normal, "bye")));
             }
         };
-        sent.map_err(|stop| stop.close(state))?;
+        sent.map_err(|stop| close_for(state, stop))?;
     }
 }
 
@@ -796,28 +484,19 @@ impl MessageBudget {
     }
 }
 
-/// Why sending stopped.
-enum Stop {
-    /// The connection is closed.
-    Gone,
-    /// The client took no data for the slow-client timeout.
-    TooSlow,
-}
-
-impl Stop {
-    /// The close to send, if any: a gone connection takes none. A client too slow is counted.
-    fn close(self, state: &AppState) -> Option<CloseReason> {
-        match self {
-            Stop::Gone => None,
-            Stop::TooSlow => {
-                debug!("websocket client took no data for too long; dropping it");
-                state
-                    .metrics
-                    .transport(Transport::WebSocket)
-                    .slow_dropped
-                    .inc();
-                Some(reason(CloseCode::Policy, "too slow"))
-            }
+/// The close for a connection whose sending stopped: none for a client gone; a client too
+/// slow is counted.
+fn close_for(state: &AppState, stop: Stop) -> Option<CloseReason> {
+    match stop {
+        Stop::Gone => None,
+        Stop::TooSlow => {
+            debug!("websocket client took no data for too long; dropping it");
+            state
+                .metrics
+                .transport(Transport::WebSocket)
+                .slow_dropped
+                .inc();
+            Some(reason(CloseCode::Policy, "too slow"))
         }
     }
 }

@@ -166,8 +166,81 @@ async fn a_websocket_client_that_pauses_loses_nothing_when_its_socket_fills() {
 }
 
 fn backpressured(metrics: &str) -> u64 {
+    backpressured_on(metrics, "websocket")
+}
+
+fn backpressured_on(metrics: &str, transport: &str) -> u64 {
+    let series = format!("tickscope_backpressured_writes_total{{transport=\"{transport}\"}} ");
     metrics
         .lines()
-        .find_map(|line| line.strip_prefix("tickscope_websocket_backpressured_writes_total "))
+        .find_map(|line| line.strip_prefix(series.as_str()))
         .map_or(0, |count| count.parse().unwrap())
+}
+
+/// SSE over HTTP/1.1 goes out as WebSocket does, from the worker's fan-out straight to the
+/// socket: a client whose 4 KiB window fills while it pauses gets every event once it reads
+/// again, the one its socket took only part of finished, nothing lost or repeated. The
+/// stream is the connection's to its end (no chunks; the head says it closes).
+#[tokio::test]
+async fn an_sse_client_that_pauses_loses_nothing_when_its_socket_fills() {
+    use eventsource_stream::Eventsource;
+    use tokio::io::AsyncBufReadExt;
+
+    let server = TestServer::start(|config| {
+        config.rate = 5000.0;
+        config.slow_client_timeout_ms = 30_000;
+        config.conflate_after_ticks = 1_000_000;
+    });
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /api/sse?since=0 HTTP/1.1\r\nHost: tickscope\r\n\r\n")
+        .await
+        .unwrap();
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).await.unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        head.push(line.trim_end().to_ascii_lowercase());
+    }
+    assert_eq!(head[0], "http/1.1 200 ok", "{head:?}");
+    assert!(head.contains(&"connection: close".to_owned()), "{head:?}");
+    assert!(
+        !head
+            .iter()
+            .any(|line| line.starts_with("transfer-encoding")),
+        "{head:?}"
+    );
+
+    // Not reading until the server has found the socket full.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while backpressured_on(&server.metrics().await, "sse") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the paused client's socket fills"
+        );
+    }
+    let held_at = server.snapshot().await.cursor;
+
+    let mut events = Box::pin(
+        tokio_util::io::ReaderStream::new(reader)
+            .eventsource()
+            .map(|event| event.expect("a whole event")),
+    );
+    let mut chain = CursorChain::new(Some(0), true);
+    while chain.cursor().is_none_or(|cursor| cursor < held_at + 1000) {
+        accept(&mut chain, &next_sse_batch(&mut events).await);
+    }
+    assert_eq!(chain.gaps(), 0, "a pause within the timeout is not a gap");
+    assert!(
+        !server
+            .metrics()
+            .await
+            .contains(r#"tickscope_slow_clients_dropped_total{transport="sse"} 1"#)
+    );
 }
