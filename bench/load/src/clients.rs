@@ -6,13 +6,15 @@
 //! Nothing reconnects: a dropped client is a failure the report shows.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::ValueEnum;
 use eventsource_stream::Eventsource;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http_body_util::{BodyDataStream, BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::HOST;
@@ -338,6 +340,23 @@ impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
 /// One connection of its own, as a browser's would be, driven by a local task that ends when
 /// the returned sender is dropped.
 async fn http_connection(shared: &Shared, url: &Url) -> Result<SendRequest, String> {
+    let (sender, driver) = connection_to_drive(shared, url).await?;
+    if let Some(driver) = driver {
+        tokio::task::spawn_local(driver);
+    }
+    Ok(sender)
+}
+
+/// An HTTP/1.1 connection's own future, for a client that drives it in its own task
+/// ([`driven`]).
+type Driver = futures_util::future::Fuse<Pin<Box<dyn Future<Output = ()>>>>;
+
+/// [`http_connection`], with an HTTP/1.1 connection's future handed back to be driven by the
+/// caller; HTTP/2's runs on a task of its own.
+async fn connection_to_drive(
+    shared: &Shared,
+    url: &Url,
+) -> Result<(SendRequest, Option<Driver>), String> {
     let (stream, h2) = connect(shared, url).await?;
     if h2 {
         let (sender, connection) =
@@ -345,13 +364,31 @@ async fn http_connection(shared: &Shared, url: &Url) -> Result<SendRequest, Stri
                 .await
                 .map_err(|error| format!("HTTP/2 handshake: {error}"))?;
         tokio::task::spawn_local(connection);
-        return Ok(SendRequest::Http2(sender));
+        return Ok((SendRequest::Http2(sender), None));
     }
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| format!("HTTP handshake: {error}"))?;
-    tokio::task::spawn_local(connection);
-    Ok(SendRequest::Http1(sender))
+    let driver: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
+        let _ = connection.await;
+    });
+    Ok((SendRequest::Http1(sender), Some(driver.fuse())))
+}
+
+/// Runs `work` with the connection's future polled first on every wake-up of the one task:
+/// what the connection reads reaches `work` in the same wake-up. Through a connection task of
+/// its own, the body's data would wait for a second wake-up, behind every other client the
+/// publish made ready, and the lag measured would be the load generator's.
+async fn driven<T>(driver: &mut Option<Driver>, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Some(driver) = driver.as_mut() {
+            // Fused: once the connection has ended it stays pending, and `work` sees the end.
+            let _ = Pin::new(driver).poll(cx);
+        }
+        work.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// GET `url` on `sender`'s connection; non-2xx answers are errors.
@@ -393,18 +430,18 @@ async fn get(sender: &mut SendRequest, url: &Url) -> Result<Response<Incoming>, 
 }
 
 /// Opens a streamed response (SSE, HTTP streaming) and settles the client's connection: the
-/// connection's sender (which must outlive the body) and the response, or `None` once the
-/// failure is counted.
+/// connection's sender (which must outlive the body), its future to drive beside the body
+/// ([`driven`]; none on HTTP/2) and the response, or `None` once the failure is counted.
 async fn open_streamed(
     shared: &Shared,
     url: &Url,
     what: &str,
-) -> Option<(SendRequest, Response<Incoming>)> {
+) -> Option<(SendRequest, Option<Driver>, Response<Incoming>)> {
     let permit = shared.connecting.acquire().await;
     let opened = async {
-        let mut sender = http_connection(shared, url).await?;
-        let response = get(&mut sender, url).await?;
-        Ok::<_, String>((sender, response))
+        let (mut sender, mut driver) = connection_to_drive(shared, url).await?;
+        let response = driven(&mut driver, get(&mut sender, url)).await?;
+        Ok::<_, String>((sender, driver, response))
     };
     let outcome = match timeout(CONNECT_TIMEOUT, opened).await {
         Ok(Ok(opened)) => Ok(opened),
@@ -425,13 +462,13 @@ async fn open_streamed(
 }
 
 async fn sse(shared: &Shared, url: Url) {
-    let Some((_sender, response)) = open_streamed(shared, &url, "SSE").await else {
+    let Some((_sender, mut driver, response)) = open_streamed(shared, &url, "SSE").await else {
         return;
     };
     let mut events = BodyDataStream::new(response.into_body()).eventsource();
     let mut chain = CursorChain::new(None, true);
     let why = loop {
-        match events.next().await {
+        match driven(&mut driver, events.next()).await {
             None => break "the server ended the stream".to_owned(),
             Some(Err(error)) => break format!("SSE: {error}"),
             Some(Ok(event)) if event.event == "heartbeat" => {}
@@ -445,14 +482,14 @@ async fn sse(shared: &Shared, url: Url) {
 /// skipped.
 async fn stream(shared: &Shared, url: Url) {
     const BATCH: &[u8] = br#"{"type":"batch","#;
-    let Some((_sender, response)) = open_streamed(shared, &url, "stream").await else {
+    let Some((_sender, mut driver, response)) = open_streamed(shared, &url, "stream").await else {
         return;
     };
     let mut chunks = BodyDataStream::new(response.into_body());
     let mut pending: Vec<u8> = Vec::new();
     let mut chain = CursorChain::new(None, true);
     let why = loop {
-        match chunks.next().await {
+        match driven(&mut driver, chunks.next()).await {
             None => break "the server ended the stream".to_owned(),
             Some(Err(error)) => break format!("stream: {error}"),
             Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
