@@ -6,15 +6,13 @@
 //! Nothing reconnects: a dropped client is a failure the report shows.
 
 use std::cell::{Cell, RefCell};
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::ValueEnum;
 use eventsource_stream::Eventsource;
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyDataStream, BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::HOST;
@@ -30,6 +28,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use url::Url;
 
+use crate::raw::{self, RawStream};
 use crate::recorder::{LiteBatch, Recorder, now_us};
 use crate::wire::{Counted, WireCount};
 
@@ -340,23 +339,6 @@ impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
 /// One connection of its own, as a browser's would be, driven by a local task that ends when
 /// the returned sender is dropped.
 async fn http_connection(shared: &Shared, url: &Url) -> Result<SendRequest, String> {
-    let (sender, driver) = connection_to_drive(shared, url).await?;
-    if let Some(driver) = driver {
-        tokio::task::spawn_local(driver);
-    }
-    Ok(sender)
-}
-
-/// An HTTP/1.1 connection's own future, for a client that drives it in its own task
-/// ([`driven`]).
-type Driver = futures_util::future::Fuse<Pin<Box<dyn Future<Output = ()>>>>;
-
-/// [`http_connection`], with an HTTP/1.1 connection's future handed back to be driven by the
-/// caller; HTTP/2's runs on a task of its own.
-async fn connection_to_drive(
-    shared: &Shared,
-    url: &Url,
-) -> Result<(SendRequest, Option<Driver>), String> {
     let (stream, h2) = connect(shared, url).await?;
     if h2 {
         let (sender, connection) =
@@ -364,31 +346,13 @@ async fn connection_to_drive(
                 .await
                 .map_err(|error| format!("HTTP/2 handshake: {error}"))?;
         tokio::task::spawn_local(connection);
-        return Ok((SendRequest::Http2(sender), None));
+        return Ok(SendRequest::Http2(sender));
     }
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| format!("HTTP handshake: {error}"))?;
-    let driver: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
-        let _ = connection.await;
-    });
-    Ok((SendRequest::Http1(sender), Some(driver.fuse())))
-}
-
-/// Runs `work` with the connection's future polled first on every wake-up of the one task:
-/// what the connection reads reaches `work` in the same wake-up. Through a connection task of
-/// its own, the body's data would wait for a second wake-up, behind every other client the
-/// publish made ready, and the lag measured would be the load generator's.
-async fn driven<T>(driver: &mut Option<Driver>, work: impl Future<Output = T>) -> T {
-    let mut work = std::pin::pin!(work);
-    std::future::poll_fn(|cx| {
-        if let Some(driver) = driver.as_mut() {
-            // Fused: once the connection has ended it stays pending, and `work` sees the end.
-            let _ = Pin::new(driver).poll(cx);
-        }
-        work.as_mut().poll(cx)
-    })
-    .await
+    tokio::task::spawn_local(connection);
+    Ok(SendRequest::Http1(sender))
 }
 
 /// GET `url` on `sender`'s connection; non-2xx answers are errors.
@@ -429,19 +393,19 @@ async fn get(sender: &mut SendRequest, url: &Url) -> Result<Response<Incoming>, 
     Ok(response)
 }
 
-/// Opens a streamed response (SSE, HTTP streaming) and settles the client's connection: the
-/// connection's sender (which must outlive the body), its future to drive beside the body
-/// ([`driven`]; none on HTTP/2) and the response, or `None` once the failure is counted.
+/// Opens a streamed response (SSE, HTTP streaming) over HTTP/2 and settles the client's
+/// connection: the connection's sender (which must outlive the body) and the response, or
+/// `None` once the failure is counted.
 async fn open_streamed(
     shared: &Shared,
     url: &Url,
     what: &str,
-) -> Option<(SendRequest, Option<Driver>, Response<Incoming>)> {
+) -> Option<(SendRequest, Response<Incoming>)> {
     let permit = shared.connecting.acquire().await;
     let opened = async {
-        let (mut sender, mut driver) = connection_to_drive(shared, url).await?;
-        let response = driven(&mut driver, get(&mut sender, url)).await?;
-        Ok::<_, String>((sender, driver, response))
+        let mut sender = http_connection(shared, url).await?;
+        let response = get(&mut sender, url).await?;
+        Ok::<_, String>((sender, response))
     };
     let outcome = match timeout(CONNECT_TIMEOUT, opened).await {
         Ok(Ok(opened)) => Ok(opened),
@@ -461,14 +425,72 @@ async fn open_streamed(
     }
 }
 
+/// Opens an HTTP/1.1 stream read straight off its socket ([`RawStream`]) and settles the
+/// client's connection; `None` once the failure is counted.
+async fn open_raw(shared: &Shared, url: &Url, what: &str, accept: &str) -> Option<RawStream> {
+    let permit = shared.connecting.acquire().await;
+    let opened = async {
+        let (io, _) = connect(shared, url).await?;
+        RawStream::open(io, url, accept).await
+    };
+    let outcome = match timeout(CONNECT_TIMEOUT, opened).await {
+        Ok(Ok(opened)) => Ok(opened),
+        Ok(Err(error)) => Err(format!("{what}: {error}")),
+        Err(_) => Err(format!("{what}: no answer")),
+    };
+    drop(permit);
+    match outcome {
+        Ok(opened) => {
+            shared.settle(Ok(()));
+            Some(opened)
+        }
+        Err(error) => {
+            shared.settle(Err(error));
+            None
+        }
+    }
+}
+
+/// Whether a stream at `url` goes over HTTP/2 (`https` with `--http2`).
+fn over_http2(shared: &Shared, url: &Url) -> bool {
+    url.scheme() == "https" && shared.tls.as_ref().is_some_and(|tls| tls.http2)
+}
+
+/// SSE: batches are the events of no other type; heartbeats are skipped.
 async fn sse(shared: &Shared, url: Url) {
-    let Some((_sender, mut driver, response)) = open_streamed(shared, &url, "SSE").await else {
+    if over_http2(shared, &url) {
+        return sse_http2(shared, url).await;
+    }
+    let Some(mut stream) = open_raw(shared, &url, "SSE", "text/event-stream").await else {
+        return;
+    };
+    let mut body = Vec::new();
+    let mut chain = CursorChain::new(None, true);
+    let why = loop {
+        match stream.next(&mut body).await {
+            Ok(true) => {}
+            Ok(false) => break "the server ended the stream".to_owned(),
+            Err(error) => break format!("SSE: {error}"),
+        }
+        let received = now_us();
+        raw::take_events(&mut body, |event| {
+            if event.event == "message" {
+                shared.record_at(&mut chain, &event.data, received);
+            }
+        });
+    };
+    shared.recorder.borrow_mut().disconnect(why);
+}
+
+/// SSE over HTTP/2, through hyper's client.
+async fn sse_http2(shared: &Shared, url: Url) {
+    let Some((_sender, response)) = open_streamed(shared, &url, "SSE").await else {
         return;
     };
     let mut events = BodyDataStream::new(response.into_body()).eventsource();
     let mut chain = CursorChain::new(None, true);
     let why = loop {
-        match driven(&mut driver, events.next()).await {
+        match events.next().await {
             None => break "the server ended the stream".to_owned(),
             Some(Err(error)) => break format!("SSE: {error}"),
             Some(Ok(event)) if event.event == "heartbeat" => {}
@@ -481,30 +503,51 @@ async fn sse(shared: &Shared, url: Url) {
 /// HTTP streaming: batches are the lines that start as a batch; heartbeats and reports are
 /// skipped.
 async fn stream(shared: &Shared, url: Url) {
-    const BATCH: &[u8] = br#"{"type":"batch","#;
-    let Some((_sender, mut driver, response)) = open_streamed(shared, &url, "stream").await else {
-        return;
-    };
-    let mut chunks = BodyDataStream::new(response.into_body());
     let mut pending: Vec<u8> = Vec::new();
     let mut chain = CursorChain::new(None, true);
-    let why = loop {
-        match driven(&mut driver, chunks.next()).await {
-            None => break "the server ended the stream".to_owned(),
-            Some(Err(error)) => break format!("stream: {error}"),
-            Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
-        }
-        let mut start = 0;
-        while let Some(end) = pending[start..].iter().position(|&byte| byte == b'\n') {
-            let line = &pending[start..start + end];
-            if line.starts_with(BATCH) {
-                shared.record(&mut chain, &String::from_utf8_lossy(line));
+    let why = if over_http2(shared, &url) {
+        let Some((_sender, response)) = open_streamed(shared, &url, "stream").await else {
+            return;
+        };
+        let mut chunks = BodyDataStream::new(response.into_body());
+        loop {
+            match chunks.next().await {
+                None => break "the server ended the stream".to_owned(),
+                Some(Err(error)) => break format!("stream: {error}"),
+                Some(Ok(chunk)) => pending.extend_from_slice(&chunk),
             }
-            start += end + 1;
+            record_lines(shared, &mut chain, &mut pending);
         }
-        pending.drain(..start);
+    } else {
+        let Some(mut stream) = open_raw(shared, &url, "stream", "application/x-ndjson").await
+        else {
+            return;
+        };
+        loop {
+            match stream.next(&mut pending).await {
+                Ok(true) => {}
+                Ok(false) => break "the server ended the stream".to_owned(),
+                Err(error) => break format!("stream: {error}"),
+            }
+            record_lines(shared, &mut chain, &mut pending);
+        }
     };
     shared.recorder.borrow_mut().disconnect(why);
+}
+
+/// Records every whole line of `pending` that is a batch, leaving a partial line.
+fn record_lines(shared: &Shared, chain: &mut CursorChain, pending: &mut Vec<u8>) {
+    const BATCH: &[u8] = br#"{"type":"batch","#;
+    let received = now_us();
+    let mut start = 0;
+    while let Some(end) = pending[start..].iter().position(|&byte| byte == b'\n') {
+        let line = &pending[start..start + end];
+        if line.starts_with(BATCH) {
+            shared.record_at(chain, &String::from_utf8_lossy(line), received);
+        }
+        start += end + 1;
+    }
+    pending.drain(..start);
 }
 
 /// Long polling when `phase` is `None`; otherwise polling every interval, offset by `phase`.

@@ -9,6 +9,7 @@
 mod clients;
 mod network;
 mod process;
+mod raw;
 mod recorder;
 mod report;
 mod wire;
