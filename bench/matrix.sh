@@ -100,7 +100,7 @@ else
 fi
 
 tickscope
-measure transport-1-sse --transport sse --url "http://127.0.0.1:$port/api/sse" --clients 1000
+measure transport-1-sse --transport sse --url "http://127.0.0.1:$port/api/sse" --clients 1000,5000 --keep-going
 tickscope
 measure transport-1-stream --transport stream --url "http://127.0.0.1:$port/api/stream" --clients 1000
 tickscope --webtransport-addr "127.0.0.1:$((port + 1))"
