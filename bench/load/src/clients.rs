@@ -6,13 +6,15 @@
 //! Nothing reconnects: a dropped client is a failure the report shows.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use clap::ValueEnum;
 use eventsource_stream::Eventsource;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http_body_util::{BodyDataStream, BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper::header::HOST;
@@ -339,6 +341,23 @@ impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
 /// One connection of its own, as a browser's would be, driven by a local task that ends when
 /// the returned sender is dropped.
 async fn http_connection(shared: &Shared, url: &Url) -> Result<SendRequest, String> {
+    let (sender, driver) = connection_to_drive(shared, url).await?;
+    if let Some(driver) = driver {
+        tokio::task::spawn_local(driver);
+    }
+    Ok(sender)
+}
+
+/// An HTTP/1.1 connection's own future, for a client that drives it in its own task
+/// ([`driven`]).
+type Driver = futures_util::future::Fuse<Pin<Box<dyn Future<Output = ()>>>>;
+
+/// [`http_connection`], with an HTTP/1.1 connection's future handed back to be driven by the
+/// caller; HTTP/2's runs on a task of its own.
+async fn connection_to_drive(
+    shared: &Shared,
+    url: &Url,
+) -> Result<(SendRequest, Option<Driver>), String> {
     let (stream, h2) = connect(shared, url).await?;
     if h2 {
         let (sender, connection) =
@@ -346,13 +365,31 @@ async fn http_connection(shared: &Shared, url: &Url) -> Result<SendRequest, Stri
                 .await
                 .map_err(|error| format!("HTTP/2 handshake: {error}"))?;
         tokio::task::spawn_local(connection);
-        return Ok(SendRequest::Http2(sender));
+        return Ok((SendRequest::Http2(sender), None));
     }
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|error| format!("HTTP handshake: {error}"))?;
-    tokio::task::spawn_local(connection);
-    Ok(SendRequest::Http1(sender))
+    let driver: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
+        let _ = connection.await;
+    });
+    Ok((SendRequest::Http1(sender), Some(driver.fuse())))
+}
+
+/// Runs `work` with the connection's future polled first on every wake-up of the one task:
+/// what the connection reads reaches `work` in the same wake-up. Through a connection task of
+/// its own, an answer would wait for a second wake-up, behind every other client the publish
+/// made ready, and the lag measured would be partly the load generator's.
+async fn driven<T>(driver: &mut Option<Driver>, work: impl Future<Output = T>) -> T {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(|cx| {
+        if let Some(driver) = driver.as_mut() {
+            // Fused: once the connection has ended it stays pending, and `work` sees the end.
+            let _ = Pin::new(driver).poll(cx);
+        }
+        work.as_mut().poll(cx)
+    })
+    .await
 }
 
 /// GET `url` on `sender`'s connection; non-2xx answers are errors.
@@ -553,11 +590,12 @@ fn record_lines(shared: &Shared, chain: &mut CursorChain, pending: &mut Vec<u8>)
 /// Long polling when `phase` is `None`; otherwise polling every interval, offset by `phase`.
 async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
     let mut permit = Some(shared.connecting.acquire().await);
-    let mut sender = match timeout(CONNECT_TIMEOUT, http_connection(shared, &url)).await {
-        Ok(Ok(sender)) => sender,
-        Ok(Err(error)) => return shared.settle(Err(error)),
-        Err(_) => return shared.settle(Err("connecting timed out".into())),
-    };
+    let (mut sender, mut driver) =
+        match timeout(CONNECT_TIMEOUT, connection_to_drive(shared, &url)).await {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(error)) => return shared.settle(Err(error)),
+            Err(_) => return shared.settle(Err("connecting timed out".into())),
+        };
     let mut chain = CursorChain::new(None, true);
     let mut ticker = phase.map(|phase| {
         // The first poll (connecting) is at once; the rest a whole interval later at the
@@ -583,7 +621,7 @@ async fn http(shared: &Shared, url: Url, phase: Option<Duration>) {
                 .map_err(|error| format!("HTTP body: {error}"))?;
             Ok::<_, String>(body.to_bytes())
         };
-        let body = match answer.await {
+        let body = match driven(&mut driver, answer).await {
             Ok(body) => body,
             Err(error) => break error,
         };
