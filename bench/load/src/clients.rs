@@ -438,38 +438,32 @@ async fn open_streamed(
     url: &Url,
     what: &str,
 ) -> Option<(SendRequest, Response<Incoming>)> {
-    let permit = shared.connecting.acquire().await;
-    let opened = async {
+    opening(shared, what, async {
         let mut sender = http_connection(shared, url).await?;
         let response = get(&mut sender, url).await?;
-        Ok::<_, String>((sender, response))
-    };
-    let outcome = match timeout(CONNECT_TIMEOUT, opened).await {
-        Ok(Ok(opened)) => Ok(opened),
-        Ok(Err(error)) => Err(format!("{what}: {error}")),
-        Err(_) => Err(format!("{what}: no answer")),
-    };
-    drop(permit);
-    match outcome {
-        Ok(opened) => {
-            shared.settle(Ok(()));
-            Some(opened)
-        }
-        Err(error) => {
-            shared.settle(Err(error));
-            None
-        }
-    }
+        Ok((sender, response))
+    })
+    .await
 }
 
 /// Opens an HTTP/1.1 stream read straight off its socket ([`RawStream`]) and settles the
 /// client's connection; `None` once the failure is counted.
 async fn open_raw(shared: &Shared, url: &Url, what: &str, accept: &str) -> Option<RawStream> {
-    let permit = shared.connecting.acquire().await;
-    let opened = async {
+    opening(shared, what, async {
         let (io, _) = connect(shared, url).await?;
         RawStream::open(io, url, accept).await
-    };
+    })
+    .await
+}
+
+/// Runs `opened` in one of the connecting turns, within the connect timeout, and settles the
+/// client's connection with the outcome; `None` once a failure is counted.
+async fn opening<T>(
+    shared: &Shared,
+    what: &str,
+    opened: impl Future<Output = Result<T, String>>,
+) -> Option<T> {
+    let permit = shared.connecting.acquire().await;
     let outcome = match timeout(CONNECT_TIMEOUT, opened).await {
         Ok(Ok(opened)) => Ok(opened),
         Ok(Err(error)) => Err(format!("{what}: {error}")),
