@@ -127,12 +127,23 @@ impl Conn {
     /// Reads what the socket has and appends it to `to`, through the worker's one read
     /// buffer: a connection holds no buffer of its own while it has nothing to decode.
     pub async fn read(&self, to: &mut BytesMut) -> std::io::Result<usize> {
+        self.read_with(|bytes| to.extend_from_slice(bytes)).await
+    }
+
+    /// Reads what the socket has and lets it go; the count read, 0 at its end.
+    pub async fn discard(&self) -> std::io::Result<usize> {
+        self.read_with(|_| {}).await
+    }
+
+    /// Reads what the socket has into the worker's one read buffer and hands it to `take`;
+    /// the count read, 0 at its end.
+    async fn read_with(&self, mut take: impl FnMut(&[u8])) -> std::io::Result<usize> {
         poll_fn(|cx| {
             READ_BUFFER.with_borrow_mut(|buffer| {
                 let mut read = ReadBuf::new(&mut buffer[..]);
                 let polled = Pin::new(&mut *self.io.borrow_mut()).poll_read(cx, &mut read);
                 polled.map_ok(|()| {
-                    to.extend_from_slice(read.filled());
+                    take(read.filled());
                     read.filled().len()
                 })
             })
@@ -144,18 +155,6 @@ impl Conn {
     /// until [`Conn::release`].
     pub fn hold(&self) {
         self.out.borrow_mut().busy = true;
-    }
-
-    /// Reads what the socket has and lets it go; the count read, 0 at its end.
-    pub async fn discard(&self) -> std::io::Result<usize> {
-        poll_fn(|cx| {
-            READ_BUFFER.with_borrow_mut(|buffer| {
-                let mut read = ReadBuf::new(&mut buffer[..]);
-                let polled = Pin::new(&mut *self.io.borrow_mut()).poll_read(cx, &mut read);
-                polled.map_ok(|()| read.filled().len())
-            })
-        })
-        .await
     }
 
     /// Sends every batch the subscription is behind on, then hands the sending side back to

@@ -268,11 +268,7 @@ pub fn open_streamed(
         connection.hand_over(Box::new(move |io| taken.spawn(io)));
         // No length and no chunks: the body is what follows the head until the connection
         // closes, which the head says it will.
-        let mut response = HttpResponse::Ok()
-            .content_type(content_type)
-            .insert_header((header::CACHE_CONTROL, "no-cache"))
-            .insert_header(("X-Accel-Buffering", "no"))
-            .body(actix_web::body::None::new());
+        let mut response = streamed_head(content_type).body(actix_web::body::None::new());
         response
             .head_mut()
             .set_connection_type(ConnectionType::Close);
@@ -290,13 +286,18 @@ pub fn open_streamed(
         first,
     );
     actix_web::rt::spawn(keep_streaming(state, outbox, events, slot, meter, streamed));
-    let mut response = HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
-        .insert_header(("X-Accel-Buffering", "no"))
-        .body(body);
+    let mut response = streamed_head(content_type).body(body);
     dead_peer.attach(&mut response);
     Ok(response)
+}
+
+/// A streamed answer's head: its media type, and no caching or buffering on the way.
+fn streamed_head(content_type: &str) -> actix_web::HttpResponseBuilder {
+    let mut head = HttpResponse::Ok();
+    head.content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"));
+    head
 }
 
 /// A streamed response over HTTP/1.1, taken out of actix-http once its head is written: what
