@@ -135,12 +135,15 @@ async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_noth
         websocket.0
     );
     let long_polling = run(&browser, "long-polling", "Long polling", 500).await;
+    // The medians: under 4G's 0.5 % random loss either p99 is set by which packets were
+    // lost (WebSocket's went from 0.21 to 0.45 s between two runs, above long polling's in
+    // one), while the wait for the next request shows in most ticks.
     assert!(
-        long_polling.1 > websocket.1,
-        "long polling's p99 ({} µs) is above WebSocket's ({} µs): ticks wait for the next \
-         request's round trip",
-        long_polling.1,
-        websocket.1
+        long_polling.0 > websocket.0 + ONE_WAY_US / 2,
+        "long polling's p50 ({} µs) is above WebSocket's ({} µs) by more than half a one-way \
+         delay: ticks wait for the next request's round trip",
+        long_polling.0,
+        websocket.0
     );
     let polling = run(&browser, "polling-1000", "Polling 1 s", 1000).await;
     let expected = 500_000 + ONE_WAY_US;
