@@ -127,9 +127,14 @@ pub async fn run(
         None => None,
     };
     // Bound before serving, so the page is told the port actually bound.
-    let webtransport = match config.role {
-        Role::Generator => None,
-        Role::All | Role::Edge => transport::webtransport::bind(&config)?,
+    let (webtransport, _webtransport_runtime) = match config.role {
+        Role::Generator => (None, None),
+        Role::All | Role::Edge => {
+            match transport::webtransport::bind(&config, worker_threads(&config))? {
+                Some((bound, runtime)) => (Some(bound), Some(runtime)),
+                None => (None, None),
+            }
+        }
     };
     if let Some(bound) = &webtransport {
         config.webtransport_addr = Some(bound.addr);
@@ -221,6 +226,14 @@ pub async fn run(
     Ok(())
 }
 
+/// `--workers`, with 0 as one per core.
+fn worker_threads(config: &Config) -> usize {
+    match config.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
 /// Puts the started feed in place for every worker; returns its tasks.
 fn ready_state(
     ready: &OnceLock<web::Data<AppState>>,
@@ -254,7 +267,8 @@ fn ready_state(
             }),
     });
     if let Some(bound) = webtransport.take() {
-        tasks.push(tokio::spawn(transport::webtransport::serve(
+        let handle = bound.handle.clone();
+        tasks.push(handle.spawn(transport::webtransport::serve(
             bound,
             state.clone().into_inner(),
         )));
@@ -278,10 +292,7 @@ fn http_server(
     ready: Arc<OnceLock<web::Data<AppState>>>,
     wire: Arc<Wire>,
 ) -> anyhow::Result<actix_web::dev::Server> {
-    let workers = match config.workers {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let workers = worker_threads(config);
     let dead_peer_timeout = Duration::from_millis(config.dead_peer_timeout_ms);
     let request_head_timeout = Duration::from_millis(config.request_head_timeout_ms);
     let acceptor = |alpn| match (&config.tls_cert, &config.tls_key) {

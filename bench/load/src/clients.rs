@@ -134,6 +134,9 @@ pub struct Shared {
     /// WebTransport: the session URL and the certificate hashes to pin, read once from the
     /// page's `/api/webtransport` by the first client.
     webtransport: tokio::sync::OnceCell<(String, Vec<[u8; 32]>)>,
+    /// WebTransport: how many clients share a UDP socket, and the sockets made so far.
+    pub quic_clients_per_socket: usize,
+    quic_sockets: RefCell<Vec<Rc<WtEndpoint>>>,
 }
 
 impl Shared {
@@ -148,6 +151,8 @@ impl Shared {
             idle,
             wire: Rc::default(),
             webtransport: tokio::sync::OnceCell::new(),
+            quic_clients_per_socket: 1,
+            quic_sockets: RefCell::default(),
         }
     }
 
@@ -189,7 +194,7 @@ pub async fn run(shared: Rc<Shared>, transport: Transport, url: Url, index: usiz
         Transport::Sse => sse(&shared, url).await,
         Transport::Stream => stream(&shared, url).await,
         Transport::LongPolling => http(&shared, url, None).await,
-        Transport::Webtransport => webtransport(&shared, url).await,
+        Transport::Webtransport => webtransport(&shared, url, index).await,
         Transport::Polling => {
             // Clients start spread evenly over the interval, as independent users would be.
             let phase = (index as f64 * 0.618_033_988_7).fract();
@@ -662,11 +667,24 @@ pub async fn stalled(url: Url) {
     }
 }
 
-/// A client endpoint of its own (its own UDP socket, as each browser has: in the network lab
-/// every client port is a user's own path) pinning the server's certificates, and the session
-/// URL, from the page's `/api/webtransport` at `url`.
-async fn webtransport_endpoint(shared: &Shared, url: &Url) -> Result<(WtEndpoint, String), String> {
+/// The client endpoint (UDP socket) for client number `index`, pinning the server's
+/// certificates, and the session URL, from the page's `/api/webtransport` at `url`.
+///
+/// With `--quic-clients-per-socket 1` (the default) every client has a socket of its own, as
+/// each browser has: in the network lab every client port is a user's own path. Larger
+/// values let that many clients share one socket, so that on loopback the load generator
+/// reads the server's packets in batches (one `recvmmsg` for many sessions) and stays off
+/// the measurement's path; the server's work per session is the same either way.
+async fn webtransport_endpoint(
+    shared: &Shared,
+    url: &Url,
+    index: usize,
+) -> Result<(Rc<WtEndpoint>, String), String> {
     let (session_url, hashes) = webtransport_info(shared, url).await?;
+    let socket = index / shared.quic_clients_per_socket;
+    if let Some(endpoint) = shared.quic_sockets.borrow().get(socket) {
+        return Ok((endpoint.clone(), session_url.clone()));
+    }
     let pinned = hashes
         .iter()
         .map(|hash| wtransport::tls::Sha256Digest::new(*hash));
@@ -676,7 +694,15 @@ async fn webtransport_endpoint(shared: &Shared, url: &Url) -> Result<(WtEndpoint
         .max_idle_timeout(Some(Duration::from_secs(30)))
         .map_err(|error| error.to_string())?
         .build();
-    let endpoint = wtransport::Endpoint::client(config).map_err(|error| error.to_string())?;
+    let endpoint =
+        Rc::new(wtransport::Endpoint::client(config).map_err(|error| error.to_string())?);
+    if shared.quic_clients_per_socket > 1 {
+        let mut sockets = shared.quic_sockets.borrow_mut();
+        if sockets.len() <= socket {
+            sockets.resize(socket + 1, endpoint.clone());
+        }
+        return Ok((sockets[socket].clone(), session_url.clone()));
+    }
     Ok((endpoint, session_url.clone()))
 }
 
@@ -715,35 +741,33 @@ async fn webtransport_info<'a>(
         .await
 }
 
-/// What a WebTransport session's streams bring the client's loop.
-enum Arrival {
-    /// A batch line and when its stream ended (Unix µs).
-    Batch(String, i64),
-    Control(Bytes),
-    Gone(String),
-}
+/// The most a batch's stream may carry.
+const MAX_BATCH_STREAM: usize = 4 << 20;
 
 /// WebTransport: a live session (no `since`, as the WebSocket client subscribes), its control
 /// stream (whose first line names where the batches start), and a stream per batch, put back
 /// in order by the cursor each names before the chain checks it; each batch is timed when its
-/// line ended.
-async fn webtransport(shared: &Shared, url: Url) {
+/// stream ended (the server ends it with its line).
+///
+/// One task reads everything: the streams being read are futures it polls itself, so a batch
+/// costs no task or channel of the load generator's own.
+async fn webtransport(shared: &Shared, url: Url, index: usize) {
     use tickscope_shared::cursor::Reorder;
     use tickscope_shared::wire::{ServerMessage, batch_after};
     let permit = shared.connecting.acquire().await;
     let opened = async {
-        let (endpoint, session_url) = webtransport_endpoint(shared, &url).await?;
+        let (endpoint, session_url) = webtransport_endpoint(shared, &url, index).await?;
         let connection = endpoint
             .connect(session_url)
             .await
             .map_err(|error| format!("WebTransport: {error}"))?;
-        let (_send, recv) = connection
+        let (send, recv) = connection
             .open_bi()
             .await
             .map_err(|error| error.to_string())?
             .await
             .map_err(|error| error.to_string())?;
-        Ok::<_, String>((endpoint, connection, _send, recv))
+        Ok::<_, String>((endpoint, connection, send, recv))
     };
     // The endpoint (the client's UDP socket) lives as long as its session.
     let (_endpoint, connection, _send, mut recv) = match timeout(CONNECT_TIMEOUT, opened).await {
@@ -755,71 +779,42 @@ async fn webtransport(shared: &Shared, url: Url) {
         Ok(Err(error)) => return shared.settle(Err(error)),
         Err(_) => return shared.settle(Err("WebTransport: no answer".into())),
     };
-    let (arrived, mut arrivals) = tokio::sync::mpsc::unbounded_channel::<Arrival>();
-    let control = {
-        let arrived = arrived.clone();
-        tokio::task::spawn_local(async move {
-            let mut chunk = vec![0u8; 4096];
-            loop {
-                match recv.read(&mut chunk).await {
-                    Ok(Some(read)) => {
-                        let _ =
-                            arrived.send(Arrival::Control(Bytes::copy_from_slice(&chunk[..read])));
-                    }
-                    _ => {
-                        let _ = arrived.send(Arrival::Gone("the control stream ended".into()));
-                        return;
-                    }
-                }
-            }
-        })
+    let accept = |connection: wtransport::Connection| async move {
+        let accepted = connection.accept_uni().await;
+        (connection, accepted)
     };
-    let streams = {
-        let connection = connection.clone();
-        tokio::task::spawn_local(async move {
-            while let Ok(mut stream) = connection.accept_uni().await {
-                let arrived = arrived.clone();
-                // Line by line as the stream's bytes come: the server sends one batch per
-                // stream, and a line's time is when its end arrived.
-                tokio::task::spawn_local(async move {
-                    let mut pending: Vec<u8> = Vec::new();
-                    let mut chunk = vec![0u8; 4096];
-                    while let Ok(Some(read)) = stream.read(&mut chunk).await {
-                        pending.extend_from_slice(&chunk[..read]);
-                        while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
-                            let line: Vec<u8> = pending.drain(..=end).collect();
-                            let line = String::from_utf8_lossy(&line[..end]).into_owned();
-                            let _ = arrived.send(Arrival::Batch(line, now_us()));
-                        }
-                    }
-                });
-            }
-            let _ = arrived.send(Arrival::Gone(format!(
-                "WebTransport: {}",
-                connection.closed().await
-            )));
-        })
-    };
+    // Made once and made again only when it yields: polling it costs a lock and a channel.
+    let mut accepting = std::pin::pin!(accept(connection.clone()));
+    let mut reading = futures_util::stream::FuturesUnordered::new();
     let mut chain = CursorChain::new(None, true);
     let mut reorder: Reorder<(String, i64)> = Reorder::new(None, 4096);
+    let mut control = vec![0u8; 4096];
     let mut pending: Vec<u8> = Vec::new();
     let mut charged = (0u64, 0u64);
     let mut count = interval_at(Instant::now(), Duration::from_millis(250));
     count.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let why = loop {
-        let arrival = tokio::select! {
-            arrival = arrivals.recv() => arrival,
-            _ = count.tick() => {
-                let stats = connection.quic_connection().stats();
-                let (down, up) = (stats.udp_rx.bytes, stats.udp_tx.bytes);
-                shared.wire.down.set(shared.wire.down.get() + down - charged.0);
-                shared.wire.up.set(shared.wire.up.get() + up - charged.1);
-                charged = (down, up);
+        let ready = tokio::select! {
+            (connection, accepted) = &mut accepting => {
+                let Ok(stream) = accepted else {
+                    break format!("WebTransport: {}", connection.closed().await);
+                };
+                reading.push(async move {
+                    let mut stream = stream;
+                    let read = stream.quic_stream_mut().read_to_end(MAX_BATCH_STREAM).await;
+                    (read, now_us())
+                });
+                accepting.set(accept(connection));
                 continue;
             }
-        };
-        let ready = match arrival {
-            Some(Arrival::Batch(line, at)) => {
+            Some((read, at)) = reading.next() => {
+                let Ok(bytes) = read else {
+                    break "a batch stream that did not end whole".to_owned();
+                };
+                let Some(line) = bytes.strip_suffix(b"\n") else {
+                    break "a batch stream that is not one line".to_owned();
+                };
+                let line = String::from_utf8_lossy(line).into_owned();
                 let Some(after) = batch_after(&line) else {
                     break "a batch without the cursor it continues from".to_owned();
                 };
@@ -831,8 +826,11 @@ async fn webtransport(shared: &Shared, url: Url) {
                     Err(error) => break error.to_string(),
                 }
             }
-            Some(Arrival::Control(bytes)) => {
-                pending.extend_from_slice(&bytes);
+            read = recv.read(&mut control) => {
+                let Ok(Some(read)) = read else {
+                    break "the control stream ended".to_owned();
+                };
+                pending.extend_from_slice(&control[..read]);
                 let mut ready = Vec::new();
                 while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
                     let line: Vec<u8> = pending.drain(..=end).collect();
@@ -844,15 +842,19 @@ async fn webtransport(shared: &Shared, url: Url) {
                 }
                 ready
             }
-            Some(Arrival::Gone(why)) => break why,
-            None => break "the session ended".to_owned(),
+            _ = count.tick() => {
+                let stats = connection.quic_connection().stats();
+                let (down, up) = (stats.udp_rx.bytes, stats.udp_tx.bytes);
+                shared.wire.down.set(shared.wire.down.get() + down - charged.0);
+                shared.wire.up.set(shared.wire.up.get() + up - charged.1);
+                charged = (down, up);
+                continue;
+            }
         };
         for (line, at) in ready {
             shared.record_at(&mut chain, &line, at);
         }
     };
-    control.abort();
-    streams.abort();
     shared.recorder.borrow_mut().disconnect(why);
 }
 

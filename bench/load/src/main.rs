@@ -101,6 +101,11 @@ struct RunArgs {
     /// HTTP transports over HTTP/2 (https only; one connection per client, as one browser's).
     #[arg(long)]
     http2: bool,
+    /// WebTransport: clients sharing one UDP socket (1: a socket each, as browsers have). On
+    /// loopback a shared socket keeps the load generator's own reading off the lag it measures;
+    /// the server's work is the same.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    quic_clients_per_socket: u32,
     /// Write the run as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -201,12 +206,14 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         .as_deref()
         .map(|ca| clients::Tls::new(ca, args.http2))
         .transpose()?;
-    let shared = Rc::new(Shared::new(
+    let mut shared = Shared::new(
         args.connect_concurrency,
         Duration::from_millis(args.interval_ms),
         args.idle,
         tls.clone(),
-    ));
+    );
+    shared.quic_clients_per_socket = args.quic_clients_per_socket as usize;
+    let shared = Rc::new(shared);
     let baseline = args.server_pid.map(process::sample).transpose()?;
     let mut clients: Vec<AbortHandle> = Vec::new();
     let mut result = RunResult::new(

@@ -74,13 +74,57 @@ pub struct Bound {
     endpoint: Endpoint<Server>,
     pub certificates: Arc<Certificates>,
     pub addr: SocketAddr,
+    /// Where the endpoint, its connections and its sessions run ([`Runtime`]).
+    pub handle: tokio::runtime::Handle,
 }
 
-/// Binds `--webtransport-addr` with a fresh certificate; `None` when it is not set.
-pub fn bind(config: &Config) -> anyhow::Result<Option<Bound>> {
+/// WebTransport's own runtime, one thread per HTTP worker (`--workers`).
+///
+/// QUIC runs in user space: every packet of every session is numbered, encrypted, sent,
+/// acknowledged and retransmitted by quinn's tasks, several times the CPU a WebSocket costs
+/// per batch. On the runtime `main` runs (one thread, the simulator's) WebTransport could
+/// use one core whatever the machine had, and a busy endpoint would delay the feed itself.
+/// Here its connections spread over as many threads as the HTTP server has, and the feed
+/// keeps its own thread.
+///
+/// Owned by [`crate::run`] and shut down when it returns (without waiting, so it may be
+/// dropped where blocking is not allowed: the sessions have ended by then).
+pub struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// Binds `--webtransport-addr` with a fresh certificate, on a runtime of its own; `None` when
+/// it is not set.
+pub fn bind(config: &Config, threads: usize) -> anyhow::Result<Option<(Bound, Runtime)>> {
     let Some(addr) = config.webtransport_addr else {
         return Ok(None);
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name("webtransport")
+        .enable_all()
+        .build()
+        .context("starting WebTransport's threads")?;
+    let handle = runtime.handle().clone();
+    // quinn takes the runtime it is made in: its socket and drivers go on these threads.
+    let bound = {
+        let _inside = handle.enter();
+        bind_endpoint(config, addr, handle.clone())?
+    };
+    Ok(Some((bound, Runtime(Some(runtime)))))
+}
+
+fn bind_endpoint(
+    config: &Config,
+    addr: SocketAddr,
+    handle: tokio::runtime::Handle,
+) -> anyhow::Result<Bound> {
     let mut names = vec![
         "localhost".to_owned(),
         "127.0.0.1".to_owned(),
@@ -96,11 +140,12 @@ pub fn bind(config: &Config) -> anyhow::Result<Option<Bound>> {
     let addr = endpoint
         .local_addr()
         .context("reading the WebTransport endpoint's address")?;
-    Ok(Some(Bound {
+    Ok(Bound {
         endpoint,
         certificates,
         addr,
-    }))
+        handle,
+    })
 }
 
 fn server_config(
@@ -168,6 +213,7 @@ pub async fn serve(bound: Bound, state: Arc<AppState>) {
         endpoint,
         certificates,
         addr,
+        handle: _,
     } = bound;
     info!(%addr, "WebTransport listening on https://{addr}{PATH} (UDP)");
     let shutdown = state.shutdown.clone();

@@ -14,7 +14,7 @@ use wtransport::error::{ConnectingError, ConnectionError};
 use wtransport::tls::Sha256Digest;
 use wtransport::{ClientConfig, Connection, Endpoint, RecvStream, SendStream};
 
-use crate::helpers::{PATIENCE, TestServer, accept, metric};
+use crate::helpers::{PATIENCE, ServerProcess, TestServer, accept, metric};
 
 /// A server with a WebTransport endpoint on a free UDP port.
 fn server(adjust: impl FnOnce(&mut tickscope::Config)) -> TestServer {
@@ -263,6 +263,38 @@ async fn the_page_learns_where_to_connect_and_what_to_pin() {
     let wrong = "00".repeat(32);
     assert!(open(&info.url, &[wrong], None).await.is_err());
     server.shut_down().await.unwrap();
+}
+
+/// QUIC runs in user space, at several times a WebSocket's CPU per batch: the binary gives
+/// it threads of its own, as many as `--workers`, so that WebTransport uses every core the
+/// HTTP server does and never shares the feed's thread. A session streams from there.
+#[tokio::test]
+async fn sessions_run_on_as_many_threads_of_their_own_as_the_server_has_workers() {
+    let server = ServerProcess::start(&["--workers", "3", "--webtransport-addr", "127.0.0.1:0"]);
+    let info: WebTransportInfo = reqwest::get(server.url("/api/webtransport"))
+        .await
+        .expect("GET /api/webtransport")
+        .json()
+        .await
+        .expect("its JSON");
+    let connection = open(&info.url, &info.certificate_hashes, None)
+        .await
+        .expect("a session");
+    let mut session = Session::start(connection).await;
+    let cursor = session.subscribed().await;
+    let batch = session.next_batch().await;
+    assert!(batch.cursor > cursor, "a batch past {cursor}: {batch:?}");
+
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
+        .expect("the server's threads")
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .collect();
+    let quic = threads
+        .iter()
+        .filter(|name| *name == "webtransport")
+        .count();
+    assert_eq!(quic, 3, "three WebTransport threads among {threads:?}");
 }
 
 #[tokio::test]
