@@ -682,7 +682,9 @@ async fn webtransport_endpoint(
 ) -> Result<(Rc<WtEndpoint>, String), String> {
     let (session_url, hashes) = webtransport_info(shared, url).await?;
     let socket = index / shared.quic_clients_per_socket;
-    if let Some(endpoint) = shared.quic_sockets.borrow().get(socket) {
+    // No await from here on: the clients of one socket take turns.
+    let mut sockets = shared.quic_sockets.borrow_mut();
+    if let Some(endpoint) = sockets.get(socket) {
         return Ok((endpoint.clone(), session_url.clone()));
     }
     let pinned = hashes
@@ -697,11 +699,7 @@ async fn webtransport_endpoint(
     let endpoint =
         Rc::new(wtransport::Endpoint::client(config).map_err(|error| error.to_string())?);
     if shared.quic_clients_per_socket > 1 {
-        let mut sockets = shared.quic_sockets.borrow_mut();
-        if sockets.len() <= socket {
-            sockets.resize(socket + 1, endpoint.clone());
-        }
-        return Ok((sockets[socket].clone(), session_url.clone()));
+        sockets.resize(socket + 1, endpoint.clone());
     }
     Ok((endpoint, session_url.clone()))
 }

@@ -236,20 +236,21 @@ async fn read_metrics(addr: SocketAddr) -> (u16, String) {
 
 /// The first moment the capture saw the connection from `port` send anything.
 fn sent_at(packets: &[Packet], port: u16) -> i64 {
-    packets
-        .iter()
-        .find(|packet| packet.from_port == port && packet.payload > 0)
-        .map(|packet| packet.at_us)
+    first_payload(packets, |packet| packet.from_port == port)
         .expect("the /metrics request is in the capture")
 }
 
 /// The first moment the capture saw the server answer the connection from `port`.
 fn answered_at(packets: &[Packet], port: u16) -> i64 {
+    first_payload(packets, |packet| packet.to_port == port)
+        .expect("the /metrics answer is in the capture")
+}
+
+fn first_payload(packets: &[Packet], on: impl Fn(&Packet) -> bool) -> Option<i64> {
     packets
         .iter()
-        .find(|packet| packet.to_port == port && packet.payload > 0)
+        .find(|packet| on(packet) && packet.payload > 0)
         .map(|packet| packet.at_us)
-        .expect("the /metrics answer is in the capture")
 }
 
 fn wire(metrics: &str, transport: &str) -> (u64, u64) {
