@@ -1,7 +1,10 @@
 // The feed tickscope's simulator makes, for the Node peers: the same twelve symbols and
 // opening prices, Poisson arrivals at RATE ticks per second, a geometric Brownian motion per
 // symbol, bid/ask from a per-symbol spread, volume in 100-share lots, a global seq from 1 and
-// a publish timestamp `ts` in Unix microseconds. Each tick goes out as the batch tickscope's
+// a timestamp `ts` in Unix microseconds. `ts` is the tick's arrival time, as tickscope's
+// simulator stamps it: a server whose one thread is busy sending runs the timer late, and that
+// wait is part of every client's lag (stamped when the timer ran, it was not: at 1,000 clients
+// Bun's timer ran 10 ms late at the median). Each tick goes out as the batch tickscope's
 // WebSocket sends: {"type":"batch","cursor":seq,"gap":false,"ticks":[tick]}.
 'use strict';
 
@@ -16,8 +19,9 @@ const COMPANIES = [
 ];
 const TRADING_YEAR_S = 252 * 6.5 * 3600;
 
-function nowUs() {
-  return Math.round((performance.timeOrigin + performance.now()) * 1000);
+// `at`, a `performance.now()` reading, in Unix microseconds.
+function unixUs(at) {
+  return Math.round((performance.timeOrigin + at) * 1000);
 }
 
 function gaussian() {
@@ -34,10 +38,11 @@ function start(rate, publish) {
   const started = performance.now();
   let seq = 0;
 
-  function tick() {
+  // The tick that arrives at `due` (a `performance.now()` time, now or just past).
+  function tick(due) {
     let pick = Math.random() * totalActivity;
     const s = symbols.find((candidate) => (pick -= candidate.activity) < 0) || symbols[0];
-    const t = (performance.now() - started) / 1000;
+    const t = (due - started) / 1000;
     const dt = Math.max(t - s.lastS, 1e-6) / TRADING_YEAR_S;
     s.lastS = t;
     s.price *= Math.exp((0.05 - s.volatility ** 2 / 2) * dt + s.volatility * Math.sqrt(dt) * gaussian());
@@ -47,7 +52,7 @@ function start(rate, publish) {
     const ask = Math.max(Math.ceil((s.price + half) * 100) / 100, bid + 0.01);
     const lots = Math.floor(Math.log(1 - Math.random()) / Math.log(0.65)) + 1;
     seq += 1;
-    const data = { seq, symbol: s.symbol, price, bid, ask, volume: lots * 100, ts: nowUs() };
+    const data = { seq, symbol: s.symbol, price, bid, ask, volume: lots * 100, ts: unixUs(due) };
     publish({ type: 'batch', cursor: seq, gap: false, ticks: [data] });
   }
 
@@ -57,7 +62,7 @@ function start(rate, publish) {
   function wait() {
     setTimeout(() => {
       while (performance.now() >= next) {
-        tick();
+        tick(next);
         next += gapMs();
       }
       wait();

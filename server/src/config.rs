@@ -100,6 +100,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_batch_ticks: u64,
 
+    /// Each worker's fan-out (WebSocket, SSE, HTTP streaming) sends a tick no sooner than this
+    /// many times as long as its last pass over its connections took, counted from the tick's
+    /// `ts`, so ticks that arrive meanwhile go out with it, in the same write to each socket. A
+    /// wait under a millisecond is skipped and none is longer than 100 ms; 0 sends each publish
+    /// at once.
+    #[arg(long, env = "TICKSCOPE_FANOUT_WAIT", default_value_t = 1.25,
+          value_parser = parse_fanout_wait)]
+    pub fanout_wait: f64,
+
     /// Most symbols in one subscription or query.
     #[arg(long, env = "TICKSCOPE_MAX_SYMBOLS", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -281,6 +290,20 @@ impl Config {
         Ok(())
     }
 
+    /// How much longer a fan-out waits before its next pass, after one that took `last_pass`,
+    /// when the oldest tick it has to send happened `waited` ago.
+    pub fn fanout_wait(&self, last_pass: Duration, waited: Duration) -> Duration {
+        let wait = last_pass
+            .mul_f64(self.fanout_wait)
+            .min(MAX_FANOUT_WAIT)
+            .saturating_sub(waited);
+        if wait < MIN_FANOUT_WAIT {
+            Duration::ZERO
+        } else {
+            wait
+        }
+    }
+
     pub fn slow_client_timeout(&self) -> Duration {
         Duration::from_millis(self.slow_client_timeout_ms)
     }
@@ -333,6 +356,21 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     Ok(rate)
 }
 
+/// A shorter wait is skipped: tokio's timers count whole milliseconds.
+const MIN_FANOUT_WAIT: Duration = Duration::from_millis(1);
+/// The longest a fan-out waits, whatever its last pass took.
+const MAX_FANOUT_WAIT: Duration = Duration::from_millis(100);
+
+fn parse_fanout_wait(text: &str) -> Result<f64, String> {
+    let wait: f64 = text
+        .parse()
+        .map_err(|_| format!("fanout wait must be a number, got {text:?}"))?;
+    if !(0.0..=10.0).contains(&wait) {
+        return Err(format!("fanout wait must be from 0 to 10, got {wait}"));
+    }
+    Ok(wait)
+}
+
 fn parse_speed(text: &str) -> Result<f64, String> {
     let speed: f64 = text
         .parse()
@@ -364,5 +402,29 @@ mod tests {
         let config =
             Config::try_parse_from(["tickscope", "--long-poll-timeout-ms", "70000"]).unwrap();
         assert!(config.validate().unwrap_err().contains("above"));
+    }
+
+    #[test]
+    fn a_tick_waits_as_long_as_the_last_pass_less_its_age_within_bounds() {
+        let config = Config::try_parse_from(["tickscope", "--fanout-wait", "1.5"]).unwrap();
+        let ms = Duration::from_millis;
+        assert_eq!(config.fanout_wait(ms(10), ms(0)), ms(15));
+        assert_eq!(config.fanout_wait(ms(10), ms(6)), ms(9));
+        assert_eq!(
+            config.fanout_wait(ms(10), ms(14) + ms(1) / 2),
+            Duration::ZERO
+        );
+        assert_eq!(config.fanout_wait(ms(10), ms(30)), Duration::ZERO);
+        assert_eq!(
+            config.fanout_wait(Duration::from_micros(600), ms(0)),
+            Duration::ZERO
+        );
+        assert_eq!(config.fanout_wait(ms(400), ms(0)), ms(100));
+        let off = Config::try_parse_from(["tickscope", "--fanout-wait", "0"]).unwrap();
+        assert_eq!(off.fanout_wait(ms(40), ms(0)), Duration::ZERO);
+        for bad in ["-1", "11", "soon"] {
+            let err = Config::try_parse_from(["tickscope", "--fanout-wait", bad]).unwrap_err();
+            assert!(err.to_string().contains("fanout wait must be"), "{err}");
+        }
     }
 }

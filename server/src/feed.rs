@@ -36,7 +36,7 @@ pub const CANDLE_HISTORY_S: u32 = 15 * 60;
 const FRAME_CACHE: usize = 16;
 
 /// A tick as the simulator makes it, before it gets its seq and timestamp.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TickDraft {
     pub symbol_id: u16,
     pub price: f64,
@@ -45,11 +45,13 @@ pub struct TickDraft {
     pub volume: u64,
 }
 
-/// A published tick: its seq and symbol for filtering, and its JSON, encoded once.
+/// A published tick: its seq and symbol for filtering, its time, and its JSON, encoded once.
 #[derive(Debug, Clone)]
 pub struct StoredTick {
     pub seq: u64,
     pub symbol_id: u16,
+    /// The tick's `ts`, in Unix microseconds.
+    pub ts: i64,
     pub json: Arc<str>,
 }
 
@@ -258,21 +260,39 @@ impl Feed {
         *self.inner.head.borrow()
     }
 
+    /// The `ts` of the tick after `seq`, while the window holds it.
+    pub fn ts_after(&self, seq: u64) -> Option<i64> {
+        let state = self.read();
+        let index = seq.checked_add(1)?.checked_sub(state.oldest())?;
+        state
+            .window
+            .get(usize::try_from(index).ok()?)
+            .map(|stored| stored.ts)
+    }
+
     /// A receiver that wakes on every publish; its value is the head seq.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.inner.head.subscribe()
     }
 
-    /// Gives the drafts their seqs and one publish timestamp, encodes each once, stores them
-    /// and wakes every reader.
+    /// Gives the drafts their seqs and, all of them, the time of this call as `ts`; encodes
+    /// each once, stores them and wakes every reader.
     pub fn publish(&self, drafts: &[TickDraft]) {
-        if drafts.is_empty() {
+        let ts = now_us();
+        let stamped: Vec<(i64, TickDraft)> = drafts.iter().map(|draft| (ts, *draft)).collect();
+        self.publish_stamped(&stamped);
+    }
+
+    /// Gives the ticks their seqs and each its own `ts`, the Unix microsecond it happened at
+    /// (for the simulator, its arrival time, so a publish that comes late counts in every
+    /// client's lag); encodes each once, stores them and wakes every reader.
+    pub fn publish_stamped(&self, ticks: &[(i64, TickDraft)]) {
+        if ticks.is_empty() {
             return;
         }
-        let ts = now_us();
         let head = {
             let mut state = self.write();
-            for draft in drafts {
+            for &(ts, ref draft) in ticks {
                 let listing = self.inner.universe.listing(draft.symbol_id);
                 let tick = Tick {
                     seq: state.head + 1,
@@ -288,6 +308,7 @@ impl Feed {
                     StoredTick {
                         seq: tick.seq,
                         symbol_id: draft.symbol_id,
+                        ts,
                         json: json.into(),
                     },
                     draft,
@@ -296,7 +317,7 @@ impl Feed {
             }
             state.head
         };
-        self.inner.ticks_published.inc_by(drafts.len() as u64);
+        self.inner.ticks_published.inc_by(ticks.len() as u64);
         self.inner.head.send_replace(head);
     }
 
@@ -324,6 +345,7 @@ impl Feed {
                     StoredTick {
                         seq: tick.seq,
                         symbol_id: tick.draft.symbol_id,
+                        ts: tick.ts,
                         json: tick.json.clone(),
                     },
                     &tick.draft,

@@ -13,6 +13,7 @@ use rand_distr::{Distribution, Exp, Geometric, StandardNormal};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_us;
 use crate::feed::{Feed, TickDraft};
 use crate::symbols::Universe;
 
@@ -154,7 +155,9 @@ pub fn start(
 
 /// Runs the simulation until `shutdown`: every tick whose arrival time has come, in one
 /// publish per wake-up. Sleeping until the next arrival and catching up on all that are due
-/// keeps the rate right even when the timer wakes late.
+/// keeps the rate right even when the timer wakes late. Each tick's `ts` is its arrival time,
+/// not the wake-up's, so a wake-up that comes late (the core busy) counts in every client's
+/// lag.
 async fn run(mut simulator: Simulator, feed: Feed, shutdown: CancellationToken) {
     let start = Instant::now();
     let Some(first) = simulator.next_arrival() else {
@@ -168,12 +171,14 @@ async fn run(mut simulator: Simulator, feed: Feed, shutdown: CancellationToken) 
             _ = shutdown.cancelled() => return,
             _ = sleep_until(next_at) => {}
         }
-        let now = Instant::now();
+        let (now, wall_us) = (Instant::now(), now_us());
         while next_at <= now {
-            drafts.push(simulator.tick((next_at - start).as_secs_f64()));
+            let late_us = i64::try_from((now - next_at).as_micros()).unwrap_or(i64::MAX);
+            let draft = simulator.tick((next_at - start).as_secs_f64());
+            drafts.push((wall_us.saturating_sub(late_us), draft));
             next_at += simulator.next_arrival().expect("the rate is positive");
         }
-        feed.publish(&drafts);
+        feed.publish_stamped(&drafts);
         drafts.clear();
     }
 }

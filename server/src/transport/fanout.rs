@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tokio::time::Interval;
 
 use crate::AppState;
+use crate::clock::now_us;
 use crate::encode::Framing;
 use crate::feed::Subscription;
 use crate::metrics::Transport;
@@ -324,8 +325,10 @@ impl Fanout {
     /// Writes each publish to every connection, until the feed ends or the server stops.
     async fn run(self: Rc<Self>) {
         let mut published = self.state.feed.subscribe();
-        published.borrow_and_update();
+        // The head at the last pass: every tick after it is still to be sent.
+        let mut sent = *published.borrow_and_update();
         let shutdown = self.state.shutdown.clone();
+        let mut last_pass = Duration::ZERO;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -336,8 +339,21 @@ impl Fanout {
                     if changed.is_err() {
                         break;
                     }
-                    published.borrow_and_update();
+                    // Ticks published while it waits go out in this pass, in the same write
+                    // to each socket: a pass costs a `send` per connection, whatever it carries.
+                    // The wait counts from when the oldest of them happened, so a tick that
+                    // already waited behind the last pass waits no longer.
+                    let age = self.state.feed.ts_after(sent).map_or(Duration::ZERO, |ts| {
+                        Duration::from_micros(u64::try_from(now_us() - ts).unwrap_or(0))
+                    });
+                    let wait = self.state.config.fanout_wait(last_pass, age);
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    sent = *published.borrow_and_update();
+                    let began = std::time::Instant::now();
                     self.conns.borrow_mut().retain(|conn| conn.fan_out(&self.state));
+                    last_pass = began.elapsed();
                     // The worker's other tasks (handshakes, clients' messages, handed-over
                     // writes) go before the next pass, even when publishes come faster than
                     // passes: the next pass then carries more ticks per frame.
