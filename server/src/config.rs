@@ -423,7 +423,8 @@ mod tests {
         let off = Config::try_parse_from(["tickscope", "--fanout-wait", "0"]).unwrap();
         assert_eq!(off.fanout_wait(ms(40), ms(0)), Duration::ZERO);
         for bad in ["-1", "11", "soon"] {
-            let err = Config::try_parse_from(["tickscope", "--fanout-wait", bad]).unwrap_err();
+            let arg = format!("--fanout-wait={bad}");
+            let err = Config::try_parse_from(["tickscope", arg.as_str()]).unwrap_err();
             assert!(err.to_string().contains("fanout wait must be"), "{err}");
         }
     }

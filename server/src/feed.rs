@@ -16,6 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
@@ -268,6 +269,14 @@ impl Feed {
             .window
             .get(usize::try_from(index).ok()?)
             .map(|stored| stored.ts)
+    }
+
+    /// How long ago the tick after `seq` happened (by its `ts`); zero once the window has
+    /// let it go, or before it exists.
+    pub fn age_after(&self, seq: u64) -> Duration {
+        self.ts_after(seq).map_or(Duration::ZERO, |ts| {
+            Duration::from_micros(u64::try_from(now_us() - ts).unwrap_or(0))
+        })
     }
 
     /// A receiver that wakes on every publish; its value is the head seq.

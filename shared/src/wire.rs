@@ -19,7 +19,8 @@ pub struct Tick {
     pub ask: f64,
     /// Shares traded in this tick.
     pub volume: u64,
-    /// Server publish time in Unix microseconds.
+    /// When the tick happened, in Unix microseconds: the simulator's arrival time for it, so a
+    /// publish that comes late counts in every client's lag.
     pub ts: i64,
 }
 

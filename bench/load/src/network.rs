@@ -314,8 +314,8 @@ fn page(
     );
     let _ = writeln!(
         out,
-        "12 symbols at {feed_rate} ticks/s, polling every second. Lags are publish to receipt \
-         on one clock (one machine).\n"
+        "12 symbols at {feed_rate} ticks/s, polling every second. Lags are from a tick's \
+         `ts` (its arrival in the feed) to receipt, on one clock (one machine).\n"
     );
     let _ = writeln!(out, "![p50 lag per profile and transport]({chart_name})\n");
 

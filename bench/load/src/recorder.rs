@@ -22,7 +22,7 @@ pub struct LiteBatch {
 #[derive(Debug, Deserialize)]
 pub struct LiteTick {
     pub seq: u64,
-    /// Server publish time, Unix microseconds.
+    /// When the tick happened (its arrival), Unix microseconds.
     pub ts: i64,
 }
 

@@ -13,7 +13,7 @@ use crate::clients::Transport;
 use crate::process::Sample;
 use crate::recorder::Recorder;
 
-/// Latency of ticks, publish to receipt, in milliseconds.
+/// Latency of ticks, from when each happened (`ts`) to its receipt, in milliseconds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Latency {
     pub p50: f64,
@@ -415,8 +415,10 @@ fn page(runs: &[RunResult], setup: &str, chart_name: &str) -> String {
     out.push_str(&table(runs.iter().filter(|run| run.idle)));
     out.push_str("\n## Columns\n\n");
     out.push_str(
-        "- Latency is publish to receipt of each tick (`receive − ts`, one clock), in an HDR \
-         histogram of every tick every client received in the measured window.\n\
+        "- Latency is from each tick's `ts` to its receipt (`receive − ts`, one clock), in an \
+         HDR histogram of every tick every client received in the measured window. `ts` is \
+         the tick's arrival time in the feed, for tickscope and the peers alike, so a publish \
+         that comes late (a busy thread's timer) counts in the lag.\n\
          - lost: seqs that never arrived without a gap flag, from each client's cursor chain, \
          over the whole step including connecting and warm-up.\n\
          - B/tick down, up: bytes on the wire per tick delivered, each way, counted on the \

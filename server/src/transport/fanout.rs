@@ -23,7 +23,6 @@ use tokio::sync::Notify;
 use tokio::time::Interval;
 
 use crate::AppState;
-use crate::clock::now_us;
 use crate::encode::Framing;
 use crate::feed::Subscription;
 use crate::metrics::Transport;
@@ -343,9 +342,7 @@ impl Fanout {
                     // to each socket: a pass costs a `send` per connection, whatever it carries.
                     // The wait counts from when the oldest of them happened, so a tick that
                     // already waited behind the last pass waits no longer.
-                    let age = self.state.feed.ts_after(sent).map_or(Duration::ZERO, |ts| {
-                        Duration::from_micros(u64::try_from(now_us() - ts).unwrap_or(0))
-                    });
+                    let age = self.state.feed.age_after(sent);
                     let wait = self.state.config.fanout_wait(last_pass, age);
                     if !wait.is_zero() {
                         tokio::time::sleep(wait).await;
