@@ -37,7 +37,7 @@ pub const CANDLE_HISTORY_S: u32 = 15 * 60;
 const FRAME_CACHE: usize = 16;
 
 /// A tick as the simulator makes it, before it gets its seq and timestamp.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TickDraft {
     pub symbol_id: u16,
     pub price: f64,
@@ -261,20 +261,16 @@ impl Feed {
         *self.inner.head.borrow()
     }
 
-    /// The `ts` of the tick after `seq`, while the window holds it.
-    pub fn ts_after(&self, seq: u64) -> Option<i64> {
-        let state = self.read();
-        let index = seq.checked_add(1)?.checked_sub(state.oldest())?;
-        state
-            .window
-            .get(usize::try_from(index).ok()?)
-            .map(|stored| stored.ts)
-    }
-
     /// How long ago the tick after `seq` happened (by its `ts`); zero once the window has
     /// let it go, or before it exists.
     pub fn age_after(&self, seq: u64) -> Duration {
-        self.ts_after(seq).map_or(Duration::ZERO, |ts| {
+        let ts = {
+            let state = self.read();
+            let index = seq.saturating_add(1).checked_sub(state.oldest());
+            let stored = index.and_then(|index| state.window.get(usize::try_from(index).ok()?));
+            stored.map(|stored| stored.ts)
+        };
+        ts.map_or(Duration::ZERO, |ts| {
             Duration::from_micros(u64::try_from(now_us() - ts).unwrap_or(0))
         })
     }
@@ -288,20 +284,24 @@ impl Feed {
     /// each once, stores them and wakes every reader.
     pub fn publish(&self, drafts: &[TickDraft]) {
         let ts = now_us();
-        let stamped: Vec<(i64, TickDraft)> = drafts.iter().map(|draft| (ts, *draft)).collect();
-        self.publish_stamped(&stamped);
+        self.publish_each(drafts.iter().map(|draft| (ts, draft)));
     }
 
     /// Gives the ticks their seqs and each its own `ts`, the Unix microsecond it happened at
     /// (for the simulator, its arrival time, so a publish that comes late counts in every
     /// client's lag); encodes each once, stores them and wakes every reader.
     pub fn publish_stamped(&self, ticks: &[(i64, TickDraft)]) {
-        if ticks.is_empty() {
+        self.publish_each(ticks.iter().map(|(ts, draft)| (*ts, draft)));
+    }
+
+    fn publish_each<'a>(&self, ticks: impl ExactSizeIterator<Item = (i64, &'a TickDraft)>) {
+        let count = ticks.len();
+        if count == 0 {
             return;
         }
         let head = {
             let mut state = self.write();
-            for &(ts, ref draft) in ticks {
+            for (ts, draft) in ticks {
                 let listing = self.inner.universe.listing(draft.symbol_id);
                 let tick = Tick {
                     seq: state.head + 1,
@@ -326,7 +326,7 @@ impl Feed {
             }
             state.head
         };
-        self.inner.ticks_published.inc_by(ticks.len() as u64);
+        self.inner.ticks_published.inc_by(count as u64);
         self.inner.head.send_replace(head);
     }
 
