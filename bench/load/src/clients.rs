@@ -691,7 +691,7 @@ async fn webtransport_endpoint(
         .iter()
         .map(|hash| wtransport::tls::Sha256Digest::new(*hash));
     let config = wtransport::ClientConfig::builder()
-        .with_bind_default()
+        .with_bind_socket(quic_socket().map_err(|error| format!("making a UDP socket: {error}"))?)
         .with_server_certificate_hashes(pinned)
         .max_idle_timeout(Some(Duration::from_secs(30)))
         .map_err(|error| error.to_string())?
@@ -705,6 +705,25 @@ async fn webtransport_endpoint(
 }
 
 type WtEndpoint = wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>;
+
+/// A client's UDP socket, on any address of both IP versions (as `with_bind_default`), whose
+/// receive buffer holds [`QUIC_RECEIVE_BUFFER`] bytes where the kernel allows it
+/// (`net.core.rmem_max`): the default (208 KiB) overflows when fifty sessions' packets
+/// arrive in one fan-out pass while the load is busy, and every packet dropped there is a
+/// QUIC loss the server recovers from, a delay the load made and not the server.
+fn quic_socket() -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_only_v6(false)?;
+    // Best effort: the kernel caps the size at net.core.rmem_max without an error.
+    let _ = socket.set_recv_buffer_size(QUIC_RECEIVE_BUFFER);
+    let any = std::net::SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    socket.bind(&any.into())?;
+    Ok(socket.into())
+}
+
+/// The receive buffer asked for each client UDP socket, as the server asks for its own.
+const QUIC_RECEIVE_BUFFER: usize = 4 << 20;
 
 /// The session URL and the certificate hashes to pin, read once for the run.
 async fn webtransport_info<'a>(
@@ -768,7 +787,7 @@ async fn webtransport(shared: &Shared, url: Url, index: usize) {
         Ok::<_, String>((endpoint, connection, send, recv))
     };
     // The endpoint (the client's UDP socket) lives as long as its session.
-    let (_endpoint, connection, _send, mut recv) = match timeout(CONNECT_TIMEOUT, opened).await {
+    let (_endpoint, connection, _send, recv) = match timeout(CONNECT_TIMEOUT, opened).await {
         Ok(Ok(opened)) => {
             drop(permit);
             shared.settle(Ok(()));
@@ -781,12 +800,17 @@ async fn webtransport(shared: &Shared, url: Url, index: usize) {
         let accepted = connection.accept_uni().await;
         (connection, accepted)
     };
-    // Made once and made again only when it yields: polling it costs a lock and a channel.
+    // Made once and made again only when they yield: polling one afresh costs locks and
+    // channels, and a `select!` polls every branch each time any of them wakes.
     let mut accepting = std::pin::pin!(accept(connection.clone()));
+    let read_control = |mut recv: wtransport::RecvStream, mut buffer: Vec<u8>| async move {
+        let read = recv.read(&mut buffer).await;
+        (recv, buffer, read)
+    };
+    let mut controlling = std::pin::pin!(read_control(recv, vec![0u8; 4096]));
     let mut reading = futures_util::stream::FuturesUnordered::new();
     let mut chain = CursorChain::new(None, true);
     let mut reorder: Reorder<(String, i64)> = Reorder::new(None, 4096);
-    let mut control = vec![0u8; 4096];
     let mut pending: Vec<u8> = Vec::new();
     let mut charged = (0u64, 0u64);
     let mut count = interval_at(Instant::now(), Duration::from_millis(250));
@@ -824,11 +848,12 @@ async fn webtransport(shared: &Shared, url: Url, index: usize) {
                     Err(error) => break error.to_string(),
                 }
             }
-            read = recv.read(&mut control) => {
+            (recv, buffer, read) = &mut controlling => {
                 let Ok(Some(read)) = read else {
                     break "the control stream ended".to_owned();
                 };
-                pending.extend_from_slice(&control[..read]);
+                pending.extend_from_slice(&buffer[..read]);
+                controlling.set(read_control(recv, buffer));
                 let mut ready = Vec::new();
                 while let Some(end) = pending.iter().position(|&byte| byte == b'\n') {
                     let line: Vec<u8> = pending.drain(..=end).collect();

@@ -31,14 +31,18 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use anyhow::Context;
 use bytes::{Bytes, BytesMut};
 use tickscope_shared::wire::{ClientMessage, ServerMessage, WebTransportInfo};
+use tokio::sync::watch;
 use tokio::time::{Instant, interval_at};
 use tracing::{debug, info, warn};
+use wtransport::config::ServerConfigBuilder;
+use wtransport::config::states::WantsIdentity;
 use wtransport::endpoint::IncomingSession;
 use wtransport::endpoint::endpoint_side::Server;
 use wtransport::error::ConnectionError;
@@ -135,7 +139,8 @@ fn bind_endpoint(
         names.push(ip);
     }
     let certificates = Certificates::new(names, config.webtransport_cert_lifetime())?;
-    let endpoint = Endpoint::server(server_config(addr, certificates.identity(), config)?)
+    let socket = ServerConfig::builder().with_bind_socket(udp_socket(addr)?);
+    let endpoint = Endpoint::server(server_config(socket, certificates.identity(), config)?)
         .with_context(|| format!("binding --webtransport-addr {addr} (UDP)"))?;
     let addr = endpoint
         .local_addr()
@@ -148,19 +153,57 @@ fn bind_endpoint(
     })
 }
 
+/// The endpoint's configuration, bound as `bind` says: its own socket at the start, the
+/// address alone for a new certificate (the endpoint keeps the socket it has).
 fn server_config(
-    addr: SocketAddr,
+    bind: ServerConfigBuilder<WantsIdentity>,
     identity: Identity,
     config: &Config,
 ) -> anyhow::Result<ServerConfig> {
-    Ok(ServerConfig::builder()
-        .with_bind_address(addr)
+    Ok(bind
         .with_custom_transport(identity, bounded())
         .keep_alive_interval(Some(config.ws_heartbeat()))
         .max_idle_timeout(Some(config.ws_client_timeout()))
         .context("--ws-client-timeout-ms is too long for QUIC's idle timeout")?
         .build())
 }
+
+/// The endpoint's UDP socket at `addr`, with a receive buffer of [`RECEIVE_BUFFER`] bytes
+/// where the kernel allows it. Every client's packets arrive on this one socket; with the
+/// default buffer (208 KiB on Linux) a thousand sessions' acknowledgements after one fan-out
+/// pass overflow it while the endpoint is busy, and each packet the kernel drops there is one
+/// QUIC must detect as lost and send again. As quic-go, a smaller buffer is a warning with the
+/// setting to raise, not an error.
+fn udp_socket(addr: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .context("making the WebTransport endpoint's UDP socket")?;
+    // The kernel caps the size at net.core.rmem_max without an error, and reports double
+    // what it set (its bookkeeping overhead).
+    let granted = socket
+        .set_recv_buffer_size(RECEIVE_BUFFER)
+        .and_then(|()| socket.recv_buffer_size())
+        .map(|doubled| doubled / 2)
+        .unwrap_or(0);
+    if granted < RECEIVE_BUFFER {
+        warn!(
+            "WebTransport's UDP receive buffer is {} KiB, not the {} KiB asked: under load the \
+             kernel drops packets QUIC must send again (raise it with \
+             `sysctl -w net.core.rmem_max={RECEIVE_BUFFER}`)",
+            granted / 1024,
+            RECEIVE_BUFFER / 1024
+        );
+    }
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding --webtransport-addr {addr} (UDP)"))?;
+    Ok(socket.into())
+}
+
+/// The receive buffer asked for the endpoint's socket: room for some 4,000 small packets (a
+/// packet of a few hundred bytes takes about 1 KiB of it), four acknowledgements from each of
+/// a thousand sessions.
+const RECEIVE_BUFFER: usize = 4 << 20;
 
 /// What one client may make the server hold: quinn's defaults take 1.25 MB per stream on up
 /// to 100 streams each way, with no limit for the connection. A session needs the HTTP/3
@@ -217,6 +260,7 @@ pub async fn serve(bound: Bound, state: Arc<AppState>) {
     } = bound;
     info!(%addr, "WebTransport listening on https://{addr}{PATH} (UDP)");
     let shutdown = state.shutdown.clone();
+    let pacing = Pacing::start(&state);
     loop {
         let (step, due) = certificates.next_step();
         let wait = due
@@ -225,12 +269,13 @@ pub async fn serve(bound: Bound, state: Arc<AppState>) {
         tokio::select! {
             () = shutdown.cancelled() => break,
             incoming = endpoint.accept() => {
-                tokio::spawn(session(incoming, state.clone()));
+                tokio::spawn(session(incoming, state.clone(), pacing.clone()));
             }
             () = tokio::time::sleep(wait) => {
                 match certificates.take(step) {
                     Ok(Some(identity)) => {
-                        match server_config(addr, identity, &state.config) {
+                        let bind = ServerConfig::builder().with_bind_address(addr);
+                        match server_config(bind, identity, &state.config) {
                             Ok(config) => match endpoint.reload_config(config, false) {
                                 Ok(()) => info!("WebTransport certificate rotated"),
                                 Err(err) => warn!("presenting the new certificate: {err}"),
@@ -282,8 +327,70 @@ fn asked(query: &str, peer: SocketAddr, state: &AppState) -> Result<Asked, Strin
     })
 }
 
+/// When the sessions send, decided as the WebSocket fan-out decides its passes: after a
+/// publish, they wait until the oldest tick not yet sent is `--fanout-wait` times as old as
+/// the last pass took (`Config::fanout_wait`), then all send. A batch is a stream and a packet
+/// of its own however few ticks it carries, and the client's acknowledgement another packet;
+/// the wait lets ticks close together share them. A pass is from the signal to the moment the
+/// last session finished its batches.
+#[derive(Clone)]
+struct Pacing {
+    /// The head seq when the sessions were last told to send.
+    go: watch::Receiver<u64>,
+    /// When a session last finished sending, in microseconds from `epoch`.
+    finished: Arc<AtomicU64>,
+    epoch: Instant,
+}
+
+impl Pacing {
+    /// Starts the task that signals the passes; it ends with the feed or the server.
+    fn start(state: &Arc<AppState>) -> Pacing {
+        let mut published = state.feed.subscribe();
+        let head = *published.borrow_and_update();
+        let (signal, go) = watch::channel(head);
+        let pacing = Pacing {
+            go,
+            finished: Arc::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
+        };
+        let (state, pace) = (state.clone(), pacing.clone());
+        tokio::spawn(async move {
+            let mut sent = head;
+            let mut began = Duration::ZERO;
+            loop {
+                tokio::select! {
+                    () = state.shutdown.cancelled() => break,
+                    changed = published.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let finished = Duration::from_micros(pace.finished.load(Ordering::Relaxed));
+                        let last_pass = finished.saturating_sub(began);
+                        let age = state.feed.age_after(sent);
+                        let wait = state.config.fanout_wait(last_pass, age);
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
+                        sent = *published.borrow_and_update();
+                        began = pace.epoch.elapsed();
+                        // Sessions that have gone take their receivers with them.
+                        signal.send_replace(sent);
+                    }
+                }
+            }
+        });
+        pacing
+    }
+
+    /// Notes that a session has sent what the last signal let it.
+    fn finished(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.finished.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
 /// One session, from the client's request to its end.
-async fn session(incoming: IncomingSession, state: Arc<AppState>) {
+async fn session(incoming: IncomingSession, state: Arc<AppState>, pacing: Pacing) {
     let request = match incoming.await {
         Ok(request) => request,
         Err(err) => {
@@ -330,7 +437,7 @@ async fn session(incoming: IncomingSession, state: Arc<AppState>) {
         }
     };
     match asked {
-        Ok(asked) => run(connection, asked, slot, &state).await,
+        Ok(asked) => run(connection, asked, slot, &state, pacing).await,
         Err(reason) => close(&connection, code::POLICY, &reason),
     }
 }
@@ -357,7 +464,7 @@ enum End {
     Gone,
 }
 
-async fn run(connection: Connection, asked: Asked, _slot: Slot, state: &AppState) {
+async fn run(connection: Connection, asked: Asked, _slot: Slot, state: &AppState, pacing: Pacing) {
     let _client = state.metrics.client(Transport::WebTransport);
     let Asked {
         since,
@@ -366,7 +473,7 @@ async fn run(connection: Connection, asked: Asked, _slot: Slot, state: &AppState
     } = asked;
     // Fixed now: a session without `since` starts at the head as it opens.
     let mut subscription = Subscription::new(&state.feed, filter, since);
-    let mut published = state.feed.subscribe();
+    let mut published = pacing.go.clone();
     let mut control: Option<Control> = None;
     let mut charged = Charged::default();
     let slow = state.config.slow_client_timeout();
@@ -430,6 +537,11 @@ async fn run(connection: Connection, asked: Asked, _slot: Slot, state: &AppState
                 published.borrow_and_update();
                 if let Err(end) = send_batches(&connection, state, &mut subscription).await {
                     break end;
+                }
+                // One still sending at the next signal (its client slow to take streams)
+                // ends no pass: the others' passes would wait on it.
+                if matches!(published.has_changed(), Ok(false)) {
+                    pacing.finished();
                 }
             }
             _ = report.tick() => {
@@ -599,5 +711,23 @@ impl Charged {
             up.saturating_sub(self.up),
         );
         (self.down, self.up) = (down.max(self.down), up.max(self.up));
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoints_socket_has_the_receive_buffer_asked_or_the_most_the_kernel_allows() {
+        let max = std::fs::read_to_string("/proc/sys/net/core/rmem_max").expect("rmem_max");
+        let max: usize = max.trim().parse().expect("a number");
+        let socket = udp_socket("127.0.0.1:0".parse().expect("an address")).expect("a socket");
+        // The kernel reports double what it set.
+        let size = socket2::SockRef::from(&socket)
+            .recv_buffer_size()
+            .expect("SO_RCVBUF")
+            / 2;
+        assert_eq!(size, RECEIVE_BUFFER.min(max));
     }
 }
