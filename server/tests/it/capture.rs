@@ -43,6 +43,10 @@ impl Capture {
             .args([
                 "-i",
                 "lo",
+                // Not promiscuous: on loopback it would see nothing more, and turning it on
+                // changes the device's flags, a network change to any Chromium running
+                // (ERR_NETWORK_CHANGED).
+                "-p",
                 "-n",
                 "--immediate-mode",
                 "-U",
@@ -300,8 +304,10 @@ async fn the_pages_wire_figures_and_metrics_match_a_packet_capture() {
         config.symbols = 12;
     });
     let port = server.addr.port();
-    let capture = Capture::start(port).await;
+    // The browser's turn first: no other test's browser runs from here until the capture has
+    // stopped (`capture.stop()`, below, before the driver goes).
     let driver = ChromeDriver::start().await;
+    let capture = Capture::start(port).await;
     let browser = driver.browser().await;
     browser
         .goto(&server.url("/"))

@@ -4,6 +4,10 @@
 //! of the test's own, joined to the host by a veth pair; taking its end down leaves the
 //! server's packets unacknowledged, as a dead peer does. Needs root, iproute2 (`ip netns`),
 //! curl and python3.
+//!
+//! The veth pair's host end is a device on the host, a network change to any Chromium running
+//! (`ERR_NETWORK_CHANGED`), so a namespace holds the browser's turn from before its pair
+//! comes until after it is gone.
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,8 +23,11 @@ use crate::helpers::{PATIENCE, TestServer, metric};
 /// A network namespace with a veth pair to the host: the host end is `host_ip`.
 struct Namespace {
     name: String,
+    host_link: String,
     client_link: String,
     host_ip: Ipv4Addr,
+    /// Released after `Drop::drop` has deleted the pair (fields drop after it).
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 fn ip(args: &[&str]) {
@@ -38,7 +45,8 @@ fn ip(args: &[&str]) {
 
 impl Namespace {
     /// A namespace of its own for each test, also across test processes running at once.
-    fn create() -> Self {
+    async fn create() -> Self {
+        let turn = crate::chromedriver::turn().await;
         static MADE: AtomicU32 = AtomicU32::new(0);
         let id = std::process::id() % 1_000_000 * 10 + MADE.fetch_add(1, Ordering::Relaxed) % 10;
         let (name, host_link, client_link) =
@@ -50,13 +58,15 @@ impl Namespace {
         ip(&["netns", "add", &name]);
         let namespace = Self {
             name,
+            host_link,
             client_link,
             host_ip,
+            _turn: turn,
         };
         ip(&[
             "link",
             "add",
-            &host_link,
+            &namespace.host_link,
             "type",
             "veth",
             "peer",
@@ -70,8 +80,14 @@ impl Namespace {
             "netns",
             &namespace.name,
         ]);
-        ip(&["addr", "add", &format!("{host_ip}/30"), "dev", &host_link]);
-        ip(&["link", "set", &host_link, "up"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("{host_ip}/30"),
+            "dev",
+            &namespace.host_link,
+        ]);
+        ip(&["link", "set", &namespace.host_link, "up"]);
         let client_ip = format!("10.213.{high}.{}/30", low + 2);
         namespace.exec_ip(&["addr", "add", &client_ip, "dev", &namespace.client_link]);
         namespace.exec_ip(&["link", "set", &namespace.client_link, "up"]);
@@ -135,7 +151,12 @@ impl Namespace {
 
 impl Drop for Namespace {
     fn drop(&mut self) {
-        // Deleting the namespace deletes the veth pair with it.
+        // Both ends of the pair go now. Left to the namespace, they would go only when it
+        // dies, after the cut client's sockets have given up: minutes later, in another
+        // test's time.
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.host_link])
+            .output();
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .output();
@@ -244,7 +265,7 @@ async fn cut_and_expect_a_dead_peer(
 
 #[tokio::test]
 async fn a_vanished_sse_peer_is_dropped_and_counted_and_one_that_leaves_is_not() {
-    let namespace = Namespace::create();
+    let namespace = Namespace::create().await;
     let server = server_for(&namespace);
     let url = server.url("/api/sse?since=0");
 
@@ -263,7 +284,7 @@ async fn a_vanished_sse_peer_is_dropped_and_counted_and_one_that_leaves_is_not()
 
 #[tokio::test]
 async fn a_vanished_websocket_peer_is_dropped_and_counted() {
-    let namespace = Namespace::create();
+    let namespace = Namespace::create().await;
     let server = server_for(&namespace);
     let (client, lines) = namespace.websocket(server.addr);
     let _lines = first_line(lines, |line| line == "read").await;
@@ -282,7 +303,7 @@ async fn a_vanished_websocket_peer_is_dropped_and_counted() {
 
 #[tokio::test]
 async fn a_vanished_long_poll_peer_is_dropped_and_counted() {
-    let namespace = Namespace::create();
+    let namespace = Namespace::create().await;
     let server = TestServer::start_on(
         SocketAddr::new(IpAddr::V4(namespace.host_ip), 0),
         |config| {
