@@ -373,7 +373,6 @@ impl Pacing {
                         }
                         sent = *published.borrow_and_update();
                         began = pace.epoch.elapsed();
-                        // Sessions that have gone take their receivers with them.
                         signal.send_replace(sent);
                     }
                 }
