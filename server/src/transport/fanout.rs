@@ -342,11 +342,7 @@ impl Fanout {
                     // to each socket: a pass costs a `send` per connection, whatever it carries.
                     // The wait counts from when the oldest of them happened, so a tick that
                     // already waited behind the last pass waits no longer.
-                    let age = self.state.feed.age_after(sent);
-                    let wait = self.state.config.fanout_wait(last_pass, age);
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
+                    wait_before_pass(&self.state, sent, last_pass).await;
                     sent = *published.borrow_and_update();
                     let began = std::time::Instant::now();
                     self.conns.borrow_mut().retain(|conn| conn.fan_out(&self.state));
@@ -359,6 +355,16 @@ impl Fanout {
             }
         }
         FANOUTS.with_borrow_mut(|fanouts| fanouts.retain(|f| !Rc::ptr_eq(f, &self)));
+    }
+}
+
+/// Waits as long as `Config::fanout_wait` says before a pass that follows one of `last_pass`,
+/// for the oldest tick after `sent`; the rule of every fan-out (WebTransport's pacer too).
+pub async fn wait_before_pass(state: &AppState, sent: u64, last_pass: Duration) {
+    let age = state.feed.age_after(sent);
+    let wait = state.config.fanout_wait(last_pass, age);
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
     }
 }
 

@@ -366,11 +366,7 @@ impl Pacing {
                         }
                         let finished = Duration::from_micros(pace.finished.load(Ordering::Relaxed));
                         let last_pass = finished.saturating_sub(began);
-                        let age = state.feed.age_after(sent);
-                        let wait = state.config.fanout_wait(last_pass, age);
-                        if !wait.is_zero() {
-                            tokio::time::sleep(wait).await;
-                        }
+                        super::fanout::wait_before_pass(&state, sent, last_pass).await;
                         sent = *published.borrow_and_update();
                         began = pace.epoch.elapsed();
                         signal.send_replace(sent);
