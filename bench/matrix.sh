@@ -36,7 +36,15 @@ stop_server() {
 }
 # Loopback receive processing back on the sender's core (the kernel's default).
 unsteer() { if [[ -w $rps ]]; then echo 0 >"$rps"; fi; }
-trap 'stop_server; unsteer' EXIT
+# WebTransport's endpoint and the load's QUIC sockets ask for 4 MiB receive buffers, and get
+# at most net.core.rmem_max (Linux's default is 208 KiB, on which 1,000 clients lose packets
+# that QUIC sends again). As root it is raised for the run and put back after.
+rmem=/proc/sys/net/core/rmem_max
+rmem_was=$(cat "$rmem")
+if [[ -w $rmem ]] && (( rmem_was < 4194304 )); then echo 4194304 >"$rmem"; fi
+rmem_now=$(cat "$rmem")
+unraise() { if [[ -w $rmem ]]; then echo "$rmem_was" >"$rmem"; fi; }
+trap 'stop_server; unsteer; unraise' EXIT
 
 # Starts a server (the rest of the arguments) on core 0 and waits until it accepts.
 start_server() {
@@ -133,7 +141,7 @@ Node $(node --version). Every server ran alone on core 0 (\`taskset -c 0\`, tick
 \`--workers 1\`), and \`tickscope-load\` on core 1, all on loopback. Each step connects its clients
 (64 handshakes at a time), waits 3 s, then measures for $seconds s. The feed is 12 symbols at 50
 ticks/s in total; every client subscribes to all of them. Ramps add clients to the ones already
-connected.
+connected. UDP receive buffers could be up to $((rmem_now / 1024)) KiB (\`net.core.rmem_max\`).
 
 To reproduce: \`just bench\` (this page and its chart), or one run, for example:
 
