@@ -139,9 +139,10 @@ fn bind_endpoint(
         names.push(ip);
     }
     let certificates = Certificates::new(names, config.webtransport_cert_lifetime())?;
-    let socket = ServerConfig::builder().with_bind_socket(udp_socket(addr)?);
-    let endpoint = Endpoint::server(server_config(socket, certificates.identity(), config)?)
-        .with_context(|| format!("binding --webtransport-addr {addr} (UDP)"))?;
+    let bound = ServerConfig::builder().with_bind_socket(udp_socket(addr)?);
+    // `udp_socket` has bound the address; what fails here is quinn taking the socket on.
+    let endpoint = Endpoint::server(server_config(bound, certificates.identity(), config)?)
+        .with_context(|| format!("starting the WebTransport endpoint on {addr} (UDP)"))?;
     let addr = endpoint
         .local_addr()
         .context("reading the WebTransport endpoint's address")?;
