@@ -8,7 +8,7 @@ use libfuzzer_sys::fuzz_target;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use tickscope::query::{Params, parse_number};
-use tickscope::symbols::Universe;
+use tickscope::feed::symbols::Universe;
 
 static UNIVERSE: LazyLock<Universe> =
     LazyLock::new(|| Universe::generate(12, &mut StdRng::seed_from_u64(1)));

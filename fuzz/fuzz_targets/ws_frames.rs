@@ -6,7 +6,7 @@
 use actix_http::ws::{OpCode, Parser};
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use tickscope::frame_guard::{FrameScanner, MAX_CONTROL_PAYLOAD_BYTES, Refusal};
+use tickscope::connection::frame_guard::{FrameScanner, MAX_CONTROL_PAYLOAD_BYTES, Refusal};
 
 /// Small, so that frames over it are easy to reach.
 const LIMIT: u64 = 300;

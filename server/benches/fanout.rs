@@ -9,9 +9,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use prometheus_client::metrics::counter::Counter;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tickscope::encode::Framing;
+use tickscope::feed::encode::Framing;
+use tickscope::feed::symbols::{SymbolFilter, Universe};
 use tickscope::feed::{Feed, Subscription, TickDraft};
-use tickscope::symbols::{SymbolFilter, Universe};
 
 const SYMBOLS: u16 = 12;
 

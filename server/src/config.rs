@@ -279,7 +279,7 @@ impl Config {
             ));
         }
         for origin in self.allowed_origins.iter().chain(&self.cors_origins) {
-            crate::origin::validate(origin)?;
+            validate_origin(origin)?;
         }
         if self.ws_client_timeout_ms <= self.ws_heartbeat_ms {
             return Err(format!(
@@ -383,6 +383,23 @@ fn parse_speed(text: &str) -> Result<f64, String> {
     Ok(speed)
 }
 
+/// Checks the shape of a configured origin: `*`, or `scheme://host[:port]` with no path.
+fn validate_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{origin:?} is not an origin; write it as scheme://host[:port], like https://app.example.com"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +443,21 @@ mod tests {
             let arg = format!("--fanout-wait={bad}");
             let err = Config::try_parse_from(["tickscope", arg.as_str()]).unwrap_err();
             assert!(err.to_string().contains("fanout wait must be"), "{err}");
+        }
+    }
+
+    #[test]
+    fn configured_origins_are_checked() {
+        assert!(validate_origin("https://app.example.com").is_ok());
+        assert!(validate_origin("http://127.0.0.1:8081").is_ok());
+        assert!(validate_origin("*").is_ok());
+        for bad in [
+            "app.example.com",
+            "https://app.example.com/path",
+            "ftp://x",
+            "https://",
+        ] {
+            assert!(validate_origin(bad).is_err(), "{bad}");
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use actix_web::http::header::ContentType;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
 use tickscope_shared::wire::ErrorBody;
@@ -63,4 +64,12 @@ impl ResponseError for ApiError {
             error: self.to_string(),
         })
     }
+}
+
+/// A JSON answer that no cache keeps: every feed answer is live.
+pub fn json_body(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(body)
 }

@@ -18,28 +18,15 @@
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the tests drive the
 //! same code.
 
-pub mod certs;
-pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod encode;
+pub mod connection;
 pub mod error;
 pub mod feed;
-pub mod frame_guard;
-pub mod http;
-pub mod lab;
-pub mod limits;
 pub mod metrics;
-pub mod origin;
-pub mod peer;
-pub mod pieces;
 pub mod query;
-pub mod simulator;
-pub mod symbols;
-pub mod tls;
+pub mod routes;
 pub mod transport;
-pub mod upgrade;
-pub mod wire;
 
 use std::cell::OnceCell;
 use std::future::Future;
@@ -58,14 +45,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::info;
 
-use crate::cluster::{Broker, ClusterStatus};
+use crate::cluster::{Broker, ClusterMetrics, ClusterStatus};
 pub use crate::config::{Config, Role};
+use crate::connection::limits::Limits;
+use crate::connection::wire::{Metered, Wire};
+use crate::connection::{origin, peer, pieces, tls, wire};
 use crate::feed::Feed;
-use crate::limits::Limits;
+use crate::feed::simulator::Simulator;
+use crate::feed::symbols::Universe;
+use crate::feed::{clock, simulator};
 use crate::metrics::Metrics;
-use crate::simulator::Simulator;
-use crate::symbols::Universe;
-use crate::wire::{Metered, Wire};
+use crate::transport::websocket::upgrade;
 
 /// What every handler shares.
 pub struct AppState {
@@ -418,8 +408,8 @@ fn app(
         }))
         // Outermost: every request is charged its bytes, a 503 while starting too.
         .wrap_fn(move |req, service| wire::attribute(&wire, req, service))
-        .configure(|cfg| http::routes(cfg, config.role))
-        .configure(|cfg| http::static_files(cfg, config))
+        .configure(|cfg| routes::routes(cfg, config.role))
+        .configure(|cfg| routes::static_files(cfg, config))
 }
 
 /// Per worker: lets requests through to the routes once the state is ready, with the state
@@ -481,7 +471,7 @@ impl Source {
         let mut rng = Simulator::seeded_rng(config.seed);
         let generated = Universe::generate(config.symbols, &mut rng);
         let mut metrics = Metrics::new();
-        metrics.register_wire(wire);
+        wire.register(metrics.registry());
         let seq_base = config
             .seq_base
             .unwrap_or_else(|| clock::now_us().max(0) as u64);
@@ -511,7 +501,10 @@ impl Source {
                 tasks,
             });
         }
-        let status = Arc::new(ClusterStatus::new(config, metrics.cluster()));
+        let status = Arc::new(ClusterStatus::new(
+            config,
+            ClusterMetrics::register(&mut metrics),
+        ));
         let broker = Broker::connect(config, status.clone()).await?;
         let mut tasks = Vec::new();
         let feed = if config.role == Role::Generator {

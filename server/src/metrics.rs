@@ -3,7 +3,7 @@
 //! Handles to every per-transport series are made once at start, so the hot path only
 //! touches atomics. `bytes_sent` counts payload bytes (HTTP bodies, WebSocket message
 //! payloads, SSE event text), without HTTP headers or WebSocket framing; `wire_bytes` counts
-//! everything on the wire, both ways ([`crate::wire`]).
+//! everything on the wire, both ways ([`crate::connection::wire`]).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -90,7 +90,7 @@ pub struct TransportMetrics {
     pub slow_dropped: Counter,
     /// Clients dropped for silence: no message and no pong within the client timeout.
     pub silent_dropped: Counter,
-    /// Connections the kernel closed because the peer stopped acknowledging ([`crate::peer`]).
+    /// Connections the kernel closed because the peer stopped acknowledging ([`crate::connection::peer`]).
     pub dead_peers: Counter,
     /// Frames a client's socket did not take whole at once, on the connections the fan-out
     /// writes to: finished by the connection's own task (backpressure).
@@ -261,56 +261,9 @@ impl Metrics {
         series.bytes_sent.inc_by(bytes as u64);
     }
 
-    /// Registers the wire-byte totals ([`crate::wire`]).
-    pub fn register_wire(&mut self, wire: &crate::wire::Wire) {
-        wire.register(&mut self.registry);
-    }
-
-    /// Registers the series of a generator or an edge and hands them out.
-    pub fn cluster(&mut self) -> crate::cluster::ClusterMetrics {
-        let cluster = crate::cluster::ClusterMetrics::default();
-        let registry = &mut self.registry;
-        registry.register(
-            "broker_connected",
-            "1 while connected to NATS",
-            cluster.broker_connected.clone(),
-        );
-        registry.register(
-            "broker_disconnects",
-            "Times the NATS connection was lost",
-            cluster.broker_disconnects.clone(),
-        );
-        registry.register(
-            "feed_stale",
-            "1 while the generator has sent neither a tick nor a heartbeat within --stale-after-ms",
-            cluster.feed_stale.clone(),
-        );
-        registry.register(
-            "feed_age_ms",
-            "Milliseconds since the generator last sent a tick or a heartbeat",
-            cluster.feed_age_ms.clone(),
-        );
-        registry.register(
-            "broker_ticks",
-            "Ticks stored in the stream (generator) or taken from it (edge)",
-            cluster.broker_ticks.clone(),
-        );
-        registry.register(
-            "feed_holes",
-            "Places where ticks were missing from the stream (retention exceeded); clients got gap",
-            cluster.feed_holes.clone(),
-        );
-        registry.register(
-            "broker_publish_errors",
-            "Rounds of publishes to the stream that failed and were retried",
-            cluster.publish_errors.clone(),
-        );
-        registry.register(
-            "broker_backlog_ticks",
-            "Ticks made but not yet stored in the stream",
-            cluster.backlog_ticks.clone(),
-        );
-        cluster
+    /// The registry, for the series another module owns (the wire totals, the cluster's).
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,7 +1,7 @@
 //! Decoding what clients send in query strings and subscriptions, with errors a person can act
 //! on. Everything here is pure, so it is tested (and fuzzed) without a server.
 
-use crate::symbols::{SymbolFilter, Universe};
+use crate::feed::symbols::{SymbolFilter, Universe};
 
 /// What was wrong with a client's input and what is allowed; becomes a 400 or a close reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,10 +23,10 @@ use tokio::sync::Notify;
 use tokio::time::Interval;
 
 use crate::AppState;
-use crate::encode::Framing;
+use crate::connection::tls;
 use crate::feed::Subscription;
+use crate::feed::encode::Framing;
 use crate::metrics::Transport;
-use crate::tls;
 
 /// The most one read takes from a socket.
 const READ_CHUNK: usize = 16 * 1024;

@@ -7,13 +7,13 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use tokio::time::{Instant, sleep_until};
 
 use crate::AppState;
-use crate::encode::Framing;
+use crate::connection::limits::{self, Kind};
+use crate::connection::peer;
 use crate::error::ApiError;
+use crate::error::json_body;
 use crate::feed::Subscription;
-use crate::http::json_body;
-use crate::limits::{self, Kind};
+use crate::feed::encode::Framing;
 use crate::metrics::Transport;
-use crate::peer;
 use crate::query::Params;
 
 /// Long polling: holds the request until a matching tick after `since` exists, then answers

@@ -4,10 +4,10 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::AppState;
-use crate::encode::Framing;
+use crate::connection::limits;
 use crate::error::ApiError;
-use crate::http::json_body;
-use crate::limits;
+use crate::error::json_body;
+use crate::feed::encode::Framing;
 use crate::metrics::Transport;
 use crate::query::Params;
 
@@ -15,7 +15,7 @@ use crate::query::Params;
 pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let metrics = state.metrics.transport(Transport::Polling);
     metrics.requests.inc();
-    let meter = crate::wire::meter(&req).map(|meter| meter.name());
+    let meter = crate::connection::wire::meter(&req).map(|meter| meter.name());
     state.limits.poll(limits::peer(&req), meter)?;
     let params = Params::parse(req.query_string())?;
     let since = params.since()?;

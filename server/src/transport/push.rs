@@ -4,7 +4,7 @@
 //! - **HTTP/1.1**: the connection is the stream's alone, so the server takes it out of
 //!   actix-http. The answer is a head that says the connection closes, with no length and no
 //!   chunks; once actix-http has written it, the socket goes to the stream's own task
-//!   ([`Taken`], through [`crate::wire::Connection::hand_over`]) and joins the worker's
+//!   ([`Taken`], through [`crate::connection::wire::Connection::hand_over`]) and joins the worker's
 //!   [`super::fanout`], which writes each publish to it as to a WebSocket: one `send` of the
 //!   event shared by every client at the same cursor, no dispatcher woken and no buffers of
 //!   actix-http's kept. The body ends when the connection does.
@@ -38,16 +38,16 @@ use actix_web::http::{ConnectionType, Version, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::AppState;
-use crate::encode::Framing;
+use crate::connection::limits::{self, Kind, Slot};
+use crate::connection::peer;
+use crate::connection::tls;
+use crate::connection::wire::{self, Meter};
 use crate::error::ApiError;
 use crate::feed::Subscription;
-use crate::limits::{self, Kind, Slot};
+use crate::feed::encode::Framing;
+use crate::feed::symbols::SymbolFilter;
 use crate::metrics::Transport;
-use crate::peer;
 use crate::query::Reconnect;
-use crate::symbols::SymbolFilter;
-use crate::tls;
-use crate::wire::{self, Meter};
 
 use super::fanout::{Conn, Ended, Fanout, Stop, handed_over, tick};
 

@@ -4,19 +4,19 @@
 //! sends `Last-Event-ID` and resumes where it stopped; the header wins over `since` in the URL,
 //! which the browser repeats unchanged. `heartbeat` events keep an idle stream alive through
 //! proxies and tell the page the feed is alive; on a metered stream (`meter=`), `wire` events
-//! every second carry the page's wire costs ([`crate::wire`]). How the events travel is
+//! every second carry the page's wire costs ([`crate::connection::wire`]). How the events travel is
 //! [`super::push`]'s: on HTTP/1.1 the worker's fan-out writes them to the socket, taken out of
 //! actix-http; on HTTP/2 the response body takes them from the feed.
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::Bytes;
 
 use crate::AppState;
-use crate::encode::Framing;
+use crate::connection::origin;
+use crate::connection::wire::Meter;
 use crate::error::ApiError;
+use crate::feed::encode::Framing;
 use crate::metrics::Transport;
-use crate::origin;
 use crate::query::{Params, parse_number};
-use crate::wire::Meter;
 
 use super::push::{self, Streamed};
 
@@ -70,6 +70,6 @@ fn wire_event(meter: &Meter) -> Bytes {
 fn heartbeat_event() -> Bytes {
     Bytes::from(format!(
         "event: heartbeat\ndata: {{\"server_time\":{}}}\n\n",
-        crate::clock::now_us()
+        crate::feed::clock::now_us()
     ))
 }

@@ -15,12 +15,12 @@ use bytes::Bytes;
 use tickscope_shared::wire::ServerMessage;
 
 use crate::AppState;
-use crate::encode::Framing;
+use crate::connection::origin;
+use crate::connection::wire::Meter;
 use crate::error::ApiError;
+use crate::feed::encode::Framing;
 use crate::metrics::Transport;
-use crate::origin;
 use crate::query::Params;
-use crate::wire::Meter;
 
 use super::push::{self, Streamed};
 
@@ -64,7 +64,7 @@ fn line(message: &ServerMessage) -> Bytes {
 /// A heartbeat line with the server's clock: the feed is alive even when no tick comes.
 fn heartbeat_line() -> Bytes {
     line(&ServerMessage::Heartbeat {
-        server_time: crate::clock::now_us(),
+        server_time: crate::feed::clock::now_us(),
     })
 }
 

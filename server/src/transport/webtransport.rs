@@ -2,7 +2,7 @@
 //! it carried.
 //!
 //! The endpoint listens on its own UDP port (`--webtransport-addr`) with a certificate the
-//! server makes and rotates ([`crate::certs`]); pages read its URL and the hashes to pin from
+//! server makes and rotates ([`crate::connection::certs`]); pages read its URL and the hashes to pin from
 //! `GET /api/webtransport` ([`info`]).
 //!
 //! A session is opened to `/api/webtransport?since=N&symbols=...&meter=...&reconnect=...`
@@ -27,7 +27,7 @@
 //! every session with 1001. Close codes are WebSocket's, sent as QUIC application codes.
 //!
 //! Wire bytes are QUIC's own count of the session's UDP payloads, both ways
-//! ([`crate::wire::Wire::quic`]).
+//! ([`crate::connection::wire::Wire::quic`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,17 +49,17 @@ use wtransport::error::ConnectionError;
 use wtransport::{Connection, Endpoint, Identity, RecvStream, SendStream, ServerConfig, VarInt};
 
 use crate::AppState;
-use crate::certs::Certificates;
-use crate::clock::now_us;
 use crate::config::Config;
-use crate::encode::Framing;
+use crate::connection::certs::Certificates;
+use crate::connection::limits::{Kind, Slot};
+use crate::connection::origin;
+use crate::connection::wire::{self, Meter};
 use crate::error::ApiError;
 use crate::feed::Subscription;
-use crate::limits::{Kind, Slot};
+use crate::feed::clock::now_us;
+use crate::feed::encode::Framing;
 use crate::metrics::Transport;
-use crate::origin;
 use crate::query::{InputError, Params};
-use crate::wire::{self, Meter};
 
 use super::websocket::{self, MessageBudget};
 
@@ -301,7 +301,7 @@ pub async fn serve(bound: Bound, state: Arc<AppState>) {
 /// A session's parameters, from its URL's query.
 struct Asked {
     since: Option<u64>,
-    filter: crate::symbols::SymbolFilter,
+    filter: crate::feed::symbols::SymbolFilter,
     meter: Option<Arc<Meter>>,
 }
 

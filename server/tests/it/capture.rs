@@ -334,7 +334,7 @@ async fn the_pages_wire_figures_and_metrics_match_a_packet_capture() {
         )
         .await;
         // The switch settles: the last transport's connections close, the clock is measured.
-        let switched_us = tickscope::clock::now_us();
+        let switched_us = tickscope::feed::clock::now_us();
         let first = page_report_after(&browser, switched_us + 3_000_000).await;
         let (scrape0, metrics0) = read_metrics(server.addr).await;
         let last = page_report_after(&browser, first.at + MEASURED_US).await;

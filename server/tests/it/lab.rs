@@ -280,7 +280,7 @@ async fn webtransport_crosses_the_lab_on_udp() {
     let mut lags = Vec::new();
     while chain.ticks() < 300 {
         let batch = session.next_batch().await;
-        let now = tickscope::clock::now_us();
+        let now = tickscope::feed::clock::now_us();
         lags.extend(batch.ticks.iter().map(|tick| now - tick.ts));
         crate::helpers::accept(&mut chain, &batch);
     }

@@ -15,7 +15,7 @@ use actix_service::{Service, ServiceFactory, fn_factory, fn_service};
 use actix_web::dev::ServiceResponse;
 use futures_util::SinkExt;
 
-use crate::tls;
+use crate::connection::tls;
 use crate::transport::websocket::{self, Takeover, Upgrading};
 
 /// A connection handed over with its upgrade request.

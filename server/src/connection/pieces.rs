@@ -18,7 +18,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use bytes::Bytes;
 
-use crate::peer::Watch;
+use crate::connection::peer::Watch;
 
 /// The most a body hands over at once, and the write-buffer fill at which the server flushes.
 pub const PIECE: usize = 4096;

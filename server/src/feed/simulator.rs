@@ -13,9 +13,9 @@ use rand_distr::{Distribution, Exp, Geometric, StandardNormal};
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::now_us;
+use crate::feed::clock::now_us;
+use crate::feed::symbols::Universe;
 use crate::feed::{Feed, TickDraft};
-use crate::symbols::Universe;
 
 /// Seconds in a trading year (252 days of 6.5 hours): the unit volatilities are quoted in.
 const TRADING_YEAR_S: f64 = 252.0 * 6.5 * 3600.0;

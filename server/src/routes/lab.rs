@@ -15,8 +15,9 @@ use tickscope_shared::lab::{self, LabStatus};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
+use crate::AppState;
+use crate::connection::origin;
 use crate::error::ApiError;
-use crate::{AppState, origin};
 
 /// How long the lab has to answer.
 const PATIENCE: Duration = Duration::from_secs(3);

@@ -1,7 +1,7 @@
 //! WebSocket: one full-duplex connection; the client subscribes, the server pushes batches.
 //!
 //! The handshake goes through the app like any request (origin check, limits, the wire
-//! meter); its 101 answer carries a [`Takeover`], and [`crate::upgrade`], which actix-http
+//! meter); its 101 answer carries a [`Takeover`], and [`crate::transport::websocket::upgrade`], which actix-http
 //! hands every upgrade request with its connection, writes the answer and [`spawn`]s [`run`]
 //! on the socket itself: no actix-http dispatcher, no response body and no actix-ws session
 //! between the feed and the socket.
@@ -19,8 +19,10 @@
 //! to send. Bad input closes only that connection, with a code and a reason:
 //! 1003 for binary messages, 1007 for text that is not UTF-8, 1008 for a message that is not a
 //! valid request, 1009 for one over the size limit (refused at the header that declares it,
-//! [`crate::frame_guard`]), 1002 for a broken frame; 1001 when the server shuts down. A
+//! [`crate::connection::frame_guard`]), 1002 for a broken frame; 1001 when the server shuts down. A
 //! connection the server closes is shut down a short grace later ([`CLOSE_GRACE`]).
+
+pub mod upgrade;
 
 use std::future::poll_fn;
 use std::rc::Rc;
@@ -37,22 +39,22 @@ use tokio::time::{Instant, interval_at};
 use tracing::debug;
 
 use crate::AppState;
-use crate::clock::now_us;
-use crate::encode::Framing;
+use crate::connection::frame_guard::{FrameScanner, Refusal};
+use crate::connection::limits::{self, Kind, Slot};
+use crate::connection::origin;
+use crate::connection::peer;
+use crate::connection::tls;
 use crate::error::ApiError;
 use crate::feed::Subscription;
-use crate::frame_guard::{FrameScanner, Refusal};
-use crate::limits::{self, Kind, Slot};
+use crate::feed::clock::now_us;
+use crate::feed::encode::Framing;
 use crate::metrics::Transport;
-use crate::origin;
-use crate::peer;
 use crate::query::{InputError, Params, symbol_filter};
-use crate::tls;
 
 use super::fanout::{Conn, Ended, Fanout, Stop, handed_over, tick};
-use crate::wire::{self, Meter};
+use crate::connection::wire::{self, Meter};
 
-/// Put on a request by [`crate::upgrade`], which takes the connection over once the handshake
+/// Put on a request by [`crate::transport::websocket::upgrade`], which takes the connection over once the handshake
 /// is answered: only such a request can become a WebSocket.
 pub struct Upgrading;
 
@@ -65,7 +67,7 @@ pub struct Takeover {
 }
 
 /// `GET /api/ws`: checks the request and answers 101 with the connection's [`Takeover`];
-/// [`crate::upgrade`] writes the answer and runs the connection.
+/// [`crate::transport::websocket::upgrade`] writes the answer and runs the connection.
 pub async fn handshake(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -407,7 +409,7 @@ async fn answer_all(
                 match decode(text).map_err(|err| Some(reason(CloseCode::Policy, &err.0)))? {
                     ClientMessage::Subscribe { symbols, since } => {
                         let filter = match symbols {
-                            None => crate::symbols::SymbolFilter::All,
+                            None => crate::feed::symbols::SymbolFilter::All,
                             Some(names) => symbol_filter(
                                 names.iter().map(String::as_str),
                                 state.universe(),

@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
-use crate::wire::{Connection, Frames, Metered};
+use crate::connection::wire::{Connection, Frames, Metered};
 
 /// ALPN, in the server's order of preference. Browsers open WebSockets on connections that
 /// offer only `http/1.1` (actix-http has no RFC 8441 WebSocket over HTTP/2).

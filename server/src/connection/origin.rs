@@ -111,23 +111,6 @@ pub fn check_webtransport(
     }
 }
 
-/// Checks the shape of a configured origin: `*`, or `scheme://host[:port]` with no path.
-pub fn validate(origin: &str) -> Result<(), String> {
-    if origin == "*" {
-        return Ok(());
-    }
-    let valid = origin.split_once("://").is_some_and(|(scheme, rest)| {
-        matches!(scheme, "http" | "https") && !rest.is_empty() && !rest.contains('/')
-    });
-    if valid {
-        Ok(())
-    } else {
-        Err(format!(
-            "{origin:?} is not an origin; write it as scheme://host[:port], like https://app.example.com"
-        ))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use actix_web::test::TestRequest;
@@ -219,21 +202,6 @@ mod tests {
             "https://ticks.example:x",
         ] {
             assert!(!sibling(other, "ticks.example:8081", &config), "{other}");
-        }
-    }
-
-    #[test]
-    fn configured_origins_are_checked() {
-        assert!(validate("https://app.example.com").is_ok());
-        assert!(validate("http://127.0.0.1:8081").is_ok());
-        assert!(validate("*").is_ok());
-        for bad in [
-            "app.example.com",
-            "https://app.example.com/path",
-            "ftp://x",
-            "https://",
-        ] {
-            assert!(validate(bad).is_err(), "{bad}");
         }
     }
 }

@@ -21,7 +21,7 @@
 //! Browsers do not pipeline; a client that does has a head that came early charged to the
 //! request before it. The totals stay exact either way.
 //!
-//! Over TLS ([`crate::tls`]) the counter sits under TLS, so what it counts are the TLS
+//! Over TLS ([`crate::connection::tls`]) the counter sits under TLS, so what it counts are the TLS
 //! records, as a capture of the port shows them. On HTTP/1.1 the handshake is charged to the
 //! connection's first request: opening a connection is a cost of what it was opened for.
 //! HTTP/2 carries many requests at once on one connection, so there the handshake is `other`
@@ -33,34 +33,31 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::io;
 use std::net::IpAddr;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::Service;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpMessage, HttpRequest, ResponseError};
-use futures_util::future::Either;
+use actix_web::{HttpMessage, HttpRequest};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tickscope_shared::wire::WireReport;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::clock::now_us;
 use crate::error::ApiError;
+use crate::feed::clock::now_us;
 use crate::metrics::Transport;
 
+mod attribute;
 mod h2;
+mod metered;
+
+pub use attribute::attribute;
+use attribute::parse_meter;
 pub use h2::Frames;
+pub use metered::Metered;
 
 /// Meters kept at most, in all and per client address: a page uses one per transport it
 /// runs, so these only bound what a client that makes up names can make the server hold.
@@ -377,7 +374,7 @@ pub struct Connection {
 }
 
 /// What takes a connection's socket after its last response ([`Connection::hand_over`]).
-pub type Handover = Box<dyn FnOnce(crate::tls::Io)>;
+pub type Handover = Box<dyn FnOnce(crate::connection::tls::Io)>;
 
 impl Connection {
     /// The accounts of `req`'s connection.
@@ -472,7 +469,7 @@ impl Connection {
     }
 
     /// Once the current response is written (one that closes the connection), its socket
-    /// goes to `to` instead of being shut down ([`crate::tls::Io`]'s shutdown). If the
+    /// goes to `to` instead of being shut down ([`crate::connection::tls::Io`]'s shutdown). If the
     /// connection ends first, `to` is dropped unused.
     pub fn hand_over(&self, to: Handover) {
         *self.handover.borrow_mut() = Some(to);
@@ -498,187 +495,6 @@ impl Drop for Connection {
             }
         }
     }
-}
-
-/// A connection's socket, counting every byte that crosses it.
-pub struct Metered<T> {
-    io: T,
-    connection: Rc<Connection>,
-}
-
-impl<T> Metered<T> {
-    pub fn new(io: T, connection: Rc<Connection>) -> Self {
-        Self { io, connection }
-    }
-
-    pub fn connection(&self) -> &Rc<Connection> {
-        &self.connection
-    }
-
-    pub fn get_ref(&self) -> &T {
-        &self.io
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Metered<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.io).poll_read(cx, buf);
-        let read = buf.filled().len() - before;
-        if read > 0 {
-            self.connection.received(read as u64);
-        }
-        result
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.io).poll_write(cx, buf);
-        if let Poll::Ready(Ok(written)) = result {
-            self.connection.sent(written as u64);
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(written)) = result {
-            self.connection.sent(written as u64);
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-}
-
-/// The longest meter name: 16 hex digits, a 64-bit number.
-const MAX_METER_DIGITS: usize = 16;
-
-/// Middleware, outermost (`App::wrap_fn`): charges each request's bytes to its transport and
-/// meter (see the module comment), and gives a metered request's answer its meter's report in
-/// the `tickscope-wire` header. A bad `meter=` or `transport=` is answered 400.
-///
-/// The charge is settled here, in the service call, not in the future it returns: actix-http
-/// makes that call for each HTTP/2 request in the order the client opened their streams,
-/// which is how a stream is matched to its request ([`h2`]).
-pub fn attribute<S, B>(
-    wire: &Wire,
-    req: ServiceRequest,
-    service: &S,
-) -> impl Future<Output = Result<ServiceResponse, actix_web::Error>> + use<S, B>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody + 'static,
-{
-    let mut meter = None;
-    if let Some(connection) = req.conn_data::<Rc<Connection>>().cloned() {
-        match charge(wire, &req) {
-            Ok(charge) => {
-                meter = charge.meter.clone();
-                req.extensions_mut().insert(Metering(meter.clone()));
-                connection.begin(charge);
-            }
-            Err(err) => {
-                connection.begin(Charge {
-                    account: Account::of_path(req.path()).unwrap_or(Account::Other),
-                    meter: None,
-                });
-                let response = req.into_response(err.error_response());
-                return Either::Left(std::future::ready(Ok(response)));
-            }
-        }
-    }
-    let call = service.call(req);
-    Either::Right(async move {
-        let mut response = call.await?.map_into_boxed_body();
-        if let Some(meter) = meter {
-            let value = HeaderValue::from_str(&meter.report().to_header())
-                .expect("a report's header is ASCII digits and punctuation");
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static(WireReport::HEADER), value);
-        }
-        Ok(response)
-    })
-}
-
-/// What `req` is charged to, from its path and its `meter=` and `transport=` parameters.
-fn charge(wire: &Wire, req: &ServiceRequest) -> Result<Charge, ApiError> {
-    let mut meter_name = None;
-    let mut transport = None;
-    for pair in req.query_string().split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "meter" => meter_name = Some(parse_meter(value)?),
-            "transport" => transport = Some(parse_transport(value)?),
-            _ => {}
-        }
-    }
-    let account = match Account::of_path(req.path()) {
-        Some(account) => account,
-        // A clock exchange is the cost of the transport it is for.
-        None if req.path() == "/api/time" => transport.map_or(Account::Other, Account::Transport),
-        None => Account::Other,
-    };
-    let meter = match (meter_name, req.peer_addr()) {
-        (Some(name), Some(peer)) => wire.meter(peer.ip(), name),
-        _ => None,
-    };
-    if let Some(meter) = &meter {
-        meter.requests.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(Charge { account, meter })
-}
-
-fn parse_meter(value: &str) -> Result<u64, ApiError> {
-    let bad = || {
-        ApiError::BadRequest(format!(
-            "meter must be 1 to {MAX_METER_DIGITS} hex digits naming the page's meter, \
-             not {value:?}"
-        ))
-    };
-    if value.is_empty()
-        || value.len() > MAX_METER_DIGITS
-        || !value.bytes().all(|byte| byte.is_ascii_hexdigit())
-    {
-        return Err(bad());
-    }
-    u64::from_str_radix(value, 16).map_err(|_| bad())
-}
-
-fn parse_transport(value: &str) -> Result<Transport, ApiError> {
-    Transport::ALL
-        .into_iter()
-        .find(|transport| transport.as_str() == value)
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "transport must be one of polling, long_polling, websocket, sse, stream, webtransport, not {:?}",
-                value.chars().take(32).collect::<String>()
-            ))
-        })
 }
 
 #[cfg(test)]
@@ -775,16 +591,5 @@ mod tests {
             1,
             "every idle meter forgotten, the new one kept"
         );
-    }
-
-    #[test]
-    fn meter_and_transport_parameters_are_checked() {
-        assert_eq!(parse_meter("00ff").ok(), Some(255));
-        assert_eq!(parse_meter("ffffffffffffffff").ok(), Some(u64::MAX));
-        for bad in ["", "x", "1ffffffffffffffff", "-1", "+1"] {
-            assert!(parse_meter(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(parse_transport("sse").ok(), Some(Transport::Sse));
-        assert!(parse_transport("carrier-pigeon").is_err());
     }
 }

@@ -416,7 +416,7 @@ mod tests {
     use std::cell::RefCell;
 
     use super::*;
-    use crate::wire::Account;
+    use crate::connection::wire::Account;
 
     fn frame(kind: u8, flags: u8, stream: u32, payload: usize) -> Vec<u8> {
         let mut bytes = (payload as u32).to_be_bytes()[1..].to_vec();

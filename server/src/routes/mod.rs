@@ -1,16 +1,18 @@
 //! The HTTP endpoints: reference data, clock, health, metrics, the built browser app, and the
 //! routes of the four transports ([`crate::transport`]).
 
+pub mod lab;
+
 use actix_web::http::header::{self, ContentType};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use tickscope_shared::wire::{History, Origins, ServerTime, SymbolList};
 
-use crate::clock::now_us;
 use crate::cluster::ClusterHealth;
-use crate::encode;
-use crate::error::ApiError;
+use crate::error::{ApiError, json_body};
 use crate::feed::CANDLE_HISTORY_S;
+use crate::feed::clock::now_us;
+use crate::feed::encode;
 use crate::query::{InputError, Params};
 use crate::{AppState, Config, Role, transport};
 
@@ -42,8 +44,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, role: Role) {
                 "/webtransport",
                 web::get().to(transport::webtransport::info),
             )
-            .route("/lab", web::get().to(crate::lab::status))
-            .route("/lab", web::post().to(crate::lab::switch))
+            .route("/lab", web::get().to(crate::routes::lab::status))
+            .route("/lab", web::post().to(crate::routes::lab::switch))
             .default_service(web::to(api_not_found)),
     );
 }
@@ -85,13 +87,6 @@ async fn api_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         req.method(),
         req.path()
     )))
-}
-
-pub(crate) fn json_body(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body)
 }
 
 async fn symbols(state: web::Data<AppState>) -> HttpResponse {

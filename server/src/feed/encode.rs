@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::feed::BatchSlice;
+use super::tick::BatchSlice;
 
 /// How a batch is wrapped for its transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

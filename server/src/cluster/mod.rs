@@ -37,10 +37,11 @@ use tokio::time::sleep;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::clock::now_us;
 use crate::config::{Config, Role};
+use crate::feed::clock::now_us;
+use crate::feed::symbols::{Listing, Universe};
 use crate::feed::{Feed, IngestTick, StoredTick, TickDraft};
-use crate::symbols::{Listing, Universe};
+use crate::metrics::Metrics;
 
 /// Subjects of the ticks: `ticks.<SYMBOL>`.
 const SUBJECT_PREFIX: &str = "ticks";
@@ -77,7 +78,7 @@ pub struct ClusterStatus {
     pub metrics: ClusterMetrics,
 }
 
-/// The cluster's Prometheus series; registered by [`crate::metrics::Metrics::cluster`].
+/// The cluster's Prometheus series; registered by [`ClusterMetrics::register`].
 #[derive(Clone, Default)]
 pub struct ClusterMetrics {
     pub broker_connected: Gauge,
@@ -93,6 +94,55 @@ pub struct ClusterMetrics {
     pub publish_errors: Counter,
     /// Generator: ticks made but not yet stored in the stream.
     pub backlog_ticks: Gauge,
+}
+
+impl ClusterMetrics {
+    /// Registers the series of a generator or an edge in `metrics` and hands them out.
+    pub fn register(metrics: &mut Metrics) -> Self {
+        let cluster = Self::default();
+        let registry = metrics.registry();
+        registry.register(
+            "broker_connected",
+            "1 while connected to NATS",
+            cluster.broker_connected.clone(),
+        );
+        registry.register(
+            "broker_disconnects",
+            "Times the NATS connection was lost",
+            cluster.broker_disconnects.clone(),
+        );
+        registry.register(
+            "feed_stale",
+            "1 while the generator has sent neither a tick nor a heartbeat within --stale-after-ms",
+            cluster.feed_stale.clone(),
+        );
+        registry.register(
+            "feed_age_ms",
+            "Milliseconds since the generator last sent a tick or a heartbeat",
+            cluster.feed_age_ms.clone(),
+        );
+        registry.register(
+            "broker_ticks",
+            "Ticks stored in the stream (generator) or taken from it (edge)",
+            cluster.broker_ticks.clone(),
+        );
+        registry.register(
+            "feed_holes",
+            "Places where ticks were missing from the stream (retention exceeded); clients got gap",
+            cluster.feed_holes.clone(),
+        );
+        registry.register(
+            "broker_publish_errors",
+            "Rounds of publishes to the stream that failed and were retried",
+            cluster.publish_errors.clone(),
+        );
+        registry.register(
+            "broker_backlog_ticks",
+            "Ticks made but not yet stored in the stream",
+            cluster.backlog_ticks.clone(),
+        );
+        cluster
+    }
 }
 
 /// The health of the cluster side, as `/healthz` shows it.

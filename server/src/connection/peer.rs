@@ -73,7 +73,7 @@ impl Watch {
         }
     }
 
-    /// Leaves the watch with `response`: [`crate::pieces`] moves it into the response's body,
+    /// Leaves the watch with `response`: [`crate::connection::pieces`] moves it into the response's body,
     /// which the connection drops when it ends.
     pub fn attach(self, response: &mut HttpResponse) {
         response.extensions_mut().insert(self);
