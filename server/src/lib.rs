@@ -1,19 +1,17 @@
-//! tickscope's server: one simulated stock-ticker feed, served four ways.
+//! tickscope's server: one simulated stock-ticker feed, served six ways.
 //!
-//! - [`config`]: the settings, from flags and `TICKSCOPE_*` variables;
-//! - [`symbols`]: the listed companies and symbol filters;
-//! - [`simulator`]: the one task that makes ticks (Poisson arrivals, GBM prices);
-//! - [`feed`]: publishing, the retained window, latest quotes, candles, and [`feed::Subscription`],
-//!   a client's cursor into it;
-//! - [`encode`]: batches written from pre-encoded ticks;
-//! - [`http`]: the REST endpoints and the routes; [`transport`]: polling, long polling,
-//!   WebSocket (with [`frame_guard`], frames refused at their header, and [`upgrade`], which
-//!   hands it its connection) and Server-Sent Events, a file each;
-//! - [`query`] and [`error`]: decoding client input and answering its errors;
-//! - [`metrics`]: the Prometheus series; [`peer`]: finding and counting dead peers;
-//! - [`pieces`]: response bodies in pieces, so connections' write buffers stay small;
-//! - [`wire`]: every byte on each connection, both ways, charged to its transport and meter;
-//! - [`cluster`]: the generator and edge roles over NATS JetStream.
+//! The folders follow the layers, each importing only those below it:
+//! - [`feed`]: the simulator, the listed companies, the published ticks with their retained
+//!   window, latest quotes and candles, and the batches framed once per cursor;
+//! - [`transport`]: polling, long polling, WebSocket, Server-Sent Events, HTTP streaming and
+//!   WebTransport, a file or folder each, with the fan-out that writes every publish to the
+//!   push transports' sockets;
+//! - [`connection`]: under every transport: the byte counting on each socket, TLS, dead
+//!   peers, limits, origins, the WebSocket frame guard, certificates;
+//! - [`routes`]: the REST endpoints and the route table;
+//! - [`cluster`]: the generator and edge roles over NATS JetStream;
+//! - [`config`], [`error`], [`query`] and [`metrics`]: the settings, the answers to bad input,
+//!   decoding client input, and the Prometheus series.
 //!
 //! [`run`] takes a bound listener and a shutdown future, so `main` and the tests drive the
 //! same code.

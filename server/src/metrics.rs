@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use crate::query::Reconnect;
 
-/// The four ways the feed travels.
+/// The six ways the feed travels.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Transport {
     Polling,

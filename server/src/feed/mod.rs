@@ -13,6 +13,9 @@
 //! [`Feed::frame_since`] frames such a batch once and hands every one of them a clone of it
 //! (a reference count, not a copy). With thousands of WebSocket clients woken by one publish,
 //! the first frames the batch and the rest share it.
+//!
+//! Beside it: [`simulator`] makes the ticks, [`symbols`] lists the companies and filters them,
+//! [`encode`] writes batches from pre-encoded ticks, [`clock`] reads the wall clock.
 
 pub mod clock;
 pub mod encode;

@@ -1,5 +1,5 @@
 //! The HTTP endpoints: reference data, clock, health, metrics, the built browser app, and the
-//! routes of the four transports ([`crate::transport`]).
+//! routes of the six transports ([`crate::transport`]), and the network lab's switch ([`lab`]).
 
 pub mod lab;
 
