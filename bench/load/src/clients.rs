@@ -22,7 +22,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::de::IgnoredAny;
 use tickscope_shared::cursor::CursorChain;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, MissedTickBehavior, interval_at, timeout};
@@ -32,7 +31,7 @@ use url::Url;
 
 use crate::raw::{self, RawStream};
 use crate::recorder::{LiteBatch, Recorder, now_us};
-use crate::wire::{Counted, WireCount};
+use crate::wire::{Counted, Io, WireCount};
 
 /// Longest a single handshake (or first HTTP answer) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -112,10 +111,6 @@ impl Tls {
         })
     }
 }
-
-/// A client's connection: counted TCP, under TLS for https and wss.
-pub trait Io: AsyncRead + AsyncWrite + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
 
 /// What every client of a run shares.
 pub struct Shared {

@@ -13,7 +13,7 @@ use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use url::Url;
 
-use crate::clients::Io;
+use crate::wire::Io;
 
 /// The most a response head may take.
 const MAX_HEAD: usize = 16 * 1024;

@@ -10,6 +10,10 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+/// A client's connection: counted TCP, under TLS for https and wss.
+pub trait Io: AsyncRead + AsyncWrite + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
+
 /// Bytes both ways over all clients of a run (they all run on one thread).
 #[derive(Debug, Default)]
 pub struct WireCount {

@@ -17,33 +17,13 @@ use super::watchlist::Watchlist;
 use crate::api;
 use crate::backoff;
 use crate::session::{Market, Session};
-use crate::transport::{FeedClient, FeedEvent, Transport, TransportKind, Via, now_us};
+use crate::state::{Mode, SessionStore};
+use crate::transport::{FeedClient, FeedEvent, TransportKind, Via, now_us};
 
 /// How often the page redraws from the session.
 const FRAME: Duration = Duration::from_millis(250);
 /// How long a transport may try to connect before the page says what may hold it.
 const WAIT_HINT_US: i64 = 4_000_000;
-
-/// What the page shows: one transport, or all side by side (with `versions`, each HTTP one
-/// over HTTP/2 and over HTTP/1.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Single(TransportKind),
-    Compare { versions: bool },
-}
-
-impl Mode {
-    /// The transports the mode runs; `webtransport`: whether the server and browser have it.
-    fn transports(self, webtransport: bool) -> Vec<Transport> {
-        match self {
-            Mode::Single(kind) => vec![kind.into()],
-            Mode::Compare { versions } => Transport::compared(versions, webtransport),
-        }
-    }
-}
-
-/// The session, once loaded. Local storage: it holds `Rc`s and never leaves this thread.
-pub type SessionStore = StoredValue<Option<Session>, LocalStorage>;
 
 #[component]
 pub fn App() -> impl IntoView {

@@ -10,10 +10,10 @@ use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 use tickscope_shared::wire::Candle;
 
-use super::app::SessionStore;
 use super::theme::{ACCENT, BACKGROUND, DOWN, MUTED, UP, dark_mesh};
 use crate::api;
 use crate::format::clock_label;
+use crate::state::SessionStore;
 use crate::transport::now_us;
 
 /// The canvas's drawing size in pixels; CSS scales it to the column.

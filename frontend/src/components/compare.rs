@@ -6,10 +6,10 @@ use leptos::prelude::*;
 use plotters::prelude::*;
 use plotters_canvas::CanvasBackend;
 
-use super::app::SessionStore;
 use super::lag_panel::{Figures, figures, lag_cell, lag_us, protocol_cell, wire_cell, wire_total};
 use super::theme::{BACKGROUND, dark_mesh};
 use crate::format;
+use crate::state::SessionStore;
 use crate::stats::PLOT_US;
 use crate::transport::{Transport, TransportKind, Via, now_us};
 

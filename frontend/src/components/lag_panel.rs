@@ -3,8 +3,8 @@
 
 use leptos::prelude::*;
 
-use super::app::SessionStore;
 use crate::format;
+use crate::state::SessionStore;
 use crate::stats::{StatsView, WireView};
 use crate::transport::{Transport, TransportKind, now_us};
 use tickscope_shared::wire::WireReport;

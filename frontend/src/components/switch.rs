@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::app::Mode;
+use crate::state::Mode;
 use crate::transport::TransportKind;
 
 #[component]

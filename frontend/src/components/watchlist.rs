@@ -3,9 +3,9 @@
 
 use leptos::prelude::*;
 
-use super::app::SessionStore;
 use crate::format;
 use crate::session::QuoteRow;
+use crate::state::SessionStore;
 use crate::transport::now_us;
 
 #[component]
