@@ -109,8 +109,8 @@ pub const PROFILES: &[Profile] = &[
         name: "cable",
         title: "Cable",
         emulates: "A home cable line: 20 ms round trip, 50 Mbit/s down, 10 Mbit/s up, no loss.",
-        source: "The figures of issue 15; WebPageTest's connectivity presets (connectivity.ini.sample) \
-                 give cable 28 ms RTT at 5/1 Mbit/s, and cable lines sold today are faster.",
+        source: "WebPageTest's connectivity presets (connectivity.ini.sample) give cable 28 ms \
+                 RTT at 5/1 Mbit/s; cable lines sold today are faster, and this one is.",
         down: Direction {
             delay_ms: 10.0,
             jitter_ms: 0.0,
@@ -131,7 +131,7 @@ pub const PROFILES: &[Profile] = &[
         title: "4G (LTE)",
         emulates: "A phone on LTE: 70 ms round trip with 5 ms of jitter on the way down, \
                    0.5% random loss, 20 Mbit/s down, 5 Mbit/s up.",
-        source: "The figures of issue 15; WebPageTest's LTE preset has the same 70 ms RTT \
+        source: "WebPageTest's LTE preset has the same 70 ms RTT \
                  (at 12 Mbit/s). The jitter is the downlink's, where the radio's scheduling \
                  and retransmissions are: with jitter both ways, no clock exchange can tell \
                  the directions apart, and the page's offset (so its lag) would be off by half \
@@ -156,8 +156,8 @@ pub const PROFILES: &[Profile] = &[
         title: "3G",
         emulates: "A phone on 3G: 200 ms round trip, 1% random loss, 1.5 Mbit/s down, \
                    0.5 Mbit/s up.",
-        source: "The figures of issue 15; WebPageTest's 3G presets span 150 ms (fast, \
-                 1.6 Mbit/s) to 400 ms (slow, 0.4 Mbit/s) RTT.",
+        source: "Between WebPageTest's 3G presets, which span 150 ms (fast, 1.6 Mbit/s) to \
+                 400 ms (slow, 0.4 Mbit/s) RTT.",
         down: Direction {
             delay_ms: 100.0,
             jitter_ms: 0.0,
@@ -201,7 +201,7 @@ pub const PROFILES: &[Profile] = &[
         emulates: "A crowded Wi-Fi: 4 ms round trip, 3% loss in bursts (Gilbert-Elliott: \
                    bad spells of 10 ms on average, one every 280 ms, losing 84% of the \
                    packets inside), 30 Mbit/s each way.",
-        source: "The figures of issue 15; the burst model is Gilbert-Elliott's two states \
+        source: "No preset has bursty loss; the burst model is Gilbert-Elliott's two states \
                  (netem's `loss gemodel` moves them per packet; here they last a time).",
         down: Direction {
             delay_ms: 2.0,

@@ -4,7 +4,7 @@
 //! actix-http 3.20 (`ws::Parser::parse` in `src/ws/frame.rs`) compares a frame's declared
 //! length with its limit only once the whole frame has arrived: until then it answers "not
 //! enough data", and a reader that keeps appending what the client sends (as actix-ws 0.4's
-//! `MessageStream` did, which this server used until issue 16) holds it all: a client that
+//! `MessageStream` did, which this server used before it ran WebSockets on their own socket) holds it all: a client that
 //! declared 2^40 bytes and streamed made the server hold 200 MiB for 200 MiB sent.
 //! [`FrameScanner`] follows the frame boundaries as the bytes pass through, holding at most one
 //! header's 14 bytes, and refuses ([`Refusal`]) as soon as a header's length field is complete

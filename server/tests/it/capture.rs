@@ -1,4 +1,4 @@
-//! The page's wire figures and `/metrics` against a packet capture (issue 14): headless
+//! The page's wire figures and `/metrics` against a packet capture: headless
 //! Chromium runs the app in each transport for 20 s while tcpdump records the server's port;
 //! the TCP payload bytes the capture holds, each way, must match what the page shows and what
 //! `/metrics` counts within 3% (for `/metrics`, of what crossed between its two renderings,

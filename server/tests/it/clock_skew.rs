@@ -1,4 +1,4 @@
-//! Lag stays true when the server's clock is off (issue 14): the server runs with its wall
+//! Lag stays true when the server's clock is off: the server runs with its wall
 //! clock 50 ms ahead (libfaketime; tokio's monotonic timers untouched) beside one with the
 //! true clock. The page must read the offset as 50 ± 1 ms, and each push transport's p50 lag
 //! must be within 1 ms of the unskewed server's. Needs the built app and Debian's `faketime`.

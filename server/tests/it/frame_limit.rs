@@ -1,5 +1,5 @@
-//! A WebSocket frame that declares more than `--max-ws-message-bytes` is refused at its header
-//! (issue 13): the server closes with 1009 before the payload comes, holds none of it, and
+//! A WebSocket frame that declares more than `--max-ws-message-bytes` is refused at its header:
+//! the server closes with 1009 before the payload comes, holds none of it, and
 //! shuts the connection down a short grace later even while the client goes on sending.
 //! These clients write frames by hand, since no WebSocket library sends such frames.
 

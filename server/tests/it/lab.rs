@@ -1,4 +1,4 @@
-//! The page through the network lab (issue 15): the server runs in the lab's server namespace,
+//! The page through the network lab: the server runs in the lab's server namespace,
 //! headless Chromium on this host reaches it through the emulated 4G link (`lab/`), and the
 //! lag the page shows must be what that path gives. `/api/lab` reads and switches the
 //! profile, and a switch loses no tick. WebTransport's UDP takes the same path. Needs root

@@ -1,4 +1,4 @@
-//! HTTP streaming (`/api/stream`, issue 17): newline-delimited JSON in one long response, read
+//! HTTP streaming (`/api/stream`): newline-delimited JSON in one long response, read
 //! as a plain HTTP client reads it. The chain holds, a new stream resumes from a cursor, an old
 //! cursor gets a gap, bad input gets a 400 with `{"error"}`, a page of another site gets a 403,
 //! heartbeats and wire reports come as lines, and shutdown ends the stream.

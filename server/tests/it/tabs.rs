@@ -1,4 +1,4 @@
-//! The six-connection case (issue 17). On HTTP/1.1 Chromium opens at most six connections to
+//! The six-connection case. On HTTP/1.1 Chromium opens at most six connections to
 //! one site, and each tab streaming over SSE holds one. With six such tabs, a seventh tab's
 //! SSE cannot connect; the page must say why instead of showing "connecting" for good, and
 //! connect once a connection is free. On HTTP/2 every request of every tab shares one

@@ -1,4 +1,4 @@
-//! HTTPS (issue 17): `--tls-cert`/`--tls-key` serve the API over TLS with HTTP/2 and
+//! HTTPS: `--tls-cert`/`--tls-key` serve the API over TLS with HTTP/2 and
 //! HTTP/1.1 by ALPN, and the wire bytes of each request are the TLS records that carried it.
 //!
 //! The clients are real: curl (nghttp2) for the protocol a stock client gets, and a hyper

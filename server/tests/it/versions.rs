@@ -1,4 +1,4 @@
-//! HTTP/1.1 beside HTTP/2 in one page (issue 17): a browser uses one protocol per origin, so
+//! HTTP/1.1 beside HTTP/2 in one page: a browser uses one protocol per origin, so
 //! `--http1-addr` serves the same app on a second HTTPS port that offers only HTTP/1.1, and
 //! compare mode runs each HTTP transport on both origins. The second port answers the main
 //! port's pages (CORS, Resource Timing, streams) and no one else's.

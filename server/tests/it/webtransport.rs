@@ -1,4 +1,4 @@
-//! WebTransport over HTTP/3 (issue 18), through a real WebTransport client (wtransport over
+//! WebTransport over HTTP/3, through a real WebTransport client (wtransport over
 //! quinn, the kernel's UDP on loopback): the page's pinning information, the chain across
 //! streams that may arrive out of order, resume, gap, pongs, heartbeats and wire reports on
 //! the control stream, refusals and bad input, certificate rotation, and shutdown.

@@ -1,4 +1,4 @@
-//! Wire bytes (issue 14): what the server charges each transport and meter is every byte on
+//! Wire bytes: what the server charges each transport and meter is every byte on
 //! the connection, both ways. These clients count what they write and read on a bare TCP
 //! socket, so the server's figures are checked to the byte.
 
