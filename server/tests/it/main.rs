@@ -9,6 +9,7 @@ mod chromedriver;
 mod clock_skew;
 mod cluster;
 mod dead_peer;
+mod docs;
 mod frame_limit;
 mod helpers;
 mod lab;
