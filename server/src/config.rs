@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-/// What one tickscope process does; see the README's "Scale-out" section.
+/// What one tickscope process does; see docs/SCALE-OUT.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
     /// Simulator and edge in one process, over the in-process feed; no broker.

@@ -6,7 +6,7 @@
 //! The load generator's own rather than hyper's client, which it uses for everything else:
 //! the lag it reports must be the transport's. Through hyper, a body's data goes from the
 //! connection's future to the body through a channel, and on 1,000 streams that hand-over
-//! set the tail of the lag measured, not the server (README, "Against Bun"). A WebSocket's
+//! set the tail of the lag measured, not the server (docs/DEVELOPING.md, "Choices"). A WebSocket's
 //! frames are read as they arrive; this reads an event the same way.
 
 use bytes::{Buf, BytesMut};

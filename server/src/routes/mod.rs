@@ -83,7 +83,7 @@ async fn generator_api() -> Result<HttpResponse, ApiError> {
 
 async fn api_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!(
-        "no endpoint {} {}; see the README for the API",
+        "no endpoint {} {}; see docs/API.md for the API",
         req.method(),
         req.path()
     )))

@@ -179,7 +179,7 @@ async fn the_page_through_4g_shows_the_paths_lag_and_a_network_switch_loses_noth
     .await;
     assert!(chain.contains(" 0 gaps · 0 breaks"), "{chain}");
 
-    // Compare mode on 4G, the picture the README shows.
+    // Compare mode on 4G, the picture docs/LAB.md shows.
     click(&browser, "[data-testid=network-4g]").await;
     wait_text(
         &browser,

@@ -503,7 +503,7 @@ fn close_for(state: &AppState, stop: Stop) -> Option<CloseReason> {
     }
 }
 
-/// Decodes a client message; the error names what was wrong (the README shows the shapes).
+/// Decodes a client message; the error names what was wrong (docs/API.md shows the shapes).
 pub fn decode(text: &str) -> Result<ClientMessage, InputError> {
     serde_json::from_str(text).map_err(|err| InputError(format!("invalid message: {err}")))
 }
