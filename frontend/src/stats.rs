@@ -4,7 +4,7 @@
 //! second and per delivered tick.
 //! Plain Rust over timestamps the caller passes, so it is tested without a browser.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 use tickscope_shared::lag::{LagSummary, LagWindow};
 use tickscope_shared::wire::WireReport;
@@ -102,12 +102,16 @@ pub struct WireView {
     pub down_per_tick: Option<f64>,
     pub up_per_tick: Option<f64>,
     pub requests_per_tick: Option<f64>,
-    /// The latest report: the totals since the transport started.
+    /// The totals since the transport started, summed over the edges that counted them;
+    /// `edge` names the one that reported last.
     pub total: WireReport,
+    /// Every edge that has counted some of this transport's bytes: behind a balancer each
+    /// counts only what crossed its own sockets.
+    pub edges: Vec<String>,
 }
 
 /// One wire report as the page got it: when, what, and how many ticks had come by then.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct WireSample {
     at_us: i64,
     report: WireReport,
@@ -129,8 +133,11 @@ pub struct TransportStats {
     total_ticks: u64,
     /// Every tick delivered, with or without a lag (none before the clock is measured).
     delivered: u64,
-    /// The wire reports of the window, and the last one before it as the baseline.
+    /// The wire reports of the window, and the last one before it as the baseline, each
+    /// summed over the edges.
     wire: VecDeque<WireSample>,
+    /// The latest report of each edge (by `edge`; "" for an unnamed one).
+    edges: BTreeMap<String, WireReport>,
     state: ConnState,
     last_heard_us: i64,
     /// Silence after which a live connection counts as stalled.
@@ -159,6 +166,7 @@ impl TransportStats {
                 report: WireReport::default(),
                 ticks: 0,
             }]),
+            edges: BTreeMap::new(),
             state: ConnState::Connecting,
             last_heard_us: now_us,
             stall_after_us,
@@ -194,19 +202,31 @@ impl TransportStats {
         self.heard(at_us);
     }
 
-    /// The server reported the transport's wire totals.
+    /// An edge reported the transport's wire totals (its own share, behind a balancer).
     pub fn wire(&mut self, at_us: i64, report: WireReport) {
+        let edge = report.edge.clone().unwrap_or_default();
         if self
-            .wire
-            .back()
-            .is_some_and(|last| last.report.at >= report.at && report.at != 0)
+            .edges
+            .get(&edge)
+            .is_some_and(|last| last.at >= report.at && report.at != 0)
         {
             // An older report that came late (answers on several connections).
             return;
         }
+        let mut total = WireReport {
+            edge: report.edge.clone(),
+            ..WireReport::default()
+        };
+        self.edges.insert(edge, report);
+        for each in self.edges.values() {
+            total.up += each.up;
+            total.down += each.down;
+            total.requests += each.requests;
+            total.at = total.at.max(each.at);
+        }
         self.wire.push_back(WireSample {
             at_us,
-            report,
+            report: total,
             ticks: self.delivered,
         });
     }
@@ -318,7 +338,13 @@ impl TransportStats {
             down_per_tick: per_tick(down),
             up_per_tick: per_tick(up),
             requests_per_tick: per_tick(requests),
-            total: last.report,
+            total: last.report.clone(),
+            edges: self
+                .edges
+                .keys()
+                .filter(|edge| !edge.is_empty())
+                .cloned()
+                .collect(),
         })
     }
 }
@@ -366,6 +392,7 @@ mod tests {
             down,
             requests,
             at: at_s * S,
+            edge: None,
         }
     }
 
@@ -388,6 +415,7 @@ mod tests {
         assert_eq!(wire.up_per_tick, Some(70.0));
         assert_eq!(wire.requests_per_tick, Some(0.2));
         assert_eq!(wire.total, report(10, 7_000, 10_000, 20));
+        assert!(wire.edges.is_empty());
 
         // A late report older than the last is ignored; the window moves on.
         stats.wire(11 * S, report(9, 1, 1, 1));
@@ -395,6 +423,29 @@ mod tests {
         let wire = stats.view(50 * S, Some(0)).wire.expect("reported");
         assert_eq!(wire.down_per_tick, None, "no tick since the baseline");
         assert!((wire.down_per_s - 4_000.0 / 40.0).abs() < 1e-9, "{wire:?}");
+    }
+
+    #[test]
+    fn behind_a_balancer_each_edges_share_is_added_up() {
+        let mut stats = TransportStats::new(0, 5 * S);
+        let on = |edge: &str, report: WireReport| WireReport {
+            edge: Some(edge.into()),
+            ..report
+        };
+        stats.batch(S, &[0; 10], 500);
+        stats.wire(S, on("a", report(1, 100, 1_000, 1)));
+        stats.batch(2 * S, &[0; 10], 500);
+        stats.wire(2 * S, on("b", report(2, 100, 1_000, 1)));
+        stats.batch(3 * S, &[0; 10], 500);
+        stats.wire(3 * S, on("a", report(3, 200, 2_000, 2)));
+        // A's report of second 1 arriving late changes nothing.
+        stats.wire(3 * S, on("a", report(1, 100, 1_000, 1)));
+        let wire = stats.view(3 * S, Some(0)).wire.expect("reported");
+        assert_eq!(wire.total.down, 3_000);
+        assert_eq!(wire.total.requests, 3);
+        assert_eq!(wire.total.edge.as_deref(), Some("a"));
+        assert_eq!(wire.edges, ["a", "b"]);
+        assert_eq!(wire.down_per_tick, Some(100.0), "{wire:?}");
     }
 
     #[test]

@@ -258,6 +258,19 @@ pub struct Config {
     #[arg(long, env = "TICKSCOPE_WORKERS", default_value_t = 0)]
     pub workers: usize,
 
+    /// This process's name in the `tickscope-edge` header and in wire reports, so a page
+    /// behind a balancer can say which edge answered: letters, digits, `.`, `_`, `-` and `:`.
+    /// Default: the host name and the port, like `web1:8080`.
+    #[arg(long, env = "TICKSCOPE_EDGE_NAME", value_parser = parse_edge_name)]
+    pub edge_name: Option<String>,
+
+    /// Addresses of the reverse proxies in front of this server (comma-separated IPs). A
+    /// request from one of them is counted against the client `X-Forwarded-For` names (its
+    /// last address that is not itself a trusted proxy) in the per-IP limits; from any other
+    /// peer the header is ignored, since a client could write it.
+    #[arg(long, env = "TICKSCOPE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// On shutdown, how long open requests get to finish, in milliseconds.
     #[arg(long, env = "TICKSCOPE_SHUTDOWN_TIMEOUT_MS", default_value_t = 5_000)]
     pub shutdown_timeout_ms: u64,
@@ -304,6 +317,19 @@ impl Config {
         }
     }
 
+    /// `--edge-name`, or the host name and the port this process listens on.
+    pub fn edge_name(&self) -> String {
+        if let Some(name) = &self.edge_name {
+            return name.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .and_then(|name| parse_edge_name(&name).ok())
+            .unwrap_or_else(|| "tickscope".into());
+        format!("{host}:{}", self.addr.port())
+    }
+
     pub fn slow_client_timeout(&self) -> Duration {
         Duration::from_millis(self.slow_client_timeout_ms)
     }
@@ -326,6 +352,21 @@ impl Config {
 
     pub fn sse_heartbeat(&self) -> Duration {
         Duration::from_millis(self.sse_heartbeat_ms)
+    }
+}
+
+fn parse_edge_name(text: &str) -> Result<String, String> {
+    let valid = !text.is_empty()
+        && text.len() <= 64
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'));
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "an edge name is 1 to 64 letters, digits, '.', '_', '-' or ':', got {text:?}"
+        ))
     }
 }
 
@@ -419,6 +460,20 @@ mod tests {
         let config =
             Config::try_parse_from(["tickscope", "--long-poll-timeout-ms", "70000"]).unwrap();
         assert!(config.validate().unwrap_err().contains("above"));
+        let err = Config::try_parse_from(["tickscope", "--edge-name", "a b"]).unwrap_err();
+        assert!(err.to_string().contains("an edge name is"));
+    }
+
+    #[test]
+    fn an_edge_is_named_by_flag_or_by_host_and_port() {
+        let named = Config::try_parse_from(["tickscope", "--edge-name", "edge-a"]).unwrap();
+        assert_eq!(named.edge_name(), "edge-a");
+        let unnamed = Config::try_parse_from(["tickscope", "--addr", "127.0.0.1:9081"]).unwrap();
+        assert!(
+            unnamed.edge_name().ends_with(":9081"),
+            "{}",
+            unnamed.edge_name()
+        );
     }
 
     #[test]

@@ -131,7 +131,10 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     let stop = CancellationToken::new();
     let ready = Arc::new(OnceLock::new());
-    let wire = Wire::new();
+    let wire = Wire::new(
+        &config.edge_name(),
+        connection::forwarded::ClientAddr::new(&config.trusted_proxies),
+    );
     let mut tasks = Vec::new();
     // The simulator is ready at once, before the first request.
     if config.role == Role::All {
@@ -394,7 +397,11 @@ fn app(
         role: config.role,
     });
     let cross_origin = !config.cors_origins.is_empty() || config.http1_addr.is_some();
+    let edge_name: Rc<str> = config.edge_name().into();
     App::new()
+        .wrap(actix_web::middleware::from_fn(move |req, next| {
+            routes::edge::name_the_edge(edge_name.clone(), req, next)
+        }))
         .wrap(actix_web::middleware::from_fn(pieces::in_pieces))
         .wrap(Condition::new(cross_origin, cors(config)))
         .wrap(Condition::new(
@@ -578,6 +585,7 @@ fn cors(config: &Config) -> Cors {
             actix_web::http::header::HeaderName::from_static(
                 tickscope_shared::wire::WireReport::HEADER,
             ),
+            actix_web::http::header::HeaderName::from_static(routes::edge::HEADER),
         ])
         .block_on_origin_mismatch(false)
         .max_age(3600);

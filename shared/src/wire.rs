@@ -173,8 +173,10 @@ pub enum ServerMessage {
 /// the wire so far: TCP payload bytes both ways, counted by the server where they cross the
 /// connection, and the HTTP requests made. `at` is the server's clock (Unix µs) when it was
 /// read; bytes the server wrote after that (such as the answer carrying this report) come in
-/// the next one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// the next one. `edge` names the process that counted them (`--edge-name`): behind a
+/// balancer each edge counts only what crossed its own sockets, so a page adds up the latest
+/// report of every edge.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireReport {
     /// Bytes from the client to the server.
     pub up: u64,
@@ -182,18 +184,25 @@ pub struct WireReport {
     pub down: u64,
     pub requests: u64,
     pub at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
 }
 
 impl WireReport {
     /// The response header HTTP answers carry a meter's report in.
     pub const HEADER: &'static str = "tickscope-wire";
 
-    /// The header's value: `up=1;down=2;requests=3;at=4`.
+    /// The header's value: `up=1;down=2;requests=3;at=4`, then `;edge=NAME` when named.
     pub fn to_header(&self) -> String {
-        format!(
+        let mut value = format!(
             "up={};down={};requests={};at={}",
             self.up, self.down, self.requests, self.at
-        )
+        );
+        if let Some(edge) = &self.edge {
+            value.push_str(";edge=");
+            value.push_str(edge);
+        }
+        value
     }
 
     /// Reads [`WireReport::to_header`]'s form back; `None` if any field is missing or bad.
@@ -207,6 +216,7 @@ impl WireReport {
                 "down" => (report.down, seen) = (number.parse().ok()?, seen | 2),
                 "requests" => (report.requests, seen) = (number.parse().ok()?, seen | 4),
                 "at" => (report.at, seen) = (number.parse().ok()?, seen | 8),
+                "edge" => report.edge = Some(number.to_owned()),
                 _ => {}
             }
         }
@@ -239,12 +249,30 @@ mod tests {
             down: 22,
             requests: 333,
             at: 1_700_000_000_000_000,
+            edge: None,
         };
         assert_eq!(
             report.to_header(),
             "up=1;down=22;requests=333;at=1700000000000000"
         );
-        assert_eq!(WireReport::from_header(&report.to_header()), Some(report));
+        assert_eq!(
+            WireReport::from_header(&report.to_header()),
+            Some(report.clone())
+        );
+        let named = WireReport {
+            edge: Some("web1:8080".into()),
+            ..report.clone()
+        };
+        assert!(named.to_header().ends_with(";edge=web1:8080"));
+        assert_eq!(
+            WireReport::from_header(&named.to_header()),
+            Some(named.clone())
+        );
+        assert!(
+            serde_json::to_string(&named)
+                .unwrap()
+                .ends_with(r#","edge":"web1:8080"}"#)
+        );
         assert_eq!(WireReport::from_header("up=1;down=2;requests=3"), None);
         assert_eq!(WireReport::from_header("up=x;down=2;requests=3;at=4"), None);
         let json = serde_json::to_string(&ServerMessage::Wire(report)).unwrap();

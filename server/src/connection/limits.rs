@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::HttpRequest;
 
+use super::forwarded::ClientAddr;
 use crate::config::Config;
 use crate::error::ApiError;
 
@@ -39,6 +40,7 @@ struct Inner {
     max_per_ip: usize,
     max_long_polls_per_ip: usize,
     min_poll_interval: Duration,
+    clients: ClientAddr,
     state: Mutex<State>,
 }
 
@@ -83,6 +85,7 @@ impl Limits {
                 max_per_ip: limit(config.max_connections_per_ip),
                 max_long_polls_per_ip: limit(config.max_long_polls_per_ip),
                 min_poll_interval: Duration::from_millis(config.min_poll_interval_ms),
+                clients: ClientAddr::new(&config.trusted_proxies),
                 state: Mutex::default(),
             }),
         }
@@ -201,7 +204,14 @@ impl Drop for Slot {
     }
 }
 
-/// The client's address as this server sees it (a proxy's, behind one).
+impl Limits {
+    /// The address a request counts against: its client's, behind a trusted proxy too.
+    pub fn client_ip(&self, req: &HttpRequest) -> IpAddr {
+        self.inner.clients.ip(req.peer_addr(), req.headers())
+    }
+}
+
+/// The connection's peer as this server sees it (a proxy's, behind one).
 pub fn peer(req: &HttpRequest) -> SocketAddr {
     req.peer_addr()
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))

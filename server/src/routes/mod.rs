@@ -1,6 +1,8 @@
 //! The HTTP endpoints: reference data, clock, health, metrics, the built browser app, and the
-//! routes of the six transports ([`crate::transport`]), and the network lab's switch ([`lab`]).
+//! routes of the six transports ([`crate::transport`]), the network lab's switch ([`lab`]),
+//! and what a balancer in front needs ([`edge`]: readiness, the edge's name on each answer).
 
+pub mod edge;
 pub mod lab;
 
 use actix_web::http::header::{self, ContentType};
@@ -16,10 +18,11 @@ use crate::feed::encode;
 use crate::query::{InputError, Params};
 use crate::{AppState, Config, Role, transport};
 
-/// Registers every `/api` route, `/healthz` and `/metrics`; a generator serves no clients, so
-/// it has only the last two.
+/// Registers every `/api` route, `/healthz`, `/readyz` and `/metrics`; a generator serves no
+/// clients, so it has only the last three.
 pub fn routes(cfg: &mut web::ServiceConfig, role: Role) {
     cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(edge::readyz))
         .route("/metrics", web::get().to(metrics));
     if role == Role::Generator {
         cfg.service(web::scope("/api").default_service(web::to(generator_api)));

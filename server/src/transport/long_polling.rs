@@ -7,7 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use tokio::time::{Instant, sleep_until};
 
 use crate::AppState;
-use crate::connection::limits::{self, Kind};
+use crate::connection::limits::Kind;
 use crate::connection::peer;
 use crate::error::ApiError;
 use crate::error::json_body;
@@ -37,7 +37,7 @@ pub async fn long_poll(
     let deadline = Instant::now() + Duration::from_millis(timeout_ms);
     let _slot = state
         .limits
-        .admit(limits::peer(&req).ip(), Kind::LongPoll)?;
+        .admit(state.limits.client_ip(&req), Kind::LongPoll)?;
     let _client = state.metrics.client(Transport::LongPolling);
     // Dropped unanswered when the connection goes: counted if the peer vanished.
     let dead_peer = peer::Watch::new(&req, &state.metrics, Transport::LongPolling);

@@ -38,7 +38,7 @@ use actix_web::http::{ConnectionType, Version, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::AppState;
-use crate::connection::limits::{self, Kind, Slot};
+use crate::connection::limits::{Kind, Slot};
 use crate::connection::peer;
 use crate::connection::tls;
 use crate::connection::wire::{self, Meter};
@@ -242,7 +242,9 @@ pub fn open_streamed(
     streamed: Streamed,
 ) -> Result<HttpResponse, ApiError> {
     let transport = streamed.transport;
-    let slot = state.limits.admit(limits::peer(req).ip(), Kind::Stream)?;
+    let slot = state
+        .limits
+        .admit(state.limits.client_ip(req), Kind::Stream)?;
     if let Some(reason) = reconnect {
         state.metrics.reconnected(transport, reason);
     }
@@ -291,11 +293,13 @@ pub fn open_streamed(
     Ok(response)
 }
 
-/// A streamed answer's head: its media type, and no caching or buffering on the way.
+/// A streamed answer's head: its media type, and no caching, transforming (compressing
+/// middleboxes buffer to compress) or buffering on the way (`X-Accel-Buffering: no` is
+/// nginx's; the proxies we ship configurations for flush streams without being told).
 fn streamed_head(content_type: &str) -> actix_web::HttpResponseBuilder {
     let mut head = HttpResponse::Ok();
     head.content_type(content_type)
-        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header((header::CACHE_CONTROL, "no-cache, no-transform"))
         .insert_header(("X-Accel-Buffering", "no"));
     head
 }

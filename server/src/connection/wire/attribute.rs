@@ -85,7 +85,7 @@ fn charge(wire: &Wire, req: &ServiceRequest) -> Result<Charge, ApiError> {
         None => Account::Other,
     };
     let meter = match (meter_name, req.peer_addr()) {
-        (Some(name), Some(peer)) => wire.meter(peer.ip(), name),
+        (Some(name), Some(peer)) => wire.meter(wire.clients.ip(Some(peer), req.headers()), name),
         _ => None,
     };
     if let Some(meter) = &meter {

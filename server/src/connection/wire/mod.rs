@@ -46,6 +46,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use tickscope_shared::wire::WireReport;
 
+use super::forwarded::ClientAddr;
 use crate::error::ApiError;
 use crate::feed::clock::now_us;
 use crate::metrics::Transport;
@@ -144,6 +145,8 @@ struct WireLabel {
 #[derive(Debug, Default)]
 pub struct Meter {
     name: u64,
+    /// The edge that counts it, named in its reports.
+    edge: Arc<str>,
     up: AtomicU64,
     down: AtomicU64,
     requests: AtomicU64,
@@ -164,6 +167,7 @@ impl Meter {
             down: self.down.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             at: now_us(),
+            edge: Some(self.edge.to_string()),
         }
     }
 }
@@ -182,10 +186,16 @@ pub struct Wire {
     counters: [[Counter; 2]; 7],
     meters: Mutex<Meters>,
     started: Instant,
+    /// This process's name (`--edge-name`), which every meter's report carries.
+    edge: Arc<str>,
+    /// Who a request's client is, for the meters per address.
+    clients: ClientAddr,
 }
 
 impl Wire {
-    pub fn new() -> Arc<Self> {
+    /// The accounts of the process named `edge`, which finds clients behind proxies with
+    /// `clients`.
+    pub fn new(edge: &str, clients: ClientAddr) -> Arc<Self> {
         let totals = Family::<WireLabel, Counter>::default();
         let counters = Account::ALL.map(|account| {
             [Direction::Down, Direction::Up].map(|direction| {
@@ -202,6 +212,8 @@ impl Wire {
             counters,
             meters: Mutex::new(Meters::default()),
             started: Instant::now(),
+            edge: edge.into(),
+            clients,
         })
     }
 
@@ -288,6 +300,7 @@ impl Wire {
                 }
                 let meter = Arc::new(Meter {
                     name,
+                    edge: self.edge.clone(),
                     ..Meter::default()
                 });
                 meters.by_name.insert((ip, name), meter.clone());
@@ -502,7 +515,7 @@ mod tests {
     use super::*;
 
     fn connection() -> (Arc<Wire>, Rc<Connection>) {
-        let wire = Wire::new();
+        let wire = Wire::new("test", ClientAddr::default());
         let connection = wire.connection();
         (wire, connection)
     }
@@ -560,7 +573,7 @@ mod tests {
 
     #[test]
     fn meters_are_bounded_per_address_and_forgotten_when_idle() {
-        let wire = Wire::new();
+        let wire = Wire::new("test", ClientAddr::default());
         let ip: IpAddr = "127.0.0.9".parse().unwrap();
         let other: IpAddr = "127.0.0.10".parse().unwrap();
         let held: Vec<_> = (0..MAX_METERS_PER_IP as u64)

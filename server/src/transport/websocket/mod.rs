@@ -40,7 +40,7 @@ use tracing::debug;
 
 use crate::AppState;
 use crate::connection::frame_guard::{FrameScanner, Refusal};
-use crate::connection::limits::{self, Kind, Slot};
+use crate::connection::limits::{Kind, Slot};
 use crate::connection::origin;
 use crate::connection::peer;
 use crate::connection::tls;
@@ -83,7 +83,9 @@ pub async fn handshake(
             "a WebSocket opens over HTTP/1.1 (this server has no WebSocket over HTTP/2)".into(),
         ));
     }
-    let slot = state.limits.admit(limits::peer(&req).ip(), Kind::Stream)?;
+    let slot = state
+        .limits
+        .admit(state.limits.client_ip(&req), Kind::Stream)?;
     if let Some(reason) = reconnect {
         state.metrics.reconnected(Transport::WebSocket, reason);
     }

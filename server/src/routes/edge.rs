@@ -1,0 +1,83 @@
+//! An edge behind a balancer: `/readyz`, which says whether this process can serve (a
+//! balancer's health check), and the `tickscope-edge` header, which names the process that
+//! answered and shows what the request looked like when it arrived, so a page can tell that a
+//! proxy is in its path.
+
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, web};
+use serde::Serialize;
+
+use crate::connection::forwarded;
+use crate::error::ApiError;
+use crate::{AppState, Role};
+
+/// The header every answer carries: `NAME; host=HOST; via=HEADER`, with the edge's name
+/// (`--edge-name`), the `Host` the request arrived with, and the header that shows a proxy
+/// carried it (`via`, `forwarded` or `x-forwarded-for`) when there is one.
+pub const HEADER: &str = "tickscope-edge";
+
+/// Names the edge on every answer (see [`HEADER`]).
+pub async fn name_the_edge(
+    name: std::rc::Rc<str>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let mut value = name.to_string();
+    if let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|host| host.to_str().ok())
+    {
+        value.push_str("; host=");
+        value.push_str(host);
+    }
+    if let Some(via) = forwarded::evidence(req.headers()) {
+        value.push_str("; via=");
+        value.push_str(via);
+    }
+    let mut res = next.call(req).await?;
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        res.headers_mut()
+            .insert(HeaderName::from_static(HEADER), value);
+    }
+    Ok(res)
+}
+
+#[derive(Serialize)]
+struct Ready {
+    ready: bool,
+}
+
+/// `GET /readyz`: 200 while this process can serve its role; 503 with the reason while it
+/// cannot (an edge without NATS or with a stale feed, a generator without NATS), so a
+/// balancer sends requests elsewhere. Before the state is ready the gate answers 503
+/// "starting" for it. `/healthz` stays 200 throughout: the process is alive.
+pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if let Some(status) = &state.cluster {
+        let health = status.health(&state.feed);
+        let reason = if health.broker == "disconnected" {
+            Some("NATS is disconnected".to_owned())
+        } else if state.config.role == Role::Edge && health.feed == "stale" {
+            Some(format!(
+                "the feed is stale: no tick or generator heartbeat for {} ms",
+                health.feed_age_ms
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(ApiError::Unavailable {
+                message: format!("not ready: {reason}"),
+                retry_after: Duration::from_secs(1),
+            });
+        }
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(Ready { ready: true }))
+}
