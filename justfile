@@ -71,6 +71,36 @@ cluster: (setup "--nats") build-app
     echo "nats-server log: target/cluster/nats.log. Ctrl-C stops everything."
     wait -n
 
+# Deploy as production does, on this machine: nats-server, a generator, two edges and PROXY (nginx, haproxy or caddy, with deploy/'s configuration) at https://localhost:8443; WebTransport goes to the edges on UDP 4433/4434. Ctrl-C stops all
+deploy PROXY="nginx": (setup "--nats" "--proxies") build-app
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case "{{PROXY}}" in nginx|haproxy|caddy) ;; *) echo "PROXY is nginx, haproxy or caddy" >&2; exit 2 ;; esac
+    cargo build --release -p tickscope
+    run=target/deploy/{{PROXY}}
+    rm -rf "$run"; mkdir -p "$run"
+    read -r cert key < <(scripts/localhost-cert.sh target/tls)
+    config=$(LISTEN=127.0.0.1:8443 EDGE_A=127.0.0.1:9081 EDGE_B=127.0.0.1:9082 \
+      CERT=$(realpath "$cert") KEY=$(realpath "$key") deploy/render.sh {{PROXY}} "$run")
+    pids=()
+    trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT
+    nats-server -a 127.0.0.1 -p 14222 -js -sd "$run/nats" >"$run/nats.log" 2>&1 & pids+=($!)
+    export TICKSCOPE_NATS_URL=nats://127.0.0.1:14222
+    ./target/release/tickscope --role generator --addr 127.0.0.1:8091 2>"$run/generator.log" & pids+=($!)
+    # The page's origin is the proxy's: the edges let it open WebTransport sessions, and
+    # count clients behind the proxy by X-Forwarded-For.
+    edge=(--role edge --static-dir dist --allowed-origins https://localhost:8443,https://127.0.0.1:8443 --trusted-proxies 127.0.0.1)
+    ./target/release/tickscope "${edge[@]}" --edge-name edge-a --addr 127.0.0.1:9081 --webtransport-addr 127.0.0.1:4433 2>"$run/edge-a.log" & pids+=($!)
+    ./target/release/tickscope "${edge[@]}" --edge-name edge-b --addr 127.0.0.1:9082 --webtransport-addr 127.0.0.1:4434 2>"$run/edge-b.log" & pids+=($!)
+    case "{{PROXY}}" in
+      nginx) nginx -c "$(realpath "$config")" -g 'daemon off;' & pids+=($!) ;;
+      haproxy) haproxy -f "$config" -db & pids+=($!) ;;
+      caddy) caddy run --config "$config" --adapter caddyfile 2>"$run/caddy.log" & pids+=($!) ;;
+    esac
+    echo "tickscope behind {{PROXY}}: open https://localhost:8443 (self-signed certificate: the browser asks once)"
+    echo "edges: edge-a 127.0.0.1:9081, edge-b 127.0.0.1:9082 (readiness at /readyz); logs in $run. Ctrl-C stops everything."
+    wait -n
+
 # Run the server and `trunk serve` with live reload at http://127.0.0.1:8081, proxying /api to it
 dev: setup
     #!/usr/bin/env bash

@@ -9,7 +9,9 @@
 # with --nats Debian's nats-server (JetStream) for the scale-out tests and `just cluster`, and
 # with --net iproute2 and curl for the dead-peer tests (clients in a network namespace; the
 # WebSocket one is python3, which every machine has), tcpdump for the packet-capture test of
-# the wire figures, and faketime (libfaketime) for the clock-skew test.
+# the wire figures, and faketime (libfaketime) for the clock-skew test; with --proxies
+# Debian's nginx, haproxy and caddy (`just deploy`, the tests behind real proxies). Their
+# packages' services are not started: tickscope runs each proxy as a process of its own.
 set -euo pipefail
 # shellcheck source=tools.sh
 source "$(dirname "$0")/tools.sh"
@@ -20,12 +22,14 @@ TRUNK_VERSION=0.21.14
 want_browser=false
 want_nats=false
 want_net=false
+want_proxies=false
 for arg in "$@"; do
   case "$arg" in
     --browser) want_browser=true ;;
     --nats) want_nats=true ;;
     --net) want_net=true ;;
-    *) echo "usage: scripts/setup.sh [--browser] [--nats] [--net]" >&2; exit 2 ;;
+    --proxies) want_proxies=true ;;
+    *) echo "usage: scripts/setup.sh [--browser] [--nats] [--net] [--proxies]" >&2; exit 2 ;;
   esac
 done
 
@@ -66,10 +70,22 @@ fi
 if $want_net && ! [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
   debian_packages+=(faketime)
 fi
+if $want_proxies; then
+  for proxy in nginx haproxy caddy; do
+    command -v "$proxy" >/dev/null || [ -x "/usr/sbin/$proxy" ] || debian_packages+=("$proxy")
+  done
+fi
 if [ ${#debian_packages[@]} -gt 0 ]; then
   echo "installing ${debian_packages[*]} from Debian" >&2
   sudo_cmd=""
   [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${debian_packages[@]}"
+  $sudo_cmd apt-get -o DPkg::Lock::Timeout=300 update -qq
+  # policy-rc.d says no to starting services: a proxy's package would start it on :80.
+  policy=/usr/sbin/policy-rc.d
+  if $want_proxies && [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo_cmd tee "$policy" >/dev/null
+    $sudo_cmd chmod +x "$policy"
+    trap '$sudo_cmd rm -f "$policy"' EXIT
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${debian_packages[@]}"
 fi
