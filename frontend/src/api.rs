@@ -6,7 +6,8 @@ use gloo_net::http::Request;
 use serde::de::DeserializeOwned;
 use tickscope_shared::lab::LabStatus;
 use tickscope_shared::wire::{
-    Batch, History, Origins, ServerTime, Snapshot, SymbolList, WebTransportInfo, WireReport,
+    Batch, EdgeHeader, ErrorBody, History, Origins, ServerTime, Snapshot, SymbolList,
+    WebTransportInfo, WireReport,
 };
 
 /// A failure a person can read: what was asked and what went wrong.
@@ -17,6 +18,7 @@ pub struct Answer<T> {
     pub value: T,
     pub bytes: usize,
     pub wire: Option<WireReport>,
+    pub edge: Option<EdgeHeader>,
 }
 
 /// GETs `url` and decodes its JSON, with the body's size and the meter's report.
@@ -34,6 +36,10 @@ async fn get_json<T: DeserializeOwned>(
         .headers()
         .get(WireReport::HEADER)
         .and_then(|value| WireReport::from_header(&value));
+    let edge = response
+        .headers()
+        .get(EdgeHeader::HEADER)
+        .and_then(|value| EdgeHeader::from_header(&value));
     let body = response
         .text()
         .await
@@ -46,11 +52,46 @@ async fn get_json<T: DeserializeOwned>(
         value,
         bytes: body.len(),
         wire,
+        edge,
     })
 }
 
-pub async fn symbols() -> ApiResult<SymbolList> {
-    Ok(get_json("/api/symbols", None).await?.value)
+/// Why a WebSocket handshake to `url` (in its http(s) form) did not open, as far as a page
+/// can learn it: the browser reports no status for a refused handshake, so the same URL is
+/// asked again without the upgrade. The server admits the request as it would a handshake, so
+/// its refusals (429, 503) come back as they are; a 400 "takes a WebSocket upgrade" means the
+/// server is reachable and would have upgraded, and the Upgrade header did not reach it.
+pub async fn websocket_refusal(url: &str) -> String {
+    let response = match Request::get(url).send().await {
+        Ok(response) => response,
+        Err(err) => {
+            return format!(
+                "the WebSocket did not open, and the server does not answer over HTTP either ({err})"
+            );
+        }
+    };
+    let status = response.status();
+    let error = response
+        .json::<ErrorBody>()
+        .await
+        .map(|body| body.error)
+        .unwrap_or_default();
+    if status == 400 && error.contains("takes a WebSocket upgrade") {
+        "this path does not carry WebSocket upgrades: HTTP 400 at the handshake. The server \
+         answers over HTTP, but the Upgrade header does not reach it: a proxy on the way drops \
+         it (nginx needs proxy_http_version 1.1 and the Upgrade and Connection headers, see \
+         docs/DEPLOY.md). Another transport works on this path."
+            .into()
+    } else {
+        format!("the server refused the WebSocket handshake: HTTP {status}: {error}")
+    }
+}
+
+/// The symbols, and the `tickscope-edge` header of their answer: which edge answered, and
+/// what the request looked like when it got there.
+pub async fn symbols() -> ApiResult<(SymbolList, Option<EdgeHeader>)> {
+    let answer = get_json("/api/symbols", None).await?;
+    Ok((answer.value, answer.edge))
 }
 
 pub async fn snapshot() -> ApiResult<Snapshot> {

@@ -585,7 +585,9 @@ fn cors(config: &Config) -> Cors {
             actix_web::http::header::HeaderName::from_static(
                 tickscope_shared::wire::WireReport::HEADER,
             ),
-            actix_web::http::header::HeaderName::from_static(routes::edge::HEADER),
+            actix_web::http::header::HeaderName::from_static(
+                tickscope_shared::wire::EdgeHeader::HEADER,
+            ),
         ])
         .block_on_origin_mismatch(false)
         .max_age(3600);

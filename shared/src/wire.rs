@@ -125,6 +125,64 @@ pub fn batch_after(line: &str) -> Option<u64> {
     rest[..end].parse().ok()
 }
 
+/// The `tickscope-edge` header every answer carries: the edge that answered (`--edge-name`),
+/// the `Host` the request arrived with, and the header that shows a proxy carried it (`via`,
+/// `forwarded` or `x-forwarded-for`). A page behind a proxy that adds none of those still
+/// sees it: `host` is not the host the page asked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EdgeHeader {
+    pub name: String,
+    pub host: Option<String>,
+    pub via: Option<String>,
+}
+
+impl EdgeHeader {
+    pub const HEADER: &'static str = "tickscope-edge";
+
+    /// `NAME; host=HOST; via=HEADER`, the parts after the name only when known.
+    pub fn to_header(&self) -> String {
+        let mut value = self.name.clone();
+        for (key, part) in [("host", &self.host), ("via", &self.via)] {
+            if let Some(part) = part {
+                value.push_str(&format!("; {key}={part}"));
+            }
+        }
+        value
+    }
+
+    /// Reads [`EdgeHeader::to_header`]'s form back; `None` without a name.
+    pub fn from_header(value: &str) -> Option<Self> {
+        let mut parts = value.split(';').map(str::trim);
+        let name = parts.next().filter(|name| !name.is_empty())?.to_owned();
+        let mut header = Self {
+            name,
+            ..Self::default()
+        };
+        for part in parts {
+            match part.split_once('=') {
+                Some(("host", host)) => header.host = Some(host.to_owned()),
+                Some(("via", via)) => header.via = Some(via.to_owned()),
+                _ => {}
+            }
+        }
+        Some(header)
+    }
+
+    /// Whether a proxy carried the request of a page that asked `page_host` (its
+    /// `location.host`), and what shows it.
+    pub fn proxy(&self, page_host: &str) -> Option<String> {
+        if let Some(via) = &self.via {
+            return Some(format!("the edge got {via} headers"));
+        }
+        match &self.host {
+            Some(host) if !host.eq_ignore_ascii_case(page_host) => Some(format!(
+                "the page asked {page_host}, the edge was asked {host}"
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Body of every 4xx answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -280,6 +338,38 @@ mod tests {
             json,
             r#"{"type":"wire","up":1,"down":22,"requests":333,"at":1700000000000000}"#
         );
+    }
+
+    #[test]
+    fn the_edge_header_round_trips_and_shows_a_proxy() {
+        let direct = EdgeHeader {
+            name: "web1:8080".into(),
+            host: Some("localhost:8080".into()),
+            via: None,
+        };
+        assert_eq!(direct.to_header(), "web1:8080; host=localhost:8080");
+        assert_eq!(
+            EdgeHeader::from_header(&direct.to_header()),
+            Some(direct.clone())
+        );
+        assert_eq!(direct.proxy("localhost:8080"), None);
+        // nginx's proxy_pass alone adds nothing but names the upstream as the host.
+        assert!(
+            direct
+                .proxy("localhost:8443")
+                .unwrap()
+                .contains("asked localhost:8443")
+        );
+        let forwarded = EdgeHeader {
+            via: Some("x-forwarded-for".into()),
+            ..direct
+        };
+        assert_eq!(
+            EdgeHeader::from_header("web1:8080; host=localhost:8080; via=x-forwarded-for"),
+            Some(forwarded.clone())
+        );
+        assert!(forwarded.proxy("localhost:8080").is_some());
+        assert_eq!(EdgeHeader::from_header(""), None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::backoff;
 use crate::session::{Market, Session};
 use crate::state::{Mode, SessionStore};
 use crate::transport::{FeedClient, FeedEvent, TransportKind, Via, now_us};
+use tickscope_shared::wire::EdgeHeader;
 
 /// How often the page redraws from the session.
 const FRAME: Duration = Duration::from_millis(250);
@@ -32,6 +33,7 @@ pub fn App() -> impl IntoView {
     let frame = RwSignal::new(0u64);
     let loaded = RwSignal::new(false);
     let load_error = RwSignal::new(None::<String>);
+    let path_note = RwSignal::new(String::new());
     let mode = RwSignal::new(Mode::Single(TransportKind::WebSocket));
     let selected = RwSignal::new(0usize);
     // The server's HTTP/1.1-only origin, when it has one (`--http1-addr`).
@@ -50,7 +52,10 @@ pub fn App() -> impl IntoView {
         let mut attempt = 0;
         let market = loop {
             match load().await {
-                Ok(market) => break market,
+                Ok((market, path)) => {
+                    path_note.set(path);
+                    break market;
+                }
                 Err(err) => {
                     attempt += 1;
                     let wait_ms = backoff::delay_ms(attempt, js_sys::Math::random());
@@ -117,6 +122,7 @@ pub fn App() -> impl IntoView {
             <div class="banner error" data-testid="load-error">{move || load_error.get()}</div>
         </Show>
         <div class="notice" data-testid="notice">{notice}</div>
+        <div class="fine" data-testid="path">{move || path_note.get()}</div>
         {move || {
             let kinds = waiting();
             (!kinds.is_empty()).then(|| {
@@ -170,11 +176,35 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// The symbols and a snapshot to start from.
-async fn load() -> Result<Market, String> {
-    let symbols = api::symbols().await?;
+/// The symbols and a snapshot to start from, and what the path to the server is.
+async fn load() -> Result<(Market, String), String> {
+    let (symbols, edge) = api::symbols().await?;
     let snapshot = api::snapshot().await?;
-    Ok(Market::new(symbols.symbols, &snapshot))
+    Ok((Market::new(symbols.symbols, &snapshot), path(edge)))
+}
+
+/// What the page knows of its path to the server: straight to an edge, or through a proxy,
+/// and so which hop the wire figures describe.
+fn path(edge: Option<EdgeHeader>) -> String {
+    let Some(edge) = edge else {
+        return "Path: unknown (the answer named no edge).".into();
+    };
+    let page_host = web_sys::window()
+        .and_then(|window| window.location().host().ok())
+        .unwrap_or_default();
+    match edge.proxy(&page_host) {
+        None => format!(
+            "Path: straight to edge {}. The wire figures are this browser's connections.",
+            edge.name
+        ),
+        Some(evidence) => format!(
+            "Path: through a proxy ({evidence}); edge {} answered first. The wire figures are \
+             counted at the edges, so here they describe the proxy-to-edge hop, not this \
+             browser's: a page cannot read its own hop (Resource Timing reports no upload \
+             bytes, nothing for a WebSocket, and a stream's size only when it ends).",
+            edge.name
+        ),
+    }
 }
 
 /// Why WebTransport cannot run in this page, or `None` when it can; `served`: whether the

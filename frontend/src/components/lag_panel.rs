@@ -73,6 +73,19 @@ pub fn wire_cell(figures: &Figures, show: fn(&WireView) -> String) -> String {
     figures.view.wire.as_ref().map_or_else(|| "-".into(), show)
 }
 
+/// The edges that counted this transport's bytes, the last to report first: one for a
+/// stream, and behind a round-robin balancer every edge its polls landed on.
+pub fn edges_cell(wire: &WireView) -> String {
+    let last = wire.total.edge.clone().unwrap_or_else(|| "-".into());
+    let others: Vec<&String> = wire.edges.iter().filter(|e| **e != last).collect();
+    if others.is_empty() {
+        last
+    } else {
+        let others: Vec<&str> = others.iter().map(|e| e.as_str()).collect();
+        format!("{last} (and {})", others.join(", "))
+    }
+}
+
 /// A field of the latest wire report, for the page's `data-wire-*` attributes (what the
 /// packet-capture test reads).
 pub fn wire_total(figures: &Option<Figures>, pick: fn(&WireReport) -> i64) -> String {
@@ -131,6 +144,7 @@ pub fn LagPanel(session: SessionStore, frame: RwSignal<u64>, kind: TransportKind
                 <div><span>"long-poll timeouts"</span><strong data-testid="timeouts">{show(|f| format::share(f.view.timeout_share))}</strong></div>
                 <div><span>"reconnects"</span><strong data-testid="reconnects">{show(|f| f.view.reconnects.to_string())}</strong></div>
                 <div><span>"HTTP version"</span><strong data-testid="protocol">{show(protocol_cell)}</strong></div>
+                <div><span>"counted at edge"</span><strong data-testid="edge">{show(|f| wire_cell(f, edges_cell))}</strong></div>
             </div>
             <p class="fine">
                 "Over the last 30 s. Lag is receive time minus the tick's server timestamp, on the server's clock (offset "

@@ -101,6 +101,7 @@ async fn ask(
             value: batch,
             bytes,
             wire,
+            edge: _,
         }) => {
             *attempt = 0;
             let at_us = now_us();

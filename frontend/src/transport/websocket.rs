@@ -1,9 +1,11 @@
 //! WebSocket: one connection, a subscribe message, then batches pushed by the server. Pings
 //! every few seconds give this transport its own clock offset.
 
+use std::cell::RefCell;
+
 use futures::{FutureExt, SinkExt, StreamExt, pin_mut};
-use gloo_net::websocket::Message;
 use gloo_net::websocket::futures::WebSocket;
+use gloo_net::websocket::{Message, State};
 use gloo_timers::future::TimeoutFuture;
 use tickscope_shared::clock::ClockSample;
 use tickscope_shared::wire::{ClientMessage, ServerMessage};
@@ -11,8 +13,10 @@ use tickscope_shared::wire::{ClientMessage, ServerMessage};
 use super::{Emit, FeedEvent, Reconnect, Stop, TransportKind, next_ping_ms, now_us, resuming};
 
 pub(super) async fn run(since: u64, stop: Stop, emit: Emit) {
+    // Why the handshake fails, found once per run of failures (see `api::websocket_refusal`).
+    let refusal = RefCell::new(None::<String>);
     resuming(since, &stop, &emit, async |cursor, reconnect, attempt| {
-        connection(cursor, reconnect, attempt, &stop, &emit).await
+        connection(cursor, reconnect, attempt, &refusal, &stop, &emit).await
     })
     .await;
 }
@@ -34,16 +38,50 @@ fn url(meter: &str, reconnect: Option<Reconnect>) -> String {
 }
 
 /// One connection, until it breaks (`Err` with why) or the client stops (`Ok`).
-/// `reconnect` says why the last one ended, and gets why this one did.
+/// `reconnect` says why the last one ended, and gets why this one did. `attempt` is reset
+/// once the server has sent something: a path that accepts the upgrade and closes at once
+/// still backs off.
 async fn connection(
     cursor: &mut u64,
     reconnect: &mut Option<Reconnect>,
     attempt: &mut u32,
+    refusal: &RefCell<Option<String>>,
     stop: &Stop,
     emit: &Emit,
 ) -> Result<(), String> {
-    let socket = WebSocket::open(&url(&stop.meter, reconnect.take()))
-        .map_err(|err| format!("cannot open WebSocket: {err}"))?;
+    let url = url(&stop.meter, reconnect.take());
+    let mut socket =
+        WebSocket::open(&url).map_err(|err| format!("cannot open WebSocket: {err}"))?;
+    // The handshake: the socket is writable once open, or once it has failed. Nothing is
+    // sent before, and nothing on a socket that failed.
+    let opened = {
+        let handshake = futures::future::poll_fn(|cx| socket.poll_ready_unpin(cx)).fuse();
+        let stopped = stop.wait().fuse();
+        pin_mut!(handshake, stopped);
+        futures::select! {
+            _ = handshake => true,
+            () = stopped => false,
+        }
+    };
+    if !opened {
+        return Ok(());
+    }
+    if !matches!(socket.state(), State::Open) {
+        // A browser tells a page nothing of a refused handshake: ask the server over HTTP
+        // why, once for a run of failures.
+        let known = refusal.borrow().clone();
+        let why = match known {
+            Some(why) => why,
+            None => {
+                let http = url.replacen("ws", "http", 1);
+                let why = crate::api::websocket_refusal(&http).await;
+                *refusal.borrow_mut() = Some(why.clone());
+                why
+            }
+        };
+        return Err(why);
+    }
+    *refusal.borrow_mut() = None;
     let (mut write, mut read) = socket.split();
     let subscribe = ClientMessage::Subscribe {
         symbols: None,
@@ -54,7 +92,6 @@ async fn connection(
         .send(Message::Text(subscribe))
         .await
         .map_err(|err| format!("WebSocket failed: {err}"))?;
-    *attempt = 0;
     emit(FeedEvent::Connected);
     // Resource Timing has no entry for a WebSocket; it is an HTTP/1.1 upgrade on a connection
     // of its own, since the server offers no WebSocket over HTTP/2 (RFC 8441).
@@ -76,6 +113,7 @@ async fn connection(
             message = read.next().fuse() => match message {
                 Some(Ok(Message::Text(text))) => {
                     silence = TimeoutFuture::new(silence_ms).fuse();
+                    *attempt = 0;
                     let at_us = now_us();
                     match serde_json::from_str::<ServerMessage>(&text) {
                         Ok(ServerMessage::Batch(batch)) => {

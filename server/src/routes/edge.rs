@@ -11,39 +11,32 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
+use tickscope_shared::wire::EdgeHeader;
 
 use crate::connection::forwarded;
 use crate::error::ApiError;
 use crate::{AppState, Role};
 
-/// The header every answer carries: `NAME; host=HOST; via=HEADER`, with the edge's name
-/// (`--edge-name`), the `Host` the request arrived with, and the header that shows a proxy
-/// carried it (`via`, `forwarded` or `x-forwarded-for`) when there is one.
-pub const HEADER: &str = "tickscope-edge";
-
-/// Names the edge on every answer (see [`HEADER`]).
+/// Names the edge on every answer: [`EdgeHeader`], with the `Host` the request arrived with
+/// and the header that shows a proxy carried it.
 pub async fn name_the_edge(
     name: std::rc::Rc<str>,
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let mut value = name.to_string();
-    if let Some(host) = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|host| host.to_str().ok())
-    {
-        value.push_str("; host=");
-        value.push_str(host);
-    }
-    if let Some(via) = forwarded::evidence(req.headers()) {
-        value.push_str("; via=");
-        value.push_str(via);
-    }
+    let edge = EdgeHeader {
+        name: name.to_string(),
+        host: req
+            .headers()
+            .get(header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .map(str::to_owned),
+        via: forwarded::evidence(req.headers()).map(str::to_owned),
+    };
     let mut res = next.call(req).await?;
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if let Ok(value) = HeaderValue::from_str(&edge.to_header()) {
         res.headers_mut()
-            .insert(HeaderName::from_static(HEADER), value);
+            .insert(HeaderName::from_static(EdgeHeader::HEADER), value);
     }
     Ok(res)
 }

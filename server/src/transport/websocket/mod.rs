@@ -75,6 +75,12 @@ pub async fn handshake(
     state.metrics.transport(Transport::WebSocket).requests.inc();
     origin::check(&req, &state.config)?;
     let reconnect = Params::parse(req.query_string())?.reconnect()?;
+    // Admission first: a page whose handshake failed asks again without the upgrade (a
+    // browser shows it no status) and learns from the answer whether the server refused it
+    // (429, 503) or the path dropped its Upgrade header (400).
+    let slot = state
+        .limits
+        .admit(state.limits.client_ip(&req), Kind::Stream)?;
     let mut response = actix_http::ws::handshake(req.head()).map_err(|err| {
         ApiError::BadRequest(format!("this endpoint takes a WebSocket upgrade: {err}"))
     })?;
@@ -83,9 +89,6 @@ pub async fn handshake(
             "a WebSocket opens over HTTP/1.1 (this server has no WebSocket over HTTP/2)".into(),
         ));
     }
-    let slot = state
-        .limits
-        .admit(state.limits.client_ip(&req), Kind::Stream)?;
     if let Some(reason) = reconnect {
         state.metrics.reconnected(Transport::WebSocket, reason);
     }
