@@ -93,7 +93,7 @@ deploy PROXY="nginx": (setup "--nats" "--proxies") build-app
     ./target/release/tickscope "${edge[@]}" --edge-name edge-a --addr 127.0.0.1:9081 --webtransport-addr 127.0.0.1:4433 2>"$run/edge-a.log" & pids+=($!)
     ./target/release/tickscope "${edge[@]}" --edge-name edge-b --addr 127.0.0.1:9082 --webtransport-addr 127.0.0.1:4434 2>"$run/edge-b.log" & pids+=($!)
     case "{{PROXY}}" in
-      nginx) nginx -c "$(realpath "$config")" -g 'daemon off;' & pids+=($!) ;;
+      nginx) nginx -c "$(realpath "$config")" -g 'daemon off;' -e "$run/nginx-startup.log" & pids+=($!) ;;
       haproxy) haproxy -f "$config" -db & pids+=($!) ;;
       caddy) caddy run --config "$config" --adapter caddyfile 2>"$run/caddy.log" & pids+=($!) ;;
     esac

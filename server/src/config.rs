@@ -243,6 +243,12 @@ pub struct Config {
     #[arg(long, env = "TICKSCOPE_WEBTRANSPORT_ADDR")]
     pub webtransport_addr: Option<SocketAddr>,
 
+    /// Where browsers reach this process's WebTransport endpoint, as `https://HOST:PORT`,
+    /// when not at the host the page came from: behind a reverse proxy (which does not carry
+    /// WebTransport), each edge's own public name and UDP port.
+    #[arg(long, env = "TICKSCOPE_WEBTRANSPORT_URL", value_parser = parse_webtransport_url)]
+    pub webtransport_url: Option<String>,
+
     /// How long each WebTransport certificate is valid, in seconds: at most 14 days, which is
     /// what browsers accept for a certificate pinned by hash. A successor is made at half its
     /// life and published beside it; the server presents the successor from three quarters on.
@@ -355,6 +361,21 @@ impl Config {
     }
 }
 
+fn parse_webtransport_url(text: &str) -> Result<String, String> {
+    let authority = text.strip_prefix("https://").unwrap_or("");
+    let valid = authority
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        && !authority.contains('/');
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "a WebTransport URL is https://HOST:PORT with no path, got {text:?}"
+        ))
+    }
+}
+
 fn parse_edge_name(text: &str) -> Result<String, String> {
     let valid = !text.is_empty()
         && text.len() <= 64
@@ -462,6 +483,14 @@ mod tests {
         assert!(config.validate().unwrap_err().contains("above"));
         let err = Config::try_parse_from(["tickscope", "--edge-name", "a b"]).unwrap_err();
         assert!(err.to_string().contains("an edge name is"));
+        for bad in ["http://a:1", "https://a", "https://a:1/x", "https://:1"] {
+            let err = Config::try_parse_from(["tickscope", "--webtransport-url", bad]).unwrap_err();
+            assert!(err.to_string().contains("https://HOST:PORT"), "{bad}");
+        }
+        assert!(
+            Config::try_parse_from(["tickscope", "--webtransport-url", "https://[::1]:4433"])
+                .is_ok()
+        );
     }
 
     #[test]

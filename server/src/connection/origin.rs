@@ -95,7 +95,7 @@ pub fn check_webtransport(
         .and_then(|(_, rest)| rest.rsplit_once(':'))
         .zip(authority.rsplit_once(':'))
         .is_some_and(|((origin_name, port), (name, _))| {
-            origin_name.eq_ignore_ascii_case(name)
+            same_host(origin_name, name)
                 && port.parse::<u16>().is_ok_and(|port| {
                     port == config.addr.port()
                         || config.http1_addr.is_some_and(|http1| http1.port() == port)
@@ -109,6 +109,22 @@ pub fn check_webtransport(
              and those of --allowed-origins"
         ))
     }
+}
+
+/// Whether two host names name the same host: equal, or both this machine's loopback
+/// (`localhost`, `127.0.0.1`, `[::1]`), which `/api/webtransport` names by address.
+fn same_host(a: &str, b: &str) -> bool {
+    let loopback = |name: &str| {
+        name.eq_ignore_ascii_case("localhost")
+            || name
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| {
+                    ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST
+                })
+    };
+    a.eq_ignore_ascii_case(b) || (loopback(a) && loopback(b))
 }
 
 #[cfg(test)]
@@ -138,10 +154,12 @@ mod tests {
         assert!(check_webtransport(None, udp, &config).is_ok());
         assert!(check_webtransport(Some("http://127.0.0.1:8080"), udp, &config).is_ok());
         assert!(check_webtransport(Some("https://app.example"), udp, &config).is_ok());
+        // The same machine by name: the page of `localhost` gets the loopback address.
+        assert!(check_webtransport(Some("http://localhost:8080"), udp, &config).is_ok());
         // Another port, another host, another scheme: not a page this server served.
         for origin in [
             "http://127.0.0.1:9999",
-            "http://localhost:8080",
+            "http://127.0.0.2:8080",
             "https://127.0.0.1:8080",
             "null",
         ] {

@@ -230,23 +230,35 @@ pub struct Endpointed {
     pub certificates: Arc<Certificates>,
 }
 
-/// `GET /api/webtransport`: the session URL on the host the page asked by, and the
-/// certificate hashes to pin; 404 when the server has no WebTransport endpoint.
+/// `GET /api/webtransport`: the session URL (`--webtransport-url`, the loopback address the
+/// endpoint listens on, or else the host the page asked by), and the certificate hashes to pin; 404 when the server has no WebTransport endpoint.
 pub async fn info(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let Some(endpoint) = &state.webtransport else {
         return Err(ApiError::NotFound(
             "this server has no WebTransport endpoint (start it with --webtransport-addr)".into(),
         ));
     };
-    let host = req.connection_info().host().to_owned();
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => name,
-        _ => host.as_str(),
+    let url = match (
+        &state.config.webtransport_url,
+        state.config.webtransport_addr,
+    ) {
+        (Some(public), _) => format!("{public}{PATH}"),
+        // On loopback, the address itself: a browser may try only ::1 for `localhost` over
+        // QUIC, where the endpoint listens on 127.0.0.1 (there is no happy eyeballs for it).
+        (None, Some(addr)) if addr.ip().is_loopback() => format!("https://{addr}{PATH}"),
+        (None, _) => {
+            let host = req.connection_info().host().to_owned();
+            let name = match host.rsplit_once(':') {
+                Some((name, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => name,
+                _ => host.as_str(),
+            };
+            format!("https://{name}:{}{PATH}", endpoint.port)
+        }
     };
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(WebTransportInfo {
-            url: format!("https://{name}:{}{PATH}", endpoint.port),
+            url,
             certificate_hashes: endpoint.certificates.hashes(),
         }))
 }

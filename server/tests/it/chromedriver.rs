@@ -94,6 +94,11 @@ impl ChromeDriver {
         self.session(&[], &[]).await
     }
 
+    /// [`Self::browser_with_quic`] with `extra` flags.
+    pub async fn browser_with_quic_and(&self, extra: &[&str]) -> Client {
+        self.session(&[], extra).await
+    }
+
     async fn session(&self, quic: &[&str], extra: &[&str]) -> Client {
         let mut args = vec![
             "--headless".to_string(),
@@ -196,6 +201,24 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
         (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
     }
+}
+
+/// Everything the browser logged since the last call, as (level, message).
+pub async fn browser_log(browser: &Client) -> Vec<(String, String)> {
+    let log = browser
+        .issue_cmd(BrowserLog)
+        .await
+        .expect("reading the browser's log");
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .map(|entry| {
+            (
+                entry["level"].as_str().unwrap_or_default().to_owned(),
+                entry["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// The errors the browser logged since the last call (from the session's first navigation
