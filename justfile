@@ -112,8 +112,8 @@ dev: setup
     trap 'kill $server' EXIT
     trunk serve
 
-# Run every test: unit tests, the server's integration tests (a real nats-server for scale-out), and the app end to end in headless Chromium
-test: (setup "--browser" "--nats" "--net") build-app
+# Run every test: unit tests, the server's integration tests (a real nats-server for scale-out, nginx, HAProxy and Caddy in front), and the app end to end in headless Chromium
+test: (setup "--browser" "--nats" "--net" "--proxies") build-app
     cargo test --workspace
 
 # Formatting and clippy with warnings as errors
@@ -153,7 +153,7 @@ fuzz SECONDS="60":
     done
 
 # Every benchmark: the load matrix (docs/BENCHMARKS.md) and the app's budgets, SECONDS per step
-bench SECONDS="30": (bench-load SECONDS) (bench-cluster) (bench-app SECONDS) (bench-http SECONDS)
+bench SECONDS="30": (bench-load SECONDS) (bench-cluster) (bench-deploy) (bench-app SECONDS) (bench-http SECONDS)
 
 # tickscope and Bun at 1k/5k/10k clients, Node ws and Socket.IO at 1k/5k and tickscope's transports; writes docs/BENCHMARKS.md
 bench-load SECONDS="30":
@@ -165,6 +165,12 @@ bench-load SECONDS="30":
 bench-cluster SECONDS="20": (setup "--nats")
     cargo build --release -p tickscope -p tickscope-load
     bench/cluster.sh {{SECONDS}}
+
+# CLIENTS clients of each transport straight to tickscope and through nginx, HAProxy and Caddy (deploy/'s configurations) in one run, tickscope and the proxy on core 0, the load on core 1; writes docs/BENCHMARKS-deploy.md
+bench-deploy SECONDS="20" CLIENTS="100,1000": (setup "--proxies" "--net")
+    cargo build --release -p tickscope -p tickscope-load
+    bench/deploy.sh {{SECONDS}} {{CLIENTS}}
+    bench/untouched.sh
 
 # The transports across the network lab's profiles (100 clients each, through the link emulator); writes docs/NETWORK.md. Needs root
 bench-net SECONDS="15" PROFILES="none,cable,4g,3g,satellite,wifi-lossy": (setup "--net")

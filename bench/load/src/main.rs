@@ -7,6 +7,7 @@
 //! chart. `just bench` runs the whole matrix.
 
 mod clients;
+mod deploy;
 mod network;
 mod process;
 mod raw;
@@ -50,6 +51,9 @@ enum Command {
     NetReport(network::NetReportArgs),
     /// Write the scale-out page (an edge over NATS against `--role all`) from saved runs.
     ClusterReport(report::ClusterReportArgs),
+    /// Write the page of the transports through nginx, HAProxy and Caddy against direct, from
+    /// the runs of `bench/deploy.sh`.
+    DeployReport(deploy::DeployReportArgs),
 }
 
 #[derive(Args)]
@@ -75,6 +79,10 @@ struct RunArgs {
     /// The server's process id, to report its CPU time and resident memory.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// A reverse proxy's process id (nginx's master: its workers are counted with it), to
+    /// report its CPU time and resident memory beside the server's.
+    #[arg(long)]
+    proxy_pid: Option<u32>,
     /// A name for the server under test in the report ("tickscope", "node ws").
     #[arg(long, default_value = "tickscope")]
     label: String,
@@ -117,6 +125,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Report(args) => report::write(&args),
         Command::ClusterReport(args) => report::write_cluster(&args),
+        Command::DeployReport(args) => deploy::write(&args),
         Command::NetReport(args) => network::write(&args),
     };
     match outcome {
@@ -215,6 +224,7 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
     shared.quic_clients_per_socket = args.quic_clients_per_socket as usize;
     let shared = Rc::new(shared);
     let baseline = args.server_pid.map(process::sample).transpose()?;
+    let proxy_baseline = args.proxy_pid.map(process::sample_tree).transpose()?;
     let mut clients: Vec<AbortHandle> = Vec::new();
     let mut result = RunResult::new(
         &args.label,
@@ -251,6 +261,7 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         let connect_s = connecting.elapsed().as_secs_f64();
         sleep(Duration::from_secs(args.warmup_seconds)).await;
         let before = args.server_pid.map(process::sample).transpose()?;
+        let proxy_before = args.proxy_pid.map(process::sample_tree).transpose()?;
         let load_before = process::sample(std::process::id())?;
         let server_wire_before = server_wire(args, tls.as_ref()).await;
         let wire_before = shared.wire.read();
@@ -263,6 +274,7 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
         let seconds = started.elapsed().as_secs_f64();
         let load_after = process::sample(std::process::id())?;
         let after = args.server_pid.map(process::sample).transpose()?;
+        let proxy_after = args.proxy_pid.map(process::sample_tree).transpose()?;
         let step = StepResult::new(
             &shared.recorder.borrow(),
             report::StepSetup {
@@ -280,6 +292,11 @@ async fn steps(args: &RunArgs) -> anyhow::Result<RunResult> {
                 baseline,
                 before,
                 after,
+            },
+            report::ServerSamples {
+                baseline: proxy_baseline,
+                before: proxy_before,
+                after: proxy_after,
             },
         );
         report::print_row(&args.label, args.transport, &step);

@@ -25,6 +25,30 @@ pub fn sample(pid: u32) -> anyhow::Result<Sample> {
     })
 }
 
+/// [`sample`] of `pid` and its children together: nginx's master and its workers.
+pub fn sample_tree(pid: u32) -> anyhow::Result<Sample> {
+    let mut total = sample(pid)?;
+    let entries = fs::read_dir("/proc").context("reading /proc")?;
+    for entry in entries.flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|name| name.parse().ok()) else {
+            continue;
+        };
+        let parent = fs::read_to_string(format!("/proc/{child}/stat"))
+            .ok()
+            .and_then(|stat| {
+                let after_name = stat.rsplit_once(')')?.1.to_owned();
+                after_name.split_whitespace().nth(1)?.parse::<u32>().ok()
+            });
+        if parent == Some(pid)
+            && let Ok(child) = sample(child)
+        {
+            total.cpu_s += child.cpu_s;
+            total.rss_bytes += child.rss_bytes;
+        }
+    }
+    Ok(total)
+}
+
 /// utime + stime from a `stat` line. The command name in field 2 may hold spaces, so fields
 /// are counted from the `)` that ends it.
 fn cpu_seconds(stat: &str) -> anyhow::Result<f64> {

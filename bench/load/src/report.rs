@@ -38,6 +38,29 @@ pub struct ServerUse {
     pub rss_per_client_bytes: f64,
 }
 
+impl ServerUse {
+    /// A process's use over a step from its samples, with `ticks` delivered to `connected`
+    /// clients; `None` without all three samples.
+    fn of(samples: ServerSamples, ticks: u64, connected: usize) -> Option<Self> {
+        let (Some(baseline), Some(before), Some(after)) =
+            (samples.baseline, samples.before, samples.after)
+        else {
+            return None;
+        };
+        let cpu_s = after.cpu_s - before.cpu_s;
+        Some(ServerUse {
+            cpu_s,
+            ticks_per_cpu_s: ratio(ticks as f64, cpu_s),
+            rss_bytes: after.rss_bytes,
+            rss_before_bytes: before.rss_bytes,
+            rss_per_client_bytes: ratio(
+                after.rss_bytes as f64 - baseline.rss_bytes as f64,
+                connected as f64,
+            ),
+        })
+    }
+}
+
 /// One step of a run: `clients` held for `seconds`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepResult {
@@ -76,6 +99,9 @@ pub struct StepResult {
     pub disconnects: u64,
     pub first_error: Option<String>,
     pub server: Option<ServerUse>,
+    /// What a reverse proxy in front of the server spent (`--proxy-pid`).
+    #[serde(default)]
+    pub proxy: Option<ServerUse>,
 }
 
 pub struct StepSetup {
@@ -107,30 +133,21 @@ fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
-fn ratio(part: f64, whole: f64) -> f64 {
+pub(crate) fn ratio(part: f64, whole: f64) -> f64 {
     if whole > 0.0 { part / whole } else { 0.0 }
 }
 
 impl StepResult {
-    pub fn new(recorder: &Recorder, setup: StepSetup, server: ServerSamples) -> Self {
+    pub fn new(
+        recorder: &Recorder,
+        setup: StepSetup,
+        server: ServerSamples,
+        proxy: ServerSamples,
+    ) -> Self {
         let latency = &recorder.latency_us;
         let ticks = recorder.ticks;
-        let server = match (server.baseline, server.before, server.after) {
-            (Some(baseline), Some(before), Some(after)) => {
-                let cpu_s = after.cpu_s - before.cpu_s;
-                Some(ServerUse {
-                    cpu_s,
-                    ticks_per_cpu_s: ratio(ticks as f64, cpu_s),
-                    rss_bytes: after.rss_bytes,
-                    rss_before_bytes: before.rss_bytes,
-                    rss_per_client_bytes: ratio(
-                        after.rss_bytes as f64 - baseline.rss_bytes as f64,
-                        setup.connected as f64,
-                    ),
-                })
-            }
-            _ => None,
-        };
+        let server = ServerUse::of(server, ticks, setup.connected);
+        let proxy = ServerUse::of(proxy, ticks, setup.connected);
         Self {
             clients: setup.clients,
             connected: setup.connected,
@@ -165,6 +182,7 @@ impl StepResult {
             disconnects: recorder.disconnects,
             first_error: recorder.first_error.clone(),
             server,
+            proxy,
         }
     }
 
@@ -298,7 +316,7 @@ fn load_cpu(step: &StepResult) -> String {
     }
 }
 
-fn thousands(value: f64) -> String {
+pub(crate) fn thousands(value: f64) -> String {
     let digits = format!("{:.0}", value.max(0.0));
     let mut out = String::new();
     for (index, digit) in digits.chars().enumerate() {
@@ -310,7 +328,7 @@ fn thousands(value: f64) -> String {
     out
 }
 
-fn kib(bytes: f64) -> String {
+pub(crate) fn kib(bytes: f64) -> String {
     format!("{:.1} KiB", bytes / 1024.0)
 }
 
@@ -345,7 +363,7 @@ pub fn write(args: &ReportArgs) -> anyhow::Result<()> {
 }
 
 /// The saved runs in `results` and the text of the `setup` file.
-fn inputs(results: &Path, setup: &Path) -> anyhow::Result<(Vec<RunResult>, String)> {
+pub(crate) fn inputs(results: &Path, setup: &Path) -> anyhow::Result<(Vec<RunResult>, String)> {
     let setup =
         std::fs::read_to_string(setup).with_context(|| format!("reading {}", setup.display()))?;
     Ok((load(results)?, setup))
@@ -869,6 +887,6 @@ pub fn write_cluster(args: &ClusterReportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn yes_no(met: bool) -> &'static str {
+pub(crate) fn yes_no(met: bool) -> &'static str {
     if met { "yes" } else { "**no**" }
 }

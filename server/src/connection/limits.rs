@@ -209,6 +209,19 @@ impl Limits {
     pub fn client_ip(&self, req: &HttpRequest) -> IpAddr {
         self.inner.clients.ip(req.peer_addr(), req.headers())
     }
+
+    /// Whom a poll's rate is kept for (with its meter): the connection it came on, or behind
+    /// a trusted proxy, whose connections to this server carry many clients' polls, the
+    /// client's address.
+    pub fn poller(&self, req: &HttpRequest) -> SocketAddr {
+        let peer = peer(req);
+        let client = self.client_ip(req);
+        if client == peer.ip() {
+            peer
+        } else {
+            SocketAddr::new(client, 0)
+        }
+    }
 }
 
 /// The connection's peer as this server sees it (a proxy's, behind one).

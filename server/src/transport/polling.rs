@@ -4,7 +4,6 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::AppState;
-use crate::connection::limits;
 use crate::error::ApiError;
 use crate::error::json_body;
 use crate::feed::encode::Framing;
@@ -16,7 +15,7 @@ pub async fn poll(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRe
     let metrics = state.metrics.transport(Transport::Polling);
     metrics.requests.inc();
     let meter = crate::connection::wire::meter(&req).map(|meter| meter.name());
-    state.limits.poll(limits::peer(&req), meter)?;
+    state.limits.poll(state.limits.poller(&req), meter)?;
     let params = Params::parse(req.query_string())?;
     let since = params.since()?;
     let filter = params.symbols(state.universe(), state.max_symbols())?;
