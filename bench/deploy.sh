@@ -3,8 +3,8 @@
 # tickscope over TLS, then through nginx, HAProxy and Caddy with deploy/'s configurations
 # (TLS and HTTP/2 at the proxy, plain HTTP/1.1 to tickscope), one after the other in one run.
 # tickscope and the proxy share core 0; the load runs alone on core 1. Everything is on
-# loopback and bounded. Results go to target/bench-deploy/*.json, then into
-# docs/BENCHMARKS-deploy.md.
+# loopback and bounded. Results go to target/bench-deploy/*.json (a run of some transports
+# replaces theirs and keeps the others'), then into docs/BENCHMARKS-deploy.md.
 #
 # Usage: bench/deploy.sh [SECONDS] [CLIENTS] [TRANSPORTS]   (20, 100,1000, websocket,sse,stream,long-polling,polling)
 set -euo pipefail
@@ -24,7 +24,7 @@ for tool in nginx haproxy caddy curl; do
   command -v "$tool" >/dev/null || { echo "bench: needs $tool (scripts/setup.sh --proxies --net)" >&2; exit 1; }
 done
 ulimit -n "$(ulimit -Hn)"
-rm -rf "$out" && mkdir -p "$out"
+mkdir -p "$out"
 read -r cert key < <(scripts/localhost-cert.sh target/tls)
 cert=$(realpath "$cert")
 key=$(realpath "$key")
@@ -77,6 +77,8 @@ measure() {
 
 IFS=, read -r -a wanted <<<"$transports"
 for transport in "${wanted[@]}"; do
+  # A run of some transports keeps the others' results for the page.
+  rm -f "$out/$transport"-*.json
   # Straight to tickscope, which does TLS and HTTP/2 itself.
   taskset -c 0 "$server" --addr "127.0.0.1:$tls_port" --tls-cert "$cert" --tls-key "$key" \
     "${flags[@]}" >"$out/direct.log" 2>&1 &

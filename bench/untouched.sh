@@ -4,7 +4,7 @@
 #   1. the lag each adds to every streamed transport, with tickscope's defaults, against
 #      direct (10 clients each, SECONDS each);
 #   2. how long a quiet stream lives with the server's heartbeats turned off (every 10 min)
-#      and a long poll held 60 s: what the proxies' idle cuts do without the defaults.
+#      and a long poll held 90 s: what the proxies' idle cuts do without the defaults.
 # Prints the figures; everything runs on loopback and is stopped at the end.
 #
 # Usage: bench/untouched.sh [SECONDS]   (default 10)
@@ -19,8 +19,14 @@ port=18090
 rm -rf "$out" && mkdir -p "$out"
 
 pids=()
+# SIGTERM first: nginx's master takes its workers down with it (a SIGKILL would orphan them).
 stop_all() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   pids=()
 }
 trap stop_all EXIT
@@ -56,26 +62,31 @@ for transport in sse stream websocket long-polling; do
   case "$transport" in sse) path=/api/sse ;; stream) path=/api/stream ;; websocket) path=/api/ws ;; long-polling) path=/api/long-poll ;; esac
   for via in direct nginx haproxy caddy; do
     scheme=http; [ "$transport" = websocket ] && scheme=ws
-    line=$("$load" run --transport "$transport" --url "$scheme://$(origin "$via")$path" --clients 10 \
-      --seconds "$seconds" --warmup-seconds 1 --label "$via" --p99-goal-ms 100000 2>&1 | grep "^| $via " || true)
-    if [ -z "$line" ]; then
-      echo "$transport via $via: refused ($("$load" run --transport "$transport" --url "$scheme://$(origin "$via")$path" --clients 1 --seconds 1 --warmup-seconds 0 --label x 2>&1 | grep -m1 -io 'http [0-9]*\|[0-9][0-9][0-9] bad request' || echo "no answer"))"
-    else
-      echo "$transport via $via: $(echo "$line" | awk -F'|' '{gsub(/ /,"",$5); gsub(/ /,"",$7); gsub(/ /,"",$12); print "p50 " $5 ", p99 " $7 ", lost " $12}')"
-    fi
+    "$load" run --transport "$transport" --url "$scheme://$(origin "$via")$path" --clients 10 \
+      --seconds "$seconds" --warmup-seconds 1 --label "$via" --p99-goal-ms 100000 \
+      --json "$out/$transport-$via.json" >/dev/null 2>&1 || true
+    python3 - "$out/$transport-$via.json" "$transport via $via" <<'EOF'
+import json, sys
+step = json.load(open(sys.argv[1]))["steps"][-1]
+if step["connected"] == 0:
+    print(f"{sys.argv[2]}: refused ({step['first_error']})")
+else:
+    lat = step["latency_ms"]
+    print(f"{sys.argv[2]}: p50 {lat['p50']:.2f}, p99 {lat['p99']:.2f}, lost {step['lost']}")
+EOF
   done
 done
 stop_all
 
-echo "== 2. without heartbeats: how long a quiet stream lives, and a long poll held 60 s"
+echo "== 2. without heartbeats: how long a quiet stream lives, and a long poll held 90 s"
 "$server" --addr "127.0.0.1:$port" --rate 0 --sse-heartbeat-ms 600000 --ws-heartbeat-ms 600000 \
-  --ws-client-timeout-ms 1200000 --long-poll-max-timeout-ms 60000 >"$out/server.log" 2>&1 &
+  --ws-client-timeout-ms 1200000 --long-poll-max-timeout-ms 90000 >"$out/server.log" 2>&1 &
 pids+=($!)
 start_proxies
 since=$(curl -s "http://$(origin direct)/api/snapshot" | sed -E 's/^\{"cursor":([0-9]+).*/\1/')
 watchers=()
 for via in nginx haproxy caddy; do
-  for path in "/api/sse" "/api/stream" "/api/long-poll?since=$since&timeout_ms=60000"; do
+  for path in "/api/sse" "/api/stream" "/api/long-poll?since=$since&timeout_ms=90000"; do
     (
       read -r code took < <(curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 150 "http://$(origin "$via")$path" || true)
       awk -v via="$via" -v path="${path%%\?*}" -v code="$code" -v took="$took" 'BEGIN {

@@ -140,8 +140,7 @@ pub fn write(args: &DeployReportArgs) -> anyhow::Result<()> {
                     }
                     _ => "-".into(),
                 };
-                let per_tick =
-                    |cpu_s: f64| format!("{:.2}", ratio(cpu_s * 1e6, step.ticks as f64));
+                let per_tick = |cpu_s: f64| format!("{:.2}", ratio(cpu_s * 1e6, step.ticks as f64));
                 let cpu = |use_: &Option<crate::report::ServerUse>| {
                     use_.as_ref().map_or(0.0, |use_| use_.cpu_s)
                 };
@@ -186,11 +185,9 @@ pub fn write(args: &DeployReportArgs) -> anyhow::Result<()> {
             .skip(1)
             .filter_map(|(path, run)| Some((*path, run.and_then(|run| step_of(run, most))?)))
             .collect();
-        let fastest = proxied.iter().min_by(|a, b| {
-            a.1.latency_ms
-                .p99
-                .total_cmp(&b.1.latency_ms.p99)
-        });
+        let fastest = proxied
+            .iter()
+            .min_by(|a, b| a.1.latency_ms.p99.total_cmp(&b.1.latency_ms.p99));
         let cheapest = proxied
             .iter()
             .filter_map(|(path, step)| Some((*path, step.proxy.as_ref()?.cpu_s)))

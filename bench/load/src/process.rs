@@ -30,7 +30,11 @@ pub fn sample_tree(pid: u32) -> anyhow::Result<Sample> {
     let mut total = sample(pid)?;
     let entries = fs::read_dir("/proc").context("reading /proc")?;
     for entry in entries.flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|name| name.parse().ok()) else {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        else {
             continue;
         };
         let parent = fs::read_to_string(format!("/proc/{child}/stat"))

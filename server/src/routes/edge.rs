@@ -44,33 +44,36 @@ pub async fn name_the_edge(
 #[derive(Serialize)]
 struct Ready {
     ready: bool,
+    /// On an edge, `live` or `stale` (the generator silent for every edge alike).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feed: Option<&'static str>,
 }
 
 /// `GET /readyz`: 200 while this process can serve its role; 503 with the reason while it
-/// cannot (an edge without NATS or with a stale feed, a generator without NATS), so a
-/// balancer sends requests elsewhere. Before the state is ready the gate answers 503
-/// "starting" for it. `/healthz` stays 200 throughout: the process is alive.
+/// cannot, so a balancer sends requests elsewhere. Before the state is ready (an edge
+/// backfilling) the gate answers 503 "starting" for it; without NATS neither role can do its
+/// work. A stale feed with NATS connected keeps an edge ready: the generator is silent for
+/// every edge alike, and taking them all out would turn a paused feed (snapshots, history and
+/// open streams still served, `/healthz` saying `stale`) into an outage. `/healthz` stays 200
+/// throughout: the process is alive.
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let mut ready = Ready {
+        ready: true,
+        feed: None,
+    };
     if let Some(status) = &state.cluster {
         let health = status.health(&state.feed);
-        let reason = if health.broker == "disconnected" {
-            Some("NATS is disconnected".to_owned())
-        } else if state.config.role == Role::Edge && health.feed == "stale" {
-            Some(format!(
-                "the feed is stale: no tick or generator heartbeat for {} ms",
-                health.feed_age_ms
-            ))
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        if health.broker == "disconnected" {
             return Err(ApiError::Unavailable {
-                message: format!("not ready: {reason}"),
+                message: "not ready: NATS is disconnected".into(),
                 retry_after: Duration::from_secs(1),
             });
+        }
+        if state.config.role == Role::Edge {
+            ready.feed = Some(health.feed);
         }
     }
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(Ready { ready: true }))
+        .json(ready))
 }

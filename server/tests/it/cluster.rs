@@ -203,11 +203,17 @@ async fn a_nats_restart_delays_ticks_and_loses_none() {
     let mut on_b = on_a.clone();
     let mut ws = b.ws_subscribe(None, on_b.cursor()).await;
 
+    assert_eq!(reqwest::get(a.url("/readyz")).await.unwrap().status(), 200);
     nats.kill();
     until_health(&a, "edge A to see NATS go", |h| {
         h["cluster"]["broker"] == "disconnected"
     })
     .await;
+    // A balancer's health check takes the edge out while it cannot follow the feed.
+    let readiness = reqwest::get(a.url("/readyz")).await.unwrap();
+    assert_eq!(readiness.status(), 503);
+    let body: Value = readiness.json().await.unwrap();
+    assert_eq!(body["error"], "not ready: NATS is disconnected");
     // The generator goes on making ticks while the broker is away.
     let backlog = until_health(&generator, "ticks made while NATS is away", |h| {
         h["cluster"]["backlog_ticks"].as_u64() > Some(100)
@@ -251,6 +257,10 @@ async fn a_dead_generator_shows_as_stale_and_a_new_one_goes_on() {
     .await;
     assert_eq!(stale["cluster"]["feed"], "stale");
     assert_eq!(stale["cluster"]["broker"], "connected");
+    // Every edge is stale alike: each stays ready, so a balancer keeps serving what it has.
+    let readiness: Value = a.get_json("/readyz").await;
+    assert_eq!(readiness["ready"], true);
+    assert_eq!(readiness["feed"], "stale");
     assert_eq!(metric(&a.metrics().await, "tickscope_feed_stale"), 1);
     // Still serving: the snapshot and what it has.
     assert_eq!(a.snapshot().await.quotes.len(), 12);
