@@ -190,12 +190,14 @@ pub fn write(args: &DeployReportArgs) -> anyhow::Result<()> {
             .min_by(|a, b| a.1.latency_ms.p99.total_cmp(&b.1.latency_ms.p99));
         let cheapest = proxied
             .iter()
-            .filter_map(|(path, step)| Some((*path, step.proxy.as_ref()?.cpu_s)))
+            .filter_map(|(path, step)| {
+                Some((*path, ratio(step.proxy.as_ref()?.cpu_s, step.ticks as f64)))
+            })
             .min_by(|a, b| a.1.total_cmp(&b.1));
         if let (Some((fast, _)), Some((cheap, _))) = (fastest, cheapest) {
             let _ = writeln!(
                 out,
-                "- **{}**: lowest p99 through {fast}; least proxy CPU: {cheap}.",
+                "- **{}**: lowest p99 through {fast}; least proxy CPU per tick: {cheap}.",
                 row.transport.as_str()
             );
         }
