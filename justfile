@@ -167,7 +167,7 @@ bench-cluster SECONDS="20": (setup "--nats")
     bench/cluster.sh {{SECONDS}}
 
 # CLIENTS clients of each transport straight to tickscope and through nginx, HAProxy and Caddy (deploy/'s configurations) in one run, tickscope and the proxy on core 0, the load on core 1; writes docs/BENCHMARKS-deploy.md
-bench-deploy SECONDS="20" CLIENTS="100,1000": (setup "--proxies" "--net")
+bench-deploy SECONDS="20" CLIENTS="10,100,1000": (setup "--proxies" "--net")
     cargo build --release -p tickscope -p tickscope-load
     bench/deploy.sh {{SECONDS}} {{CLIENTS}}
     bench/untouched.sh

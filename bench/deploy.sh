@@ -6,12 +6,12 @@
 # loopback and bounded. Results go to target/bench-deploy/*.json (a run of some transports
 # replaces theirs and keeps the others'), then into docs/BENCHMARKS-deploy.md.
 #
-# Usage: bench/deploy.sh [SECONDS] [CLIENTS] [TRANSPORTS]   (20, 100,1000, websocket,sse,stream,long-polling,polling)
+# Usage: bench/deploy.sh [SECONDS] [CLIENTS] [TRANSPORTS]   (20, 10,100,1000, websocket,sse,stream,long-polling,polling)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-20}
-clients=${2:-100,1000}
+clients=${2:-10,100,1000}
 transports=${3:-websocket,sse,stream,long-polling,polling}
 out=target/bench-deploy
 load=target/release/tickscope-load
