@@ -92,11 +92,7 @@ deploy PROXY="nginx": (setup "--nats" "--proxies") build-app
     edge=(--role edge --static-dir dist --allowed-origins https://localhost:8443,https://127.0.0.1:8443 --trusted-proxies 127.0.0.1)
     ./target/release/tickscope "${edge[@]}" --edge-name edge-a --addr 127.0.0.1:9081 --webtransport-addr 127.0.0.1:4433 2>"$run/edge-a.log" & pids+=($!)
     ./target/release/tickscope "${edge[@]}" --edge-name edge-b --addr 127.0.0.1:9082 --webtransport-addr 127.0.0.1:4434 2>"$run/edge-b.log" & pids+=($!)
-    case "{{PROXY}}" in
-      nginx) nginx -c "$(realpath "$config")" -g 'daemon off;' -e "$run/nginx-startup.log" & pids+=($!) ;;
-      haproxy) haproxy -f "$config" -db & pids+=($!) ;;
-      caddy) caddy run --config "$config" --adapter caddyfile 2>"$run/caddy.log" & pids+=($!) ;;
-    esac
+    deploy/proxy.sh {{PROXY}} "$config" 2>"$run/proxy.log" & pids+=($!)
     echo "tickscope behind {{PROXY}}: open https://localhost:8443 (self-signed certificate: the browser asks once)"
     echo "edges: edge-a 127.0.0.1:9081, edge-b 127.0.0.1:9082 (readiness at /readyz); logs in $run. Ctrl-C stops everything."
     wait -n

@@ -94,11 +94,7 @@ for transport in "${wanted[@]}"; do
     run=$out/run-$proxy
     config=$(LISTEN=127.0.0.1:$proxy_port EDGE_A=127.0.0.1:$edge_port CERT=$cert KEY=$key \
       deploy/render.sh "$proxy" "$run")
-    case "$proxy" in
-      nginx) taskset -c 0 nginx -c "$config" -g 'daemon off;' -e "$run/nginx-startup.log" >"$out/proxy.log" 2>&1 & ;;
-      haproxy) taskset -c 0 haproxy -f "$config" -db >"$out/proxy.log" 2>&1 & ;;
-      caddy) XDG_DATA_HOME=$run XDG_CONFIG_HOME=$run taskset -c 0 caddy run --config "$config" --adapter caddyfile >"$out/proxy.log" 2>&1 & ;;
-    esac
+    taskset -c 0 deploy/proxy.sh "$proxy" "$config" >"$out/proxy.log" 2>&1 &
     pids+=($!)
     wait_ready "https://localhost:$proxy_port"
     measure "$transport" "$proxy" "https://localhost:$proxy_port" "${pids[0]}" "${pids[1]}"

@@ -38,11 +38,7 @@ start_proxies() {
     local run=$out/$proxy
     local config
     config=$(LISTEN=127.0.0.1:$((port + n)) EDGE_A=127.0.0.1:$port deploy/render.sh "$proxy" --untouched "$run")
-    case "$proxy" in
-      nginx) nginx -c "$config" -g 'daemon off;' -e "$run/nginx-startup.log" >"$run/proxy.log" 2>&1 & ;;
-      haproxy) haproxy -f "$config" -db >"$run/proxy.log" 2>&1 & ;;
-      caddy) XDG_DATA_HOME=$run XDG_CONFIG_HOME=$run caddy run --config "$config" --adapter caddyfile >"$run/proxy.log" 2>&1 & ;;
-    esac
+    deploy/proxy.sh "$proxy" "$config" >"$run/proxy.log" 2>&1 &
     pids+=($!)
   done
   for n in 0 1 2 3; do

@@ -224,14 +224,10 @@ pub async fn browser_log(browser: &Client) -> Vec<(String, String)> {
 /// The errors the browser logged since the last call (from the session's first navigation
 /// on): console errors, and resources that failed to load, such as a 404.
 pub async fn console_errors(browser: &Client) -> Vec<String> {
-    let log = browser
-        .issue_cmd(BrowserLog)
+    browser_log(browser)
         .await
-        .expect("reading the browser's log");
-    log.as_array()
         .into_iter()
-        .flatten()
-        .filter(|entry| entry["level"] == "SEVERE")
-        .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+        .filter(|(level, _)| level == "SEVERE")
+        .map(|(_, message)| message)
         .collect()
 }

@@ -100,28 +100,9 @@ impl Proxy {
             .trim()
             .to_owned();
         let log = std::fs::File::create(run.join("proxy.log")).expect("the proxy's log");
-        let mut command = match kind {
-            Kind::Nginx => {
-                let mut command = Command::new("nginx");
-                command.args(["-c", &config, "-g", "daemon off;", "-e"]);
-                command.arg(run.join("nginx-startup.log"));
-                command
-            }
-            Kind::Haproxy => {
-                let mut command = Command::new("haproxy");
-                command.args(["-f", &config, "-db"]);
-                command
-            }
-            Kind::Caddy => {
-                let mut command = Command::new("caddy");
-                command.args(["run", "--config", &config, "--adapter", "caddyfile"]);
-                // Caddy writes its autosave and state under $HOME and $XDG_*.
-                command
-                    .env("XDG_DATA_HOME", &run)
-                    .env("XDG_CONFIG_HOME", &run);
-                command
-            }
-        };
+        // deploy/proxy.sh execs the proxy: the child is the proxy itself.
+        let mut command = Command::new(deploy.join("proxy.sh"));
+        command.args([kind.name(), &config]);
         let child = command
             .stdout(log.try_clone().expect("the log again"))
             .stderr(log)

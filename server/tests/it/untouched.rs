@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use tickscope::feed::clock::now_us;
 use tickscope_shared::wire::{Batch, ClientMessage, ServerMessage};
 use tokio::time::Instant;
 use tokio_tungstenite::connect_async;
@@ -21,13 +22,6 @@ use crate::proxy::{Kind, Proxy, free_port};
 fn lag_p50_ms(lags_us: &mut [i64]) -> f64 {
     lags_us.sort_unstable();
     lags_us[lags_us.len() / 2] as f64 / 1000.0
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
 }
 
 /// Reads a streamed answer (SSE or NDJSON) for `seconds`, returning the lag of every tick.
